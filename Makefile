@@ -1,0 +1,24 @@
+# The two commands a newcomer needs (see README.md). Both install what is missing first.
+SHELL := /bin/bash
+VENV := .venv
+SCENARIO ?= scenarios/demo.yaml
+
+.PHONY: setup demo test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/tspulab run $(SCENARIO)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy tspulab controllers topologies
+
+bench: setup
+	$(VENV)/bin/python bench/throughput_tspu_vs_learning.py
+
+clean: setup
+	$(VENV)/bin/tspulab clean

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine (run as root): the Debian packages tspulab
+# drives, and a venv in .venv made from Debian's python3 with --system-site-packages, because
+# Mininet is a Debian package for /usr/bin/python3. A second run only checks, so it is fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  openvswitch-switch
+  mininet
+  nginx-light
+  dnsmasq-base
+  curl openssl
+  iperf3 tcpdump
+  ethtool iproute2 iputils-ping procps
+  python3-venv python3-pip
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs Debian packages and tspulab drives network namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Debian units would start a system-wide OVS and a system nginx; tspulab starts its own
+# private instances per run and never touches system services, so leave those as they are.
+
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup.sh: creating $VENV (Debian python3, --system-site-packages for Mininet)"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+stamp="$VENV/.tspulab-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup.sh: installing tspulab and its test dependencies into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[test]'
+  touch "$stamp"
+fi
+"$VENV/bin/python" -c 'import mininet.net, os_ken, tspulab' || {
+  echo "setup.sh: the venv cannot import mininet/os_ken/tspulab" >&2; exit 1; }
+echo "setup.sh: ready ($VENV)"

@@ -1,0 +1,1 @@
+"""Mininet topologies. Installed as tspulab.topologies; also usable with `mn --custom`."""

@@ -1,0 +1,1 @@
+"""tspulab: a network emulation testbed for TSPU-style DPI censorship."""

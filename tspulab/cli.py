@@ -1,0 +1,88 @@
+"""`tspulab` command line: run, clean, validate, replay.
+
+Each subcommand is a small function that parses its arguments and hands over to the layer that
+owns the work, so the CLI stays thin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="bring up the lab of a scenario, run its probes, write a report")
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are made")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tspulab.scenario.runner import run_scenario_cli
+
+    return run_scenario_cli(args.scenario, args.runs_dir)
+
+
+def _add_clean(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "clean",
+        help="remove what earlier runs made (by recorded name and PID), e.g. after a SIGKILL",
+    )
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("run", nargs="*", help="run directories to clean (default: every unclean one)")
+    p.set_defaults(handler=_cmd_clean)
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from tspulab.lab.record import clean_runs
+
+    return clean_runs(args.runs_dir, args.run)
+
+
+def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="check scenario files; errors give file:line:col: field")
+    p.add_argument("scenario", nargs="+")
+    p.set_defaults(handler=_cmd_validate)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from tspulab.scenario.schema import ScenarioError, load_scenario
+
+    status = 0
+    for path in args.scenario:
+        try:
+            load_scenario(path)
+        except ScenarioError as err:
+            print(err, file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: ok")
+    return status
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_run,
+    _add_clean,
+    _add_validate,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tspulab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Probe results, derived metrics and the report."""

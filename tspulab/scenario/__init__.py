@@ -1,0 +1,1 @@
+"""Scenario files: schema with file:line:field errors, and the runner."""
