@@ -19,3 +19,7 @@ class NeedData(DecodeError):
 
 class Malformed(DecodeError):
     """Bytes contradict the format (a length that cannot be right, a bad type)."""
+
+
+class Unsupported(DecodeError):
+    """Well-formed, but outside what the core reads (not IP, an unknown link type)."""

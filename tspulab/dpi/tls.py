@@ -185,8 +185,9 @@ def _parse_point_formats(body: bytes) -> bytes:
 
 
 def parse_client_hello_message(msg: bytes) -> ClientHello:
-    """`msg` is one handshake message starting with type 0x01 and its 3-byte length (no TLS record
-    header). Raises NeedData / Malformed. Used by A for TCP and by B for QUIC CRYPTO data and DTLS."""
+    """`msg` is one handshake message starting with type 0x01 and its 3-byte length (no TLS
+    record header). Raises NeedData / Malformed. Used by A for TCP and by B for QUIC CRYPTO data
+    and DTLS. Bytes after the message are ignored."""
     if len(msg) < 4:
         raise NeedData(f"handshake header needs 4 bytes, have {len(msg)}")
     if msg[0] != HandshakeType.CLIENT_HELLO:
