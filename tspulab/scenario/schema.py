@@ -1,0 +1,255 @@
+"""Loading and validating scenario files: every problem, as `file:line:col: field: message`.
+
+`load_scenario` reads a file (`yamlload`), checks its structure against the models of
+`tspulab.scenario.model` with pydantic, then checks how the sections relate (cloud names,
+prefix containment and overlap, uniqueness, registry files), and reports all problems at once,
+each at the line of the offending key or item. docs/scenario.md is the language reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tspulab.scenario.model import (
+    DATA_PREFIX,
+    KNOWN_TOPOLOGIES,
+    Cloud,
+    Dns,
+    IPAddress,
+    IPNetwork,
+    Probes,
+    RegistrySource,
+    Scenario,
+    Service,
+    Topology,
+    data_dir,
+    known_profiles,
+    resolve_data_path,
+    scenario_json_schema,
+)
+from tspulab.scenario.yamlload import (
+    ErrorLocation,
+    ScenarioError,
+    YamlDocument,
+    describe_type,
+    did_you_mean,
+    pydantic_message,
+    read_yaml,
+)
+
+__all__ = [
+    "KNOWN_TOPOLOGIES",
+    "Cloud",
+    "Dns",
+    "ErrorLocation",
+    "Probes",
+    "RegistrySource",
+    "Scenario",
+    "ScenarioError",
+    "Service",
+    "Topology",
+    "data_dir",
+    "known_profiles",
+    "load_scenario",
+    "resolve_data_path",
+    "scenario_json_schema",
+]
+
+# --- cross-checks -------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _valid_items(model: type[M], raw: object) -> list[tuple[int, M]]:
+    """The items of a raw list that validate on their own, with their indices."""
+    out: list[tuple[int, M]] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        with contextlib.suppress(ValidationError):
+            out.append((i, model.model_validate(item)))
+    return out
+
+
+def _check_clouds(doc: YamlDocument, clouds: list[tuple[int, Cloud]]) -> Iterator[ErrorLocation]:
+    first_of: dict[str, int] = {}
+    for i, cloud in clouds:
+        if cloud.name in first_of:
+            line = doc.line_of(("clouds", first_of[cloud.name], "name"))
+            yield doc.error(
+                ("clouds", i, "name"), f"duplicate cloud name '{cloud.name}' (first at line {line})"
+            )
+        else:
+            first_of[cloud.name] = i
+    seen: list[tuple[int, Cloud, IPNetwork]] = []
+    for i, cloud in clouds:
+        for k, prefix in enumerate(cloud.prefixes):
+            for j, other, theirs in seen:
+                if other.name != cloud.name and prefix.overlaps(theirs):
+                    line = doc.line_of(("clouds", j, "prefixes"))
+                    yield doc.error(
+                        ("clouds", i, "prefixes", k),
+                        f"{prefix} of cloud '{cloud.name}' overlaps {theirs} of cloud "
+                        f"'{other.name}' (line {line})",
+                    )
+        seen.extend((i, cloud, p) for p in cloud.prefixes)
+
+
+def _cloud_holding(address: IPAddress, clouds: list[tuple[int, Cloud]]) -> Cloud | None:
+    return next((c for _, c in clouds if any(address in p for p in c.prefixes)), None)
+
+
+def _check_services(
+    doc: YamlDocument,
+    services: list[tuple[int, Service]],
+    clouds: list[tuple[int, Cloud]],
+    all_clouds_valid: bool,
+) -> Iterator[ErrorLocation]:
+    cloud_by_name: dict[str, Cloud] = {}
+    for _, cloud in clouds:
+        cloud_by_name.setdefault(cloud.name, cloud)
+    names: dict[str, int] = {}
+    domains: dict[str, tuple[int, str]] = {}
+    addresses: dict[IPAddress, int] = {}
+    for i, svc in services:
+        if svc.name in names:
+            yield doc.error(
+                ("services", i, "name"),
+                f"duplicate service name '{svc.name}' "
+                f"(first at line {doc.line_of(('services', names[svc.name]))})",
+            )
+        names.setdefault(svc.name, i)
+        for k, domain in enumerate(svc.domains):
+            if domain in domains:
+                j, owner = domains[domain]
+                yield doc.error(
+                    ("services", i, "domains", k),
+                    f"domain {domain} is already "
+                    f"used by service '{owner}' (line {doc.line_of(('services', j))})",
+                )
+            domains.setdefault(domain, (i, svc.name))
+        if svc.address in addresses:
+            j = addresses[svc.address]
+            yield doc.error(
+                ("services", i, "address"),
+                f"address {svc.address} is already used "
+                f"by service at line {doc.line_of(('services', j))}",
+            )
+        addresses.setdefault(svc.address, i)
+        home = cloud_by_name.get(svc.cloud)
+        if home is None:
+            if all_clouds_valid:  # else the cloud may be one that failed to validate
+                yield doc.error(
+                    ("services", i, "cloud"),
+                    f"unknown cloud '{svc.cloud}'"
+                    + (
+                        did_you_mean(svc.cloud, cloud_by_name)
+                        or f" (clouds: {', '.join(cloud_by_name) or 'none'})"
+                    ),
+                )
+        elif not any(svc.address in p for p in home.prefixes):
+            prefixes = ", ".join(str(p) for p in home.prefixes)
+            yield doc.error(
+                ("services", i, "address"),
+                f"{svc.address} is not inside cloud '{home.name}' ({prefixes})",
+            )
+
+
+def _check_roles(doc: YamlDocument, services: list[tuple[int, Service]]) -> Iterator[ErrorLocation]:
+    roles = {svc.role for _, svc in services}
+    for role in ("target", "innocent"):
+        if role not in roles:
+            yield doc.error(("services",), f"needs at least one service with role: {role}")
+
+
+def _check_registry(
+    doc: YamlDocument, sources: list[tuple[int, RegistrySource]], path: Path
+) -> Iterator[ErrorLocation]:
+    for i, src in sources:
+        given = src.model_fields_set
+        if ("inline" in given) == ("file" in given):
+            yield doc.error(
+                ("registry", i),
+                "a registry source has exactly one of 'inline' "
+                "(a list of addresses and prefixes) or 'file' (a path)",
+            )
+            continue
+        if src.inline is not None:
+            for key in sorted(given & {"format", "decisions"}):
+                yield doc.error(("registry", i, key), f"'{key}' applies only to 'file' sources")
+            continue
+        assert src.file is not None
+        if "decisions" in given and src.format != "rkn-dump":
+            yield doc.error(
+                ("registry", i, "decisions"), "'decisions' applies only with format: rkn-dump"
+            )
+        resolved = resolve_data_path(src.file, path)
+        if not resolved.is_file():
+            where = (
+                " (data: resolves via TSPULAB_DATA_DIR)" if src.file.startswith(DATA_PREFIX) else ""
+            )
+            yield doc.error(("registry", i, "file"), f"registry file not found: {resolved}{where}")
+
+
+def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    raw_clouds = data.get("clouds")
+    clouds = _valid_items(Cloud, raw_clouds)
+    all_clouds_valid = isinstance(raw_clouds, list) and len(clouds) == len(raw_clouds)
+    yield from _check_clouds(doc, clouds)
+    dns_raw = data.get("dns", {})
+    try:
+        dns = Dns.model_validate(dns_raw)
+    except ValidationError:
+        pass
+    else:
+        holder = _cloud_holding(dns.address, clouds)
+        if holder is not None:
+            yield doc.error(
+                ("dns", "address"),
+                f"DNS address {dns.address} lies inside cloud '{holder.name}'; "
+                "the resolver must be outside every cloud prefix",
+            )
+    raw_services = data.get("services")
+    services = _valid_items(Service, raw_services)
+    yield from _check_services(doc, services, clouds, all_clouds_valid)
+    if isinstance(raw_services, list) and len(services) == len(raw_services):
+        yield from _check_roles(doc, services)
+    yield from _check_registry(doc, _valid_items(RegistrySource, data.get("registry")), path)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; every problem is reported in one ScenarioError."""
+    file = str(path)
+    path = Path(path)
+    doc = read_yaml(path, file)
+    if not isinstance(doc.data, dict):
+        raise ScenarioError(
+            [
+                ErrorLocation(
+                    file,
+                    1,
+                    1,
+                    "",
+                    "a scenario must be a mapping of "
+                    f"keys (version, name, ...), got {describe_type(doc.data)}",
+                )
+            ]
+        )
+    errors: list[ErrorLocation] = []
+    scenario: Scenario | None = None
+    try:
+        scenario = Scenario.model_validate(doc.data)
+    except ValidationError as err:
+        errors.extend(doc.error(e["loc"], pydantic_message(e, Scenario)) for e in err.errors())
+    errors.extend(_cross_check(doc, path))
+    if errors or scenario is None:
+        raise ScenarioError(errors)
+    scenario._path = path
+    return scenario

@@ -1,0 +1,239 @@
+"""Reading scenario YAML while keeping the position of every key and list item.
+
+A scenario file is parsed twice over in one pass: ruamel.yaml's round-trip loader gives a tree of
+`CommentedMap`/`CommentedSeq` whose `.lc` records the 0-based line and column of each key and
+item, and `to_plain` turns that tree into plain dicts, lists and scalars for pydantic. A pydantic
+error location such as `('services', 2, 'address')` is then walked back through the tree to the
+line of the offending key. Errors are `ErrorLocation`s, collected into one `ScenarioError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ErrorLocation:
+    """One problem in a scenario file, at a 1-based line and column (0 when unknown)."""
+
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}:" if self.line else f"{self.file}:"
+        return f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
+
+
+class ScenarioError(Exception):
+    """Every problem found in a scenario file, sorted by position; str() gives one per line."""
+
+    def __init__(self, errors: Iterable[ErrorLocation]) -> None:
+        self.errors: list[ErrorLocation] = sorted(
+            set(errors), key=lambda e: (e.file, e.line, e.column, e.field, e.message)
+        )
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """`('services', 2, 'address')` -> `services[2].address` (list indices are 0-based)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A `; did you mean 'x'?` suffix when a choice is close to `word`, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def to_plain(node: Any) -> Any:
+    """The round-trip tree as builtin dicts, lists, str, int, float and bool (for pydantic)."""
+    if isinstance(node, dict):
+        return {to_plain(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    # bool before int: bool (and ruamel's anchored ScalarBoolean) are int subclasses.
+    if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed scenario file: the position-carrying tree and its plain-data twin."""
+
+    file: str
+    tree: Any
+    data: Any
+
+    def position(self, loc: Sequence[str | int]) -> tuple[int, int]:
+        """1-based (line, column) of the deepest key or item of `loc` present in the file.
+
+        A missing key (a required field left out) resolves to the mapping that should hold it.
+        """
+        node = self.tree
+        line, col = (node.lc.line, node.lc.col) if isinstance(node, CommentedMap) else (0, 0)
+        for part in loc:
+            if isinstance(node, CommentedMap) and part in node:
+                line, col = node.lc.key(part)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, col = node.lc.item(part)
+                node = node[part]
+            else:
+                break
+        return line + 1, col + 1
+
+    def error(self, loc: Sequence[str | int], message: str) -> ErrorLocation:
+        line, col = self.position(loc)
+        return ErrorLocation(self.file, line, col, format_loc(loc), message)
+
+    def line_of(self, loc: Sequence[str | int]) -> int:
+        return self.position(loc)[0]
+
+
+# --- pydantic errors -> readable messages ---------------------------------------------------
+
+_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "nothing",
+}
+_EXPECTED = {
+    "model_type": "a mapping",
+    "dict_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
+    "greater_than": ("gt", "more than"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def describe_type(value: object) -> str:
+    """What a YAML value is, in YAML words: 'a mapping', 'a list', 'an integer', ..."""
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (to list the keys it knows)."""
+    model = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        found = _find_model(field.annotation) if field is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
+    """One pydantic error as a sentence about the YAML the user wrote."""
+    kind, loc, value = err["type"], err["loc"], err.get("input")
+    ctx = err.get("ctx", {})
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = model_at(root, loc[:-1])
+        known = tuple(model.model_fields) if model else ()
+        hint = did_you_mean(key, known) or (f" (known keys: {', '.join(known)})" if known else "")
+        return f"unknown key '{key}'{hint}"
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'"
+    if kind == "literal_error":
+        if loc == ("version",):
+            return f"unsupported version {value!r}; the only version is {ctx.get('expected')}"
+        return f"{value!r} is not allowed; expected {ctx.get('expected')}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {describe_type(value)} {value!r}"
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"{value!r} is out of range: must be {words} {ctx.get(key)}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s)"
+    return err["msg"]
+
+
+def _yaml_error(file: str, err: MarkedYAMLError) -> ErrorLocation:
+    mark = err.problem_mark or err.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    problem = err.problem or err.context or "invalid YAML"
+    if isinstance(err, DuplicateKeyError):
+        first = err.context_mark
+        problem = problem.split(" with value")[0]
+        if first is not None:
+            problem += f" (in the mapping that starts at line {first.line + 1})"
+    elif err.context and err.problem and err.context_mark is not None:
+        problem = f"{problem} ({err.context} at line {err.context_mark.line + 1})"
+    return ErrorLocation(file, line, col, "", f"YAML: {problem}")
+
+
+def read_yaml(path: Path, file: str) -> YamlDocument:
+    """Parse `path` (named `file` in errors); syntax errors and duplicate keys -> ScenarioError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError([ErrorLocation(file, 0, 0, "", f"cannot read: {err}")]) from err
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as err:
+        raise ScenarioError([_yaml_error(file, err)]) from err
+    except YAMLError as err:
+        raise ScenarioError([ErrorLocation(file, 0, 0, "", f"YAML: {err}")]) from err
+    return YamlDocument(file=file, tree=tree, data=to_plain(tree))
