@@ -63,10 +63,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _add_schema(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
+    p.set_defaults(handler=_cmd_schema)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from tspulab.scenario.schema import scenario_json_schema
+
+    print(json.dumps(scenario_json_schema(), indent=2))
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_run,
     _add_clean,
     _add_validate,
+    _add_schema,
 ]
 
 

@@ -276,8 +276,15 @@ class Scenario(_Model):
 
 
 def scenario_json_schema() -> dict[str, Any]:
-    """JSON Schema of the scenario language, for editors (structure only, not cross-checks)."""
-    return Scenario.model_json_schema()
+    """JSON Schema of the scenario language, for editors (structure only, not cross-checks).
+
+    The names of topologies and profiles are listed as enums as they are known now, so an
+    editor completes them; the validator itself reads them at load time.
+    """
+    schema = Scenario.model_json_schema()
+    schema["properties"]["profile"]["enum"] = list(known_profiles())
+    schema["$defs"]["Topology"]["properties"]["name"]["enum"] = list(KNOWN_TOPOLOGIES)
+    return schema
 
 
 # --- paths --------------------------------------------------------------------------------

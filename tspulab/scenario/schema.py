@@ -221,6 +221,17 @@ def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
     yield from _check_registry(doc, _valid_items(RegistrySource, data.get("registry")), path)
 
 
+def _structure_errors(doc: YamlDocument, err: ValidationError) -> Iterator[ErrorLocation]:
+    details = err.errors()
+    failed = {tuple(e["loc"]) for e in details}
+    for e in details:
+        loc = tuple(e["loc"])
+        # A list whose bad item was dropped is then "too short": the item's error says it all.
+        if e["type"] == "too_short" and any(f[: len(loc)] == loc != f for f in failed):
+            continue
+        yield doc.error(loc, pydantic_message(e, Scenario))
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -247,7 +258,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as err:
-        errors.extend(doc.error(e["loc"], pydantic_message(e, Scenario)) for e in err.errors())
+        errors.extend(_structure_errors(doc, err))
     errors.extend(_cross_check(doc, path))
     if errors or scenario is None:
         raise ScenarioError(errors)
