@@ -1,0 +1,541 @@
+"""QUIC client Initial packets as a DPI box sees them: header, decryption, CRYPTO data, ClientHello.
+
+A censor that filters QUIC by SNI (TSPU from July 2023 at the latest, tspu-behaviour.md §5.3) does
+what any on-path observer can: derive the Initial keys from the client's Destination Connection ID
+(RFC 9001 §5.2; the salt is public), remove header protection, open the AEAD, walk the frames and
+collect CRYPTO data by offset until the TLS ClientHello is contiguous from offset 0. Clients may
+split the ClientHello across several Initial packets, coalesce packets in one datagram and reorder
+CRYPTO frames inside a packet (Chrome's "chaos protection"); the assembler handles all three.
+
+Versions: QUIC v1 (RFC 9000/9001), QUIC v2 (RFC 9369: other salt, HKDF labels and packet-type
+bits) and the IETF drafts 22-34 (their own salts). Google QUIC (Q0xx) is not IETF QUIC: it is
+reported as "not-initial", never decrypted.
+
+Parsing follows aioquic's style: a cursor with ``pull_*`` functions, RFC links at each branch.
+Cryptography comes from the ``cryptography`` package (AES-ECB for the header-protection mask,
+AES-128-GCM for the payload, HMAC-SHA256 for HKDF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tspulab.dpi.errors import DecodeError, Malformed, NeedData
+from tspulab.dpi.tls import ClientHello, ja4_fingerprint, parse_client_hello_message
+
+
+class QuicVersion(IntEnum):
+    """Wire version numbers this module can decrypt (plus the one it must refuse)."""
+
+    NEGOTIATION = 0x00000000
+    VERSION_1 = 0x00000001
+    VERSION_2 = 0x6B3343CF
+    DRAFT_29 = 0xFF00001D
+
+
+class PacketType(IntEnum):
+    """Long-header packet types, numbered as in QUIC v1 (v2 bits are mapped onto these)."""
+
+    INITIAL = 0
+    ZERO_RTT = 1
+    HANDSHAKE = 2
+    RETRY = 3
+    VERSION_NEGOTIATION = 4
+
+
+# https://www.rfc-editor.org/rfc/rfc9001#section-5.2 (v1),
+# https://www.rfc-editor.org/rfc/rfc9369#section-3.3.1 (v2), and the drafts' own section 5.2.
+_SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+_SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
+_SALT_DRAFT_29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
+_SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
+_SALT_DRAFT_22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
+
+
+def initial_salt(version: int) -> bytes | None:
+    """The Initial salt for `version`, or None if this module cannot decrypt that version."""
+    if version == QuicVersion.VERSION_1:
+        return _SALT_V1
+    if version == QuicVersion.VERSION_2:
+        return _SALT_V2
+    if 0xFF000021 <= version <= 0xFF000022:  # drafts 33-34 already use the RFC 9001 salt
+        return _SALT_V1
+    if 0xFF00001D <= version <= 0xFF000020:  # drafts 29-32
+        return _SALT_DRAFT_29
+    if 0xFF000017 <= version <= 0xFF00001C:  # drafts 23-28
+        return _SALT_DRAFT_23
+    if version == 0xFF000016:  # draft 22
+        return _SALT_DRAFT_22
+    return None
+
+
+def _is_v2(version: int) -> bool:
+    return version == QuicVersion.VERSION_2
+
+
+# https://www.rfc-editor.org/rfc/rfc9369#section-3.2: v2 rotates the two type bits.
+_V2_TYPES = {
+    1: PacketType.INITIAL,
+    2: PacketType.ZERO_RTT,
+    3: PacketType.HANDSHAKE,
+    0: PacketType.RETRY,
+}
+
+
+class Buffer:
+    """A read cursor over bytes; every pull raises NeedData when the bytes run out."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def eof(self) -> bool:
+        return self.pos >= len(self.data)
+
+    def pull_bytes(self, n: int) -> bytes:
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise NeedData(f"need {n} bytes at offset {self.pos}, have {len(self.data) - self.pos}")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def pull_uint8(self) -> int:
+        if self.pos >= len(self.data):
+            raise NeedData(f"need 1 byte at offset {self.pos}")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def pull_uint32(self) -> int:
+        return int.from_bytes(self.pull_bytes(4), "big")
+
+    def pull_varint(self) -> int:
+        """https://www.rfc-editor.org/rfc/rfc9000#section-16: 2-bit length prefix, 1/2/4/8 bytes."""
+        first = self.pull_uint8()
+        length = 1 << (first >> 6)
+        value = first & 0x3F
+        for byte in self.pull_bytes(length - 1):
+            value = (value << 8) | byte
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class QuicLongHeader:
+    """One long-header packet at the start of `payload[offset:]` (RFC 9000 §17.2)."""
+
+    first_byte: int
+    """As on the wire, i.e. still header-protected (the low 4 bits are masked)."""
+    version: int
+    dcid: bytes
+    scid: bytes
+    packet_type: int
+    """A ``PacketType``, v1 numbering; v2 type bits are mapped (RFC 9369 §3.2)."""
+    supported: bool
+    """True if `version` is one whose Initial keys this module can derive."""
+    token: bytes = b""
+    """Initial packets only: the address-validation token."""
+    pn_offset: int = 0
+    """Where the (protected) packet number starts, relative to the datagram."""
+    end: int = 0
+    """Where this packet ends in the datagram (coalesced packets follow; RFC 9000 §12.2)."""
+    start: int = 0
+    """Where this packet starts in the datagram."""
+
+
+def parse_long_header(payload: bytes, offset: int = 0) -> QuicLongHeader:
+    """Parse the long header at `payload[offset:]`. Raises NeedData / Malformed (not QUIC)."""
+    buf = Buffer(payload, offset)
+    first = buf.pull_uint8()
+    if not first & 0x80:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.3: a short header; no version, no DCID
+        # length, so nothing an observer without connection state can parse.
+        raise Malformed("short header (first bit 0), not a long-header packet")
+    version = buf.pull_uint32()
+    dcid_len = buf.pull_uint8()
+    dcid = buf.pull_bytes(dcid_len)
+    scid_len = buf.pull_uint8()
+    scid = buf.pull_bytes(scid_len)
+    if version == QuicVersion.NEGOTIATION:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.1: a list of versions to the end.
+        vn = PacketType.VERSION_NEGOTIATION
+        return QuicLongHeader(first, version, dcid, scid, vn, False, end=len(payload), start=offset)
+    supported = initial_salt(version) is not None
+    if not supported:
+        # https://www.rfc-editor.org/rfc/rfc8999#section-5.1: only the invariants are known.
+        return QuicLongHeader(
+            first, version, dcid, scid, (first >> 4) & 3, False, end=len(payload), start=offset
+        )
+    if dcid_len > 20 or scid_len > 20:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.2: at most 20 bytes in these versions.
+        raise Malformed(f"connection ID longer than 20 bytes ({dcid_len}/{scid_len})")
+    if not first & 0x40:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.2: the fixed bit must be 1.
+        raise Malformed("fixed bit is 0")
+    bits = (first >> 4) & 3
+    packet_type = _V2_TYPES[bits] if _is_v2(version) else PacketType(bits)
+    if packet_type == PacketType.RETRY:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.5: token and tag fill the datagram.
+        return QuicLongHeader(
+            first, version, dcid, scid, packet_type, True, end=len(payload), start=offset
+        )
+    token = b""
+    if packet_type == PacketType.INITIAL:
+        # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.2: Token Length, Token.
+        token = buf.pull_bytes(buf.pull_varint())
+    length = buf.pull_varint()  # packet number + protected payload
+    end = buf.pos + length
+    if end > len(payload):
+        raise NeedData(f"Length field says {length} bytes, datagram has {len(payload) - buf.pos}")
+    if length < 20:
+        # https://www.rfc-editor.org/rfc/rfc9001#section-5.4.2: the sample needs pn(4) + 16 bytes.
+        raise Malformed(f"Length {length} too short for a header-protection sample")
+    return QuicLongHeader(
+        first, version, dcid, scid, packet_type, True, token, buf.pos, end, offset
+    )
+
+
+def matches_2022_quic_rule(dst_port: int, payload: bytes) -> bool:
+    """The March-2022 TSPU rule (tspu-behaviour.md §5.3): UDP dst 443, payload >= 1001 B,
+    bytes 1..4 == 00000001 (the QUIC v1 version field). The first byte is not looked at."""
+    return dst_port == 443 and len(payload) >= 1001 and payload[1:5] == b"\x00\x00\x00\x01"
+
+
+# --- keys: https://www.rfc-editor.org/rfc/rfc9001#section-5.2 ----------------------------------
+
+
+def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    """HKDF-Extract with SHA-256 (RFC 5869 §2.2) is one HMAC."""
+    return hmac.digest(salt, ikm, hashlib.sha256)
+
+
+def hkdf_expand_label(secret: bytes, label: str, length: int) -> bytes:
+    """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1); length <= 32 is 1 block."""
+    full = b"tls13 " + label.encode("ascii")
+    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
+    return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
+
+
+@dataclass(frozen=True, slots=True)
+class InitialKeys:
+    """The client's Initial packet protection keys for one DCID and version."""
+
+    key: bytes
+    iv: bytes
+    hp: bytes
+
+    @classmethod
+    def derive(cls, dcid: bytes, version: int, is_client: bool = True) -> InitialKeys:
+        salt = initial_salt(version)
+        if salt is None:
+            raise Malformed(f"no Initial salt for version {version:#010x}")
+        initial_secret = hkdf_extract(salt, dcid)
+        secret = hkdf_expand_label(initial_secret, "client in" if is_client else "server in", 32)
+        # https://www.rfc-editor.org/rfc/rfc9369#section-3.3.2: v2 renames the labels.
+        prefix = "quicv2 " if _is_v2(version) else "quic "
+        return cls(
+            key=hkdf_expand_label(secret, prefix + "key", 16),
+            iv=hkdf_expand_label(secret, prefix + "iv", 12),
+            hp=hkdf_expand_label(secret, prefix + "hp", 16),
+        )
+
+
+class _Opener:
+    """Ciphers built once per key set: building them costs more than one decryption."""
+
+    __slots__ = ("aead", "hp_ecb", "iv")
+
+    def __init__(self, keys: InitialKeys) -> None:
+        self.aead = AESGCM(keys.key)
+        self.hp_ecb = Cipher(algorithms.AES(keys.hp), modes.ECB())
+        self.iv = keys.iv
+
+    def open(self, datagram: bytes, header: QuicLongHeader, largest_pn: int) -> tuple[int, bytes]:
+        """Remove header protection and decrypt (RFC 9001 §5.4.1, §5.3). Raises InvalidTag."""
+        pn_offset = header.pn_offset
+        sample = datagram[pn_offset + 4 : pn_offset + 20]
+        encryptor = self.hp_ecb.encryptor()
+        mask = encryptor.update(sample) + encryptor.finalize()
+        first = header.first_byte ^ (mask[0] & 0x0F)  # long header: low 4 bits protected
+        pn_len = (first & 0x03) + 1
+        pn_bytes = bytes(
+            b ^ m for b, m in zip(datagram[pn_offset : pn_offset + pn_len], mask[1:], strict=False)
+        )
+        truncated = int.from_bytes(pn_bytes, "big")
+        packet_number = decode_packet_number(truncated, pn_len * 8, largest_pn)
+        aad = bytes([first]) + datagram[header.start + 1 : pn_offset] + pn_bytes
+        nonce = (int.from_bytes(self.iv, "big") ^ packet_number).to_bytes(12, "big")
+        plain = self.aead.decrypt(nonce, datagram[pn_offset + pn_len : header.end], aad)
+        return packet_number, plain
+
+
+def decode_packet_number(truncated: int, pn_nbits: int, largest_pn: int) -> int:
+    """https://www.rfc-editor.org/rfc/rfc9000#appendix-A.3"""
+    expected = largest_pn + 1
+    pn_win = 1 << pn_nbits
+    pn_hwin = pn_win // 2
+    pn_mask = pn_win - 1
+    candidate = (expected & ~pn_mask) | truncated
+    if candidate <= expected - pn_hwin and candidate < (1 << 62) - pn_win:
+        return candidate + pn_win
+    if candidate > expected + pn_hwin and candidate >= pn_win:
+        return candidate - pn_win
+    return candidate
+
+
+# --- frames: https://www.rfc-editor.org/rfc/rfc9000#section-19 ---------------------------------
+
+
+class FrameType(IntEnum):
+    """The frame types allowed in Initial packets (RFC 9000 §12.4, Table 3)."""
+
+    PADDING = 0x00
+    PING = 0x01
+    ACK = 0x02
+    ACK_ECN = 0x03
+    CRYPTO = 0x06
+    CONNECTION_CLOSE = 0x1C
+
+
+@dataclass(frozen=True, slots=True)
+class InitialFrames:
+    """What one decrypted Initial payload holds, as far as it could be walked."""
+
+    crypto: tuple[tuple[int, bytes], ...]
+    """CRYPTO frames as (offset, data), in wire order."""
+    stopped_at: int | None
+    """Type of the first frame that is not allowed in an Initial (walking stops there), or None."""
+
+
+def pull_ack_frame(buf: Buffer, ecn: bool) -> None:
+    """https://www.rfc-editor.org/rfc/rfc9000#section-19.3: skipped, only its extent matters."""
+    buf.pull_varint()  # largest acknowledged
+    buf.pull_varint()  # ack delay
+    range_count = buf.pull_varint()
+    buf.pull_varint()  # first ack range
+    if range_count > len(buf.data):
+        raise Malformed(f"ACK range count {range_count} larger than the packet")
+    for _ in range(range_count):
+        buf.pull_varint()  # gap
+        buf.pull_varint()  # ack range length
+    if ecn:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.3.2: ECT0, ECT1, ECN-CE counts
+        for _ in range(3):
+            buf.pull_varint()
+
+
+def pull_crypto_frame(buf: Buffer) -> tuple[int, bytes]:
+    """https://www.rfc-editor.org/rfc/rfc9000#section-19.6: offset, length, data."""
+    offset = buf.pull_varint()
+    data = buf.pull_bytes(buf.pull_varint())
+    return offset, data
+
+
+def pull_connection_close_frame(buf: Buffer) -> None:
+    """https://www.rfc-editor.org/rfc/rfc9000#section-19.19 (transport variant, 0x1c)."""
+    buf.pull_varint()  # error code
+    buf.pull_varint()  # frame type
+    buf.pull_bytes(buf.pull_varint())  # reason phrase
+
+
+def parse_initial_frames(plain: bytes) -> InitialFrames:
+    """Walk the frames of a decrypted Initial payload. Raises NeedData / Malformed."""
+    buf = Buffer(plain)
+    crypto: list[tuple[int, bytes]] = []
+    while not buf.eof():
+        frame_type = buf.pull_varint()
+        if frame_type == FrameType.PADDING:
+            # https://www.rfc-editor.org/rfc/rfc9000#section-19.1: runs of zero bytes, skipped in C.
+            rest = plain[buf.pos :]
+            buf.pos += len(rest) - len(rest.lstrip(b"\x00"))
+        elif frame_type == FrameType.PING:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.2
+            pass
+        elif frame_type in (FrameType.ACK, FrameType.ACK_ECN):
+            pull_ack_frame(buf, ecn=frame_type == FrameType.ACK_ECN)
+        elif frame_type == FrameType.CRYPTO:
+            crypto.append(pull_crypto_frame(buf))
+        elif frame_type == FrameType.CONNECTION_CLOSE:
+            pull_connection_close_frame(buf)
+        else:
+            # https://www.rfc-editor.org/rfc/rfc9000#section-12.4: any other type is a protocol
+            # violation in an Initial; its extent is unknown, so stop but keep what came before.
+            return InitialFrames(tuple(crypto), frame_type)
+    return InitialFrames(tuple(crypto), None)
+
+
+# --- per-flow assembly ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuicInitialProgress:
+    """Where the assembly of one flow's ClientHello stands after a datagram."""
+
+    version: int | None
+    dcid: bytes | None
+    """The DCID of the client's first Initial (the one the keys derive from)."""
+    client_hello: ClientHello | None
+    crypto_bytes: int
+    """Contiguous CRYPTO bytes from offset 0 so far."""
+    outcome: str
+    """"complete" | "need-more" | "not-initial" | "decrypt-failed" | "malformed"."""
+    error: str = ""
+    """For "malformed"/"decrypt-failed"/"not-initial": what was wrong, for logs and tests."""
+    ja4: str | None = None
+    """JA4 with transport "q" (the ClientHello's own ``ja4`` field is computed as for TCP)."""
+
+
+def _looks_like_initial(payload: bytes) -> bool:
+    """Long header with a version we decrypt: a broken one is malformed, not some other protocol."""
+    return (
+        len(payload) >= 5
+        and payload[0] & 0xC0 == 0xC0
+        and initial_salt(int.from_bytes(payload[1:5], "big")) is not None
+    )
+
+
+MAX_CRYPTO_BYTES = 65536
+"""CRYPTO bytes accepted per flow. Real ClientHellos stay under ~8 KB even with post-quantum key
+shares; a larger offset is malformed, so no flow can make the censor buffer without end."""
+
+_MAX_KEY_SETS = 4
+
+
+class QuicInitialAssembler:
+    """Per-flow state for client Initial packets: decrypts each (RFC 9001 §5.2 initial secrets for
+    v1, RFC 9369 for v2, draft salts), collects CRYPTO frames by offset (out of order, across
+    packets and coalesced packets), and exposes the ClientHello once contiguous from offset 0.
+
+    Feed it the UDP payloads the client sends, in order. Keys come from the DCID of the client's
+    first Initial; later Initials may carry another DCID (the server's chosen one) yet keep those
+    keys (RFC 9001 §5.2), so both are tried.
+    """
+
+    def __init__(self) -> None:
+        self._openers: dict[tuple[int, bytes], _Opener] = {}
+        self._version: int | None = None
+        self._first_dcid: bytes | None = None
+        self._largest_pn = -1
+        self._chunks: dict[int, bytes] = {}
+        self._contiguous = 0
+        self._done: QuicInitialProgress | None = None
+
+    def feed(self, payload: bytes) -> QuicInitialProgress:
+        """Take one client datagram; never raises for bad input, the outcome says what happened."""
+        if self._done is not None:
+            return self._done
+        decrypted = 0
+        failure = ""
+        failure_kind = "not-initial"
+        offset = 0
+        while offset < len(payload):
+            try:
+                header = parse_long_header(payload, offset)
+            except DecodeError as exc:
+                if offset == 0:
+                    failure_kind = "malformed" if _looks_like_initial(payload) else "not-initial"
+                    failure = str(exc)
+                elif payload[offset] == 0 or not payload[offset] & 0x80:
+                    break  # trailing zero padding or a short-header packet: nothing more to read
+                else:
+                    failure_kind, failure = "malformed", f"coalesced packet: {exc}"
+                break
+            if header.packet_type != PacketType.INITIAL or not header.supported:
+                if offset == 0:
+                    failure = f"version {header.version:#010x} type {header.packet_type}"
+                offset = header.end  # 0-RTT/Handshake have a Length; the others fill the datagram
+                continue
+            try:
+                plain = self._open(payload, header)
+            except InvalidTag:
+                failure_kind, failure = "decrypt-failed", "AEAD tag does not verify"
+                offset = header.end
+                continue
+            try:
+                frames = parse_initial_frames(plain)
+            except DecodeError as exc:
+                failure_kind, failure = "malformed", f"frames: {exc}"
+                break
+            decrypted += 1
+            for frame_offset, data in frames.crypto:
+                if frame_offset + len(data) > MAX_CRYPTO_BYTES:
+                    return self._progress("malformed", "CRYPTO data beyond the per-flow limit")
+                if len(data) > len(self._chunks.get(frame_offset, b"")):
+                    self._chunks[frame_offset] = data
+            offset = header.end
+        if decrypted:
+            return self._advance()
+        return self._progress(failure_kind, failure)
+
+    def _open(self, payload: bytes, header: QuicLongHeader) -> bytes:
+        candidates = [header.dcid]
+        if self._first_dcid is not None and self._first_dcid != header.dcid:
+            candidates.append(self._first_dcid)
+        for dcid in candidates:
+            opener = self._opener(header.version, dcid)
+            try:
+                packet_number, plain = opener.open(payload, header, self._largest_pn)
+            except InvalidTag:
+                continue
+            if self._first_dcid is None:  # the first Initial that decrypts fixes the flow's keys
+                self._version, self._first_dcid = header.version, dcid
+            self._largest_pn = max(self._largest_pn, packet_number)
+            return plain
+        raise InvalidTag()
+
+    def _opener(self, version: int, dcid: bytes) -> _Opener:
+        opener = self._openers.get((version, dcid))
+        if opener is None:
+            if len(self._openers) >= _MAX_KEY_SETS:
+                self._openers.pop(next(iter(self._openers)))
+            opener = _Opener(InitialKeys.derive(dcid, version))
+            self._openers[(version, dcid)] = opener
+        return opener
+
+    def _advance(self) -> QuicInitialProgress:
+        end = 0
+        for offset in sorted(self._chunks):
+            if offset > end:
+                break
+            end = max(end, offset + len(self._chunks[offset]))
+        self._contiguous = end
+        if end < 4:
+            return self._progress("need-more")
+        head = self._assemble(4)
+        if head[0] != 0x01:
+            return self._progress("malformed", f"CRYPTO data starts with handshake type {head[0]}")
+        needed = 4 + int.from_bytes(head[1:4], "big")
+        if needed > MAX_CRYPTO_BYTES:
+            return self._progress("malformed", f"ClientHello length {needed} beyond the limit")
+        if end < needed:
+            return self._progress("need-more")
+        try:
+            client_hello = parse_client_hello_message(self._assemble(needed))
+        except DecodeError as exc:
+            return self._progress("malformed", f"ClientHello: {exc}")
+        ja4 = ja4_fingerprint(client_hello, "q")
+        self._done = QuicInitialProgress(
+            self._version, self._first_dcid, client_hello, end, "complete", ja4=ja4
+        )
+        return self._done
+
+    def _assemble(self, length: int) -> bytes:
+        out = bytearray(length)
+        for offset in sorted(self._chunks):
+            if offset >= length:
+                break
+            data = self._chunks[offset][: length - offset]
+            out[offset : offset + len(data)] = data
+        return bytes(out)
+
+    def _progress(self, outcome: str, error: str = "") -> QuicInitialProgress:
+        return QuicInitialProgress(
+            self._version, self._first_dcid, None, self._contiguous, outcome, error
+        )
