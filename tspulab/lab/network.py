@@ -1,0 +1,134 @@
+"""Bring a Mininet topology up on the run's private Open vSwitch, and take it down again.
+
+Order of bring-up: private OVS → controller (already listening) → Mininet build with
+`OVSSwitch(datapath='user')` and a `RemoteController` on 127.0.0.1 → offloads off on every
+interface (the userspace datapath does not fill in checksums the kernel left to the NIC, and TCP
+then hangs) → record every root-namespace interface and every host shell's PID.
+Teardown is the reverse, and then the record is replayed to catch anything left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSSwitch, RemoteController
+from mininet.topo import Topo
+
+from tspulab.lab.controller import ControllerProcess
+from tspulab.lab.ovs import PrivateOVS
+from tspulab.lab.record import RunRecord, cleanup
+
+OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def expected_switch_links(topo: Topo) -> list[str]:
+    """Root-namespace interface names Mininet will create for the switches' ports."""
+    names = []
+    for sw in topo.switches():
+        ports = sorted(topo.ports.get(sw, {}).keys())
+        names += [f"{sw}-eth{p}" for p in ports]
+    return names
+
+
+def offloads_off(node: Any, intfs: Iterable[Any]) -> None:
+    for intf in intfs:
+        if intf.name == "lo":
+            continue
+        node.cmd(f"ethtool -K {intf.name} {' '.join(f'{o} off' for o in OFFLOADS)} 2>/dev/null")
+
+
+@dataclass
+class Lab:
+    """A running network: private OVS, os-ken controller, Mininet nodes."""
+
+    run_dir: Path
+    topo: Topo
+    controller_config: Path
+    record: RunRecord
+    ovs: PrivateOVS = field(init=False)
+    controller: ControllerProcess = field(init=False)
+    net: Mininet | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ovs = PrivateOVS(self.run_dir, self.record)
+        self.controller = ControllerProcess(self.run_dir, self.record, self.controller_config)
+
+    def start(self) -> None:
+        setLogLevel("warning")
+        t0 = time.monotonic()
+        links = expected_switch_links(self.topo)
+        taken = [name for name in links if Path(f"/sys/class/net/{name}").exists()]
+        if taken:
+            raise LabError(
+                f"interfaces {', '.join(taken)} already exist: another run is up, or an earlier "
+                "one was killed (run `tspulab clean`)"
+            )
+        # Record before creating: cleanup deletes a name only if it exists then.
+        for name in links:
+            self.record.link(name)
+        self.ovs.start()
+        self.controller.start()
+        self.timings["ovs_and_controller_s"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        self.net = Mininet(
+            topo=self.topo,
+            switch=partial(OVSSwitch, datapath="user", failMode="secure"),
+            controller=None,
+            autoSetMacs=True,
+            build=False,
+            waitConnected=False,
+        )
+        self.net.addController(
+            RemoteController("c0", ip=self.controller.host, port=self.controller.port)
+        )
+        self.net.build()
+        for host in self.net.hosts:
+            self.record.process(host.pid, f"mininet host {host.name}")
+        self.net.start()
+        for host in self.net.hosts:
+            offloads_off(host, host.intfList())
+        for switch in self.net.switches:
+            offloads_off(switch, switch.intfList())
+        if not self.net.waitConnected(timeout=15):
+            raise LabError(f"switches did not connect to the controller; see {self.controller.log_path}")
+        self.timings["mininet_s"] = time.monotonic() - t1
+
+    def host(self, name: str) -> Any:
+        assert self.net is not None
+        return self.net.get(name)
+
+    def dump_flows(self, switch: str) -> str:
+        return subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def dump_ports(self, switch: str) -> str:
+        return subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", "dump-ports", switch],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def stop(self) -> list[str]:
+        """Stop everything; return what the final record replay still had to remove."""
+        if self.net is not None:
+            try:
+                self.net.stop()
+            finally:
+                self.net = None
+        self.controller.stop()
+        self.ovs.stop()
+        return cleanup(self.record)
