@@ -24,6 +24,7 @@ from tspulab.scenario.schema import (
     data_dir,
     known_profiles,
     load_scenario,
+    load_scenario_text,
     resolve_data_path,
     scenario_json_schema,
 )
@@ -308,3 +309,14 @@ def test_json_schema_for_editors(capsys: pytest.CaptureFixture[str]) -> None:
     assert schema["$defs"]["Service"]["additionalProperties"] is False
     assert cli.main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == schema
+
+
+def test_load_scenario_text(tmp_path: Path) -> None:
+    s = load_scenario_text(_inline_demo(tmp_path), tmp_path / "inline.yaml")
+    assert s.name == "demo" and s.source_dir == tmp_path
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text("version: 1\nversion: 1\n", "mem.yaml")
+    (only,) = info.value.errors
+    assert str(only) == 'mem.yaml:2:1: version: YAML: found duplicate key "version" ' + (
+        "(in the mapping that starts at line 1)"
+    )

@@ -38,6 +38,7 @@ from tspulab.scenario.yamlload import (
     YamlDocument,
     describe_type,
     did_you_mean,
+    parse_yaml,
     pydantic_message,
     read_yaml,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "data_dir",
     "known_profiles",
     "load_scenario",
+    "load_scenario_text",
     "resolve_data_path",
     "scenario_json_schema",
 ]
@@ -237,9 +239,16 @@ def _structure_errors(doc: YamlDocument, err: ValidationError) -> Iterator[Error
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; every problem is reported in one ScenarioError."""
-    file = str(path)
-    path = Path(path)
-    doc = read_yaml(path, file)
+    return _validate(read_yaml(Path(path), str(path)), Path(path))
+
+
+def load_scenario_text(text: str, path: str | Path = "<string>.yaml") -> Scenario:
+    """Validate scenario YAML given as text, as if read from `path` (for relative files)."""
+    return _validate(parse_yaml(text, str(path)), Path(path))
+
+
+def _validate(doc: YamlDocument, path: Path) -> Scenario:
+    file = doc.file
     if not isinstance(doc.data, dict):
         raise ScenarioError(
             [

@@ -10,6 +10,7 @@ line of the offending key. Errors are `ErrorLocation`s, collected into one `Scen
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,18 +209,52 @@ def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
     return err["msg"]
 
 
-def _yaml_error(file: str, err: MarkedYAMLError) -> ErrorLocation:
+def _path_to_mapping(node: Any, line: int, col: int, loc: Loc = ()) -> Loc | None:
+    """The location of the mapping that starts at 0-based (line, col), searched depth first."""
+    if isinstance(node, CommentedMap):
+        if (node.lc.line, node.lc.col) == (line, col):
+            return loc
+        children: Iterable[tuple[str | int, Any]] = node.items()
+    elif isinstance(node, CommentedSeq):
+        children = enumerate(node)
+    else:
+        return None
+    for key, child in children:
+        found = _path_to_mapping(child, line, col, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _duplicate_key_field(text: str, err: DuplicateKeyError) -> str:
+    """`services[3].address` for a duplicate key, found by re-reading with duplicates allowed."""
+    key = re.search(r'duplicate key "(.*?)"', str(err.problem))
+    if key is None or err.context_mark is None:
+        return ""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = True
+    try:
+        tree = yaml.load(text)
+    except YAMLError:
+        return ""
+    loc = _path_to_mapping(tree, err.context_mark.line, err.context_mark.column)
+    return format_loc((*loc, key.group(1))) if loc is not None else ""
+
+
+def _yaml_error(file: str, text: str, err: MarkedYAMLError) -> ErrorLocation:
     mark = err.problem_mark or err.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = err.problem or err.context or "invalid YAML"
+    field = ""
     if isinstance(err, DuplicateKeyError):
         first = err.context_mark
         problem = problem.split(" with value")[0]
+        field = _duplicate_key_field(text, err)
         if first is not None:
             problem += f" (in the mapping that starts at line {first.line + 1})"
     elif err.context and err.problem and err.context_mark is not None:
         problem = f"{problem} ({err.context} at line {err.context_mark.line + 1})"
-    return ErrorLocation(file, line, col, "", f"YAML: {problem}")
+    return ErrorLocation(file, line, col, field, f"YAML: {problem}")
 
 
 def read_yaml(path: Path, file: str) -> YamlDocument:
@@ -228,12 +263,17 @@ def read_yaml(path: Path, file: str) -> YamlDocument:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ScenarioError([ErrorLocation(file, 0, 0, "", f"cannot read: {err}")]) from err
+    return parse_yaml(text, file)
+
+
+def parse_yaml(text: str, file: str) -> YamlDocument:
+    """Parse YAML text (named `file` in errors); syntax errors, duplicate keys -> ScenarioError."""
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
         tree = yaml.load(text)
     except MarkedYAMLError as err:
-        raise ScenarioError([_yaml_error(file, err)]) from err
+        raise ScenarioError([_yaml_error(file, text, err)]) from err
     except YAMLError as err:
         raise ScenarioError([ErrorLocation(file, 0, 0, "", f"YAML: {err}")]) from err
     return YamlDocument(file=file, tree=tree, data=to_plain(tree))
