@@ -4,17 +4,17 @@ Censors have matched names in different ways, and the differences decide who get
 
 * ``exact``: the name equals the rule (``twitter.com`` after 2021-04-02 did not hit
   ``nottwitter.com``).
-* ``suffix``: ``*.twimg.com`` hits every *strict* sub-domain (``garbage.twimg.com``), **not** the apex
-  ``twimg.com`` itself: the apex needs its own exact rule, as in the 2021 rule set.
+* ``suffix``: ``*.twimg.com`` hits every *strict* sub-domain (``garbage.twimg.com``), **not**
+  the apex ``twimg.com`` itself: the apex needs its own exact rule, as in the 2021 rule set.
 * ``subtree``: the name and every sub-domain, on label boundaries. This is what the Roskomnadzor
-  ``*.example.com`` masks are usually enforced as, and what domain block lists (Re-filter, zapret host
-  lists) mean by a bare ``example.com``.
-* ``substring``: the text anywhere in the name, ignoring labels. The early 2021 Twitter rule ``*t.co*``
-  hit reddi**t.co**m, microsof**t.co**m and rt.com (tspu-behaviour.md §3).
+  ``*.example.com`` masks are usually enforced as, and what domain block lists (Re-filter, zapret
+  host lists) mean by a bare ``example.com``.
+* ``substring``: the text anywhere in the name, ignoring labels. The early 2021 Twitter rule
+  ``*t.co*`` hit reddi**t.co**m, microsof**t.co**m and rt.com (tspu-behaviour.md §3).
 
-Rules are stored canonical: lower-case ASCII (IDN names as IDNA A-labels, the form an SNI carries), no
-trailing dot, no wildcard syntax. The *looked-up* name is matched as given (``match``): whether the
-censor folds case or strips a trailing dot is a property of its behaviour profile, so
+Rules are stored canonical: lower-case ASCII (IDN names as IDNA A-labels, the form an SNI carries),
+no trailing dot, no wildcard syntax. The *looked-up* name is matched as given (``match``):
+whether the censor folds case or strips a trailing dot is a property of its behaviour profile, so
 ``normalise_name`` is separate. The 2021 throttler did not match ``twitter.com.``; a raw lookup
 reproduces that.
 """

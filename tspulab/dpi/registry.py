@@ -1,20 +1,20 @@
 """The block registry: addresses, prefixes and domain rules, each with the source that listed it.
 
 This models what Roskomnadzor's unified register hands to the filters: IPv4/IPv6 addresses and
-prefixes, and domain names with a match kind (see ``domains.MatchKind``). The core keeps the exact set
-for its own decisions (``contains_address``, ``match_domain``) and hands the flow-rule layer the fewest
-prefixes that cover exactly the same addresses (``aggregated_prefixes``), plus diffs between two
-versions (``diff``) so a registry update becomes a few flow-mods, not a rebuild.
+prefixes, and domain names with a match kind (see ``domains.MatchKind``). The core keeps the exact
+set for its own decisions (``contains_address``, ``match_domain``) and hands the flow-rule layer the
+fewest prefixes that cover exactly the same addresses (``aggregated_prefixes``), plus diffs between
+two versions (``diff``) so a registry update becomes a few flow-mods, not a rebuild.
 
 API (what the policy, the scenario runner and the controller call)::
 
     reg = Registry()
     reg.add_address("18.196.0.0/15", source="inline")           # -> AddressEntry
     reg.add_domain("*.twimg.com", MatchKind.SUFFIX, source="CP-THR")  # -> DomainRule
-    reg.merge(load_list("telegram-2018/stage0_telegram_own_2-1779-2018.txt"))  # in place, returns reg
+    reg.merge(load_list("telegram-2018/stage0_telegram_own_2-1779-2018.txt"))  # in place
     reg.merge(load_rkn_dump("z-i_dump_2018-05-05_partial.cp1251.csv.gz",
                             decisions={"2-1779/2018"}))
-    reg.contains_address(b"\\x12\\xc4\\x70\\x07")  # str, int, ipaddress or packed bytes -> entry | None
+    reg.contains_address(b"\\x12\\xc4\\x70\\x07")  # str, int, ipaddress, packed -> entry | None
     reg.match_domain("Twitter.com.")            # case folded, trailing dot dropped -> rule | None
     reg.match_domain_raw("twitter.com.")        # as given: the 2021 throttler missed this
     reg.aggregated_prefixes(4)                  # [IPv4Network, ...], fewest, exact
@@ -79,6 +79,7 @@ AddressLike = str | bytes | int | IPv4Address | IPv6Address
 _BITS = {4: 32, 6: 128}
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _IPV4_CHARS = frozenset("0123456789./")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:./")
 
 
 class AddressError(ValueError):
@@ -115,7 +116,7 @@ def _network(version: int, first: int, prefixlen: int) -> Network:
 
 
 def parse_network(text: str, *, strict: bool = True) -> tuple[int, int, int]:
-    """``(version, first, prefixlen)`` of an address or prefix such as ``1.2.3.0/24`` or ``2001:db8::1``.
+    """``(version, first, prefixlen)`` of an address or prefix: ``1.2.3.0/24``, ``2001:db8::1``.
 
     Leading zeros, spaces and zone ids are refused (as ``ipaddress`` does). A prefix with host bits
     set (``1.2.3.4/24``) is an ``AddressError`` when ``strict``; otherwise it is cut to its network.
@@ -125,6 +126,8 @@ def parse_network(text: str, *, strict: bool = True) -> tuple[int, int, int]:
     try:
         first = int.from_bytes(socket.inet_pton(_FAMILY[version], address))
     except (OSError, ValueError):
+        if address.count(":") == 1 and "." in address:
+            raise AddressError(f"an address with a port is not an entry: {address!r}") from None
         raise AddressError(f"not an IPv{version} address: {address!r}") from None
     bits = _BITS[version]
     if not slash:
@@ -143,15 +146,19 @@ def parse_network(text: str, *, strict: bool = True) -> tuple[int, int, int]:
 
 
 def looks_like_address(text: str) -> bool:
-    """Whether a list line is meant as an address (an IPv6 colon, or only digits, dots, slash)."""
-    return ":" in text or set(text) <= _IPV4_CHARS
+    """Whether a list line is meant as an address: only IPv4 or only IPv6 characters.
+
+    ``derwaza.cc:8080`` is then a (bad) domain, ``1.2.3.4:53`` a (bad) address.
+    """
+    chars = set(text)
+    return chars <= _IPV4_CHARS or (":" in chars and chars <= _IPV6_CHARS)
 
 
 class _AddressIndex:
     """Disjoint sorted intervals, each owned by the most specific entry covering it.
 
-    Registry prefixes nest or are disjoint (never overlap partly), so a sweep with a stack turns them
-    into at most 2n+1 intervals; a lookup is then one ``bisect`` over plain ints.
+    Registry prefixes nest or are disjoint (never overlap partly), so a sweep with a stack turns
+    them into at most 2n+1 intervals; a lookup is then one ``bisect`` over plain ints.
     """
 
     __slots__ = ("ends", "merged", "owners", "starts")
@@ -226,9 +233,7 @@ def aggregate(networks: Iterable[Network]) -> list[Network]:
     """
     by_version: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
     for net in networks:
-        by_version[net.version].append(
-            (int(net.network_address), int(net.broadcast_address))
-        )
+        by_version[net.version].append((int(net.network_address), int(net.broadcast_address)))
     result: list[Network] = []
     for version, intervals in by_version.items():
         result.extend(_prefix_objects(version, _merge_intervals(intervals)))
@@ -262,7 +267,12 @@ class Registry:
 
     # -- building -------------------------------------------------------------------------------
     def add_address(
-        self, entry: str, source: str = "inline", *, decision: str | None = None, strict: bool = True
+        self,
+        entry: str,
+        source: str = "inline",
+        *,
+        decision: str | None = None,
+        strict: bool = True,
     ) -> AddressEntry:
         """Add an IP or prefix given as text; ``AddressError`` when it is not one."""
         version, first, prefixlen = parse_network(entry.strip(), strict=strict)
@@ -377,7 +387,9 @@ class Registry:
         indexes = self._indexes()
         versions = (4, 6) if version is None else (version,)
         return sum(
-            len(interval_to_prefixes(s, e, _BITS[v])) for v in versions for s, e in indexes[v].merged
+            len(interval_to_prefixes(s, e, _BITS[v]))
+            for v in versions
+            for s, e in indexes[v].merged
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -466,8 +478,9 @@ class RegistryDiff:
 
     @property
     def empty(self) -> bool:
-        return not (self.add_prefixes or self.remove_prefixes or self.add_domains or
-                    self.remove_domains)
+        return not (
+            self.add_prefixes or self.remove_prefixes or self.add_domains or self.remove_domains
+        )
 
 
 def diff(old: Registry, new: Registry) -> RegistryDiff:
