@@ -1,0 +1,166 @@
+"""Packet decode: link types, VLAN, IPv4/IPv6, extension headers, fragments, typed errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
+
+from tspulab.dpi.errors import DecodeError, Malformed, NeedData, Unsupported
+from tspulab.dpi.packet import (
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK,
+    TCP_SYN,
+    decode,
+)
+from tspulab.dpi.pcap import read_capture
+
+
+def _a(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def test_ethernet_ipv4_tcp_fields() -> None:
+    frame = bytes(
+        Ether() / IP(src="10.0.0.2", dst="1.2.3.4", ttl=61)
+        / TCP(sport=1234, dport=443, seq=77, ack=5, flags="SA") / b"hello"
+    )  # fmt: skip
+    pkt = decode(frame)
+    assert (pkt.ip_version, pkt.src, pkt.dst) == (4, _a("10.0.0.2"), _a("1.2.3.4"))
+    assert (pkt.proto, pkt.sport, pkt.dport, pkt.seq, pkt.ack) == (PROTO_TCP, 1234, 443, 77, 5)
+    assert pkt.tcp_flags == TCP_SYN | TCP_ACK
+    assert (pkt.payload, pkt.ttl, pkt.ip_len) == (b"hello", 61, 20 + 20 + 5)
+    assert not pkt.is_fragment and pkt.has_l4
+
+
+def test_ethernet_padding_is_not_payload() -> None:
+    # Ethernet pads short frames to 60 bytes; the IP total length bounds the payload.
+    frame = bytes(Ether() / IP(src="10.0.0.2", dst="1.2.3.4") / UDP(sport=1, dport=2) / b"x")
+    pkt = decode(frame + b"\x00" * 20)
+    assert pkt.payload == b"x"
+
+
+@pytest.mark.parametrize("tags", [[Dot1Q(vlan=10)], [Dot1AD(vlan=20), Dot1Q(vlan=10)]])
+def test_vlan_tags_are_skipped(tags: list[object]) -> None:
+    layer = Ether()
+    for tag in tags:
+        layer = layer / tag
+    frame = bytes(layer / IP(src="10.0.0.2", dst="1.2.3.4") / UDP(sport=5, dport=53) / b"q")
+    pkt = decode(frame)
+    assert (pkt.proto, pkt.sport, pkt.dport, pkt.payload) == (PROTO_UDP, 5, 53, b"q")
+
+
+def test_ipv6_hop_by_hop_then_tcp() -> None:
+    frame = bytes(
+        Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop()
+        / TCP(sport=1, dport=443) / b"abc"
+    )  # fmt: skip
+    pkt = decode(frame)
+    assert (pkt.ip_version, pkt.proto, pkt.dport, pkt.payload) == (6, PROTO_TCP, 443, b"abc")
+    assert pkt.src == _a("2001:db8::1")
+
+
+def test_ipv4_fragments_recognised_not_reassembled() -> None:
+    datagram = IP(src="10.0.0.2", dst="1.2.3.4", id=4242) / UDP(sport=7, dport=443) / (b"Z" * 1200)
+    frags = fragment(datagram, fragsize=500)
+    assert len(frags) == 3
+    first, *rest = [decode(bytes(Ether() / f)) for f in frags]
+    assert first.is_fragment and first.has_l4 and first.more_fragments
+    assert (first.frag_id, first.frag_offset, first.sport, first.dport) == (4242, 0, 7, 443)
+    assert first.payload == b"Z" * (len(bytes(frags[0].payload)) - 8)
+    for pkt in rest:
+        # Non-first fragments: no L4 header, so no ports, and the bytes are not read as UDP.
+        assert pkt.is_fragment and not pkt.has_l4
+        assert (pkt.sport, pkt.dport, pkt.proto) == (0, 0, PROTO_UDP)
+        assert set(pkt.payload) == {ord("Z")}
+    assert rest[-1].more_fragments is False
+    assert [p.frag_offset for p in rest] == [f.frag * 8 for f in frags[1:]]
+
+
+def test_ipv4_non_first_fragment_that_looks_like_tcp_is_not_misparsed() -> None:
+    fake_tcp = bytes(TCP(sport=80, dport=8080))
+    frame = bytes(
+        Ether() / IP(src="10.0.0.2", dst="1.2.3.4", proto=6, frag=100, flags=0) / fake_tcp
+    )
+    pkt = decode(frame)
+    assert (pkt.sport, pkt.dport, pkt.frag_offset, pkt.payload) == (0, 0, 800, fake_tcp)
+
+
+def test_ipv6_fragment_header() -> None:
+    base = Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2")
+    first = decode(
+        bytes(base / IPv6ExtHdrFragment(id=99, m=1, offset=0) / UDP(sport=3, dport=4) / (b"a" * 16))
+    )
+    later = decode(bytes(base / IPv6ExtHdrFragment(id=99, m=0, offset=3, nh=17) / (b"b" * 16)))
+    assert (first.frag_id, first.frag_offset, first.more_fragments, first.sport) == (99, 0, True, 3)
+    assert (later.frag_id, later.frag_offset, later.more_fragments, later.sport) == (
+        99,
+        24,
+        False,
+        0,
+    )
+    assert later.proto == PROTO_UDP and later.payload == b"b" * 16
+
+
+def test_linux_cooked_raw_and_loopback_link_types() -> None:
+    ip = IP(src="10.0.0.2", dst="1.2.3.4") / UDP(sport=9, dport=10) / b"p"
+    assert decode(bytes(CookedLinux(proto=0x0800) / ip), LINKTYPE_LINUX_SLL).payload == b"p"
+    assert decode(bytes(ip), LINKTYPE_RAW).dport == 10
+    assert decode(bytes(Loopback(type=2) / ip), LINKTYPE_NULL).sport == 9
+
+
+def test_icmp_type() -> None:
+    pkt = decode(bytes(Ether() / IP(src="10.0.0.2", dst="1.2.3.4") / ICMP(type=8)))
+    assert (pkt.proto, pkt.icmp_type, pkt.sport) == (1, 8, 0)
+
+
+@pytest.mark.parametrize(
+    ("frame", "linktype", "error"),
+    [
+        (bytes(Ether() / ARP()), 1, Unsupported),
+        (b"\x00" * 10, 1, NeedData),
+        (bytes(Ether(type=0x0800)) + b"\x45" + b"\x00" * 10, 1, NeedData),
+        (bytes(Ether(type=0x0800)) + b"\x75" + b"\x00" * 30, 1, Malformed),  # IP version 7
+        (bytes(Ether() / IP(ihl=3)), 1, Malformed),
+        (bytes(Ether() / IP(src="1.1.1.1", dst="2.2.2.2") / TCP(dataofs=2)), 1, Malformed),
+        (bytes(Ether() / IP(src="1.1.1.1", dst="2.2.2.2") / TCP())[:-6], 1, NeedData),
+        (b"\x00" * 40, 147, Unsupported),
+    ],
+)
+def test_bad_frames_give_typed_errors(
+    frame: bytes, linktype: int, error: type[DecodeError]
+) -> None:
+    with pytest.raises(error):
+        decode(frame, linktype)
+
+
+def _captures() -> list[Path]:
+    root = Path(
+        os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
+    )
+    return sorted((root / "pcaps" / "ndpi" / "pcap").glob("*.pcap*"))
+
+
+def test_every_real_frame_decodes_or_is_typed() -> None:
+    captures = _captures()
+    if not captures:
+        pytest.skip("nDPI captures not found under $TSPULAB_DATA_DIR/pcaps/ndpi/pcap")
+    decoded = refused = 0
+    for path in captures:
+        for _, linktype, frame in read_capture(path):
+            try:
+                decode(frame, linktype)
+                decoded += 1
+            except DecodeError:
+                refused += 1
+    assert decoded > 9000
+    assert refused < 200  # ARP, 802.3/LLC and PPPoE frames
