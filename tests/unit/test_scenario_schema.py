@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tspulab import cli
 from tspulab.scenario import model
@@ -237,6 +239,17 @@ def test_ipv6_host_bits_suggest_network(tmp_path: Path) -> None:
         ("[www.viber.com]", "['*.viber.com']", "services[2].domains[0]", "not a valid DNS"),
         ("profile: rkn-2018-ip", "profile: [rkn-2018-ip]", "profile", "expected a string"),
         ("clouds:\n", "clouds: {}\nx:\n", "clouds", "expected a list, got a mapping"),
+        ("version: 1", "version: true", "version", "expected the integer 1, got True"),
+        ("version: 1", "version: 1.0", "version", "expected the integer 1, got 1.0"),
+        ("services:\n", "services:\nx:\n", "services", "expected a list, got an empty value"),
+        ("rkn-2018-ip\n", "rkn-2018-ip\n7: x\n", "[7]", "key 7 is not a string"),
+        (
+            "[18.196.0.0/15]\n",
+            "[18.196.0.0/15]\n    decisions: [a]\n",
+            "registry[1].decisions",
+            "applies only to 'file' sources",
+        ),
+        ("inline: [18.196.0.0/15]", "inline: null", "registry[1]", "exactly one of 'inline'"),
     ],
 )
 def test_single_rule(tmp_path: Path, old: str, new: str, field: str, fragment: str) -> None:
@@ -320,3 +333,59 @@ def test_load_scenario_text(tmp_path: Path) -> None:
     assert str(only) == 'mem.yaml:2:1: version: YAML: found duplicate key "version" ' + (
         "(in the mapping that starts at line 1)"
     )
+
+
+# --- robustness: any text gives a Scenario or a ScenarioError, nothing else ------------------
+
+TRICKY = [
+    "[]",
+    "{}",
+    "null",
+    "x: y",
+    "&a 1",
+    "*nope",
+    "'",
+    "- x",
+    "1e400",
+    "-1",
+    "0x10",
+    "? [a]\n  : b",
+    "[1, [2]]",
+    "{[a]: b}",
+    "!!binary aGk=",
+    "2018-04-16",
+    "<<: {a: 1}",
+    "\t",
+    "...",
+    "---",
+    "|\n  text",
+    ".inf",
+    "~",
+    "'2001:db8::/32'",
+    '"\\x00"',
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_demo_never_crashes(data: st.DataObject) -> None:
+    lines = _inline_demo(Path()).splitlines()
+    i = data.draw(st.integers(0, len(lines) - 1), label="line")
+    action = data.draw(st.sampled_from(["delete", "value", "truncate", "indent"]), label="action")
+    if action == "delete":
+        del lines[i]
+    elif action == "value" and ":" in lines[i]:
+        key = lines[i].split(":", 1)[0]
+        lines[i] = f"{key}: {data.draw(st.sampled_from(TRICKY), label='value')}"
+    elif action == "truncate":
+        lines = [*lines[:i], lines[i][: len(lines[i]) // 2]]
+    else:
+        lines[i] = " " + lines[i]
+    text = "\n".join(lines) + "\n"
+    try:
+        load_scenario_text(text, "fuzz.yaml")
+    except ScenarioError as err:
+        assert err.errors
+        for e in err.errors:
+            assert 0 < e.line <= len(text.splitlines()) + 1, str(e)
+            assert e.column >= 1 and e.message, str(e)

@@ -247,6 +247,16 @@ class Scenario(_Model):
     services: tuple[Service, ...]
     probes: Probes = Probes()
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _integer_version(cls, value: object) -> object:
+        # Lax Literal[1] would take `true` and `1.0`; a version is an integer.
+        if type(value) is not int:
+            raise PydanticCustomError(
+                "version", "expected the integer 1, got {value}", {"value": repr(value)}
+            )
+        return value
+
     _path: Path = PrivateAttr(default_factory=lambda: Path("scenario.yaml"))
 
     @field_validator("profile")

@@ -172,7 +172,7 @@ def _check_registry(
 ) -> Iterator[ErrorLocation]:
     for i, src in sources:
         given = src.model_fields_set
-        if ("inline" in given) == ("file" in given):
+        if (src.inline is None) == (src.file is None):
             yield doc.error(
                 ("registry", i),
                 "a registry source has exactly one of 'inline' "
@@ -184,7 +184,7 @@ def _check_registry(
                 yield doc.error(("registry", i, key), f"'{key}' applies only to 'file' sources")
             continue
         assert src.file is not None
-        if "decisions" in given and src.format != "rkn-dump":
+        if src.decisions is not None and src.format != "rkn-dump":
             yield doc.error(
                 ("registry", i, "decisions"), "'decisions' applies only with format: rkn-dump"
             )

@@ -129,7 +129,7 @@ _TYPE_NAMES = {
     int: "an integer",
     float: "a number",
     bool: "a boolean",
-    type(None): "nothing",
+    type(None): "an empty value",
 }
 _EXPECTED = {
     "model_type": "a mapping",
@@ -200,7 +200,10 @@ def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
             return f"unsupported version {value!r}; the only version is {ctx.get('expected')}"
         return f"{value!r} is not allowed; expected {ctx.get('expected')}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {describe_type(value)} {value!r}"
+        shown = "" if value is None else f" {value!r}"
+        return f"expected {_EXPECTED[kind]}, got {describe_type(value)}{shown}"
+    if kind == "invalid_key":
+        return f"key {loc[-1]!r} is not a string"
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         return f"{value!r} is out of range: must be {words} {ctx.get(key)}"
