@@ -10,11 +10,15 @@ message                       type  size on the wire
 handshake initiation          1     148 bytes (sender index, ephemeral, static, timestamp, macs)
 handshake response            2     92 bytes
 cookie reply                  3     64 bytes
-transport data                4     16-byte header + padded plaintext (multiple of 16) + 16-byte
-                                    tag: >= 32 bytes (32 is a keepalive) and a multiple of 16
+transport data                4     16-byte header + padded plaintext + 16-byte tag: >= 32 bytes
+                                    (32 is a keepalive); a multiple of 16, except that padding
+                                    stops at the interface MTU (Linux ``send.c``
+                                    ``calculate_skb_padding``), so a full-MTU packet need not be
 ============================  ====  ===========================================================
 
-Checked: the type, the three zero bytes and the size. One packet suffices. Random data matches
+Checked: the type, the three zero bytes and the size; data packets of 1312 bytes or more (plaintext
+>= 1280, IPv6's minimum MTU) are accepted at any length, as wireguard.pcap's 1452-byte packets
+(MTU 1420) require. One packet suffices. Random data matches
 with probability 2^-8 (type) x 2^-24 (reserved) x P(size): about 2^-32 for a payload of exactly
 148 bytes, about 2^-36 for random lengths. Direction is reported, not required: after two minutes
 either peer may start a new handshake (whitepaper §6.1), so "initiation from the server" is legal.
@@ -44,6 +48,9 @@ _FIXED_SIZES = {
 }
 
 
+_MTU_PADDED_MIN = 32 + 1280
+
+
 @dataclass(frozen=True, slots=True)
 class WireGuardMatch:
     message_type: MessageType
@@ -66,7 +73,7 @@ def match(payload: bytes, from_client: bool) -> WireGuardMatch | None:
     if size is not None:
         if len(payload) != size:
             return None
-    elif len(payload) % 16:
+    elif len(payload) % 16 and len(payload) < _MTU_PADDED_MIN:
         return None
     index = int.from_bytes(payload[4:8], "little")
     name = message_type.name.lower().replace("handshake_", "").replace("_", " ")
