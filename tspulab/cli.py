@@ -77,11 +77,33 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("replay", help="classify every flow of a pcap/pcapng with the DPI core")
+    p.add_argument("capture", help="pcap or pcapng file")
+    p.add_argument("--reassembly", choices=("none", "tcp", "tls-records"), default="none")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument(
+        "--subscriber-net", action="append", default=[], metavar="CIDR",
+        help="a subscriber (inside) network; repeatable",
+    )  # fmt: skip
+    p.add_argument("--tor-relays", metavar="FILE", help="Tor relay address list, one per line")
+    p.set_defaults(handler=_cmd_replay)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tspulab.replay import run_replay_cli
+
+    return run_replay_cli(
+        args.capture, args.reassembly, args.json, args.subscriber_net, args.tor_relays
+    )
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_run,
     _add_clean,
     _add_validate,
     _add_schema,
+    _add_replay,
 ]
 
 

@@ -96,6 +96,8 @@ class _Inspection:
     quic_version: int | None = None
     quic_assembler: quic.QuicInitialAssembler | None = None
     client_payload_seen: bool = False
+    syn_seen: bool = False
+    """The client's SYN was seen, so its first data segment is the connection's first."""
     note: str = ""
 
 
@@ -146,8 +148,10 @@ class Classifier:
         if not pkt.has_l4:
             return None  # a non-first fragment: no transport header, nothing to inspect
         direction = 0 if flow.from_client else 1
-        if pkt.proto == PROTO_TCP and pkt.tcp_flags & TCP_SYN and self.mode is not ReassemblyMode.NONE:
-            self._stream(insp, direction).syn(pkt.seq)
+        if pkt.proto == PROTO_TCP and pkt.tcp_flags & TCP_SYN:
+            insp.syn_seen = True
+            if self.mode is not ReassemblyMode.NONE:
+                self._stream(insp, direction).syn(pkt.seq)
         payload = pkt.payload
         if not payload:
             return None
@@ -197,7 +201,8 @@ class Classifier:
         vpn = openvpn.match_tcp(payload, flow.from_client)
         if vpn is not None:
             return self._decide(flow, Protocol.OPENVPN, detail=_describe("openvpn tcp", vpn))
-        if flow.from_client and not insp.client_payload_seen:
+        if flow.from_client and not insp.client_payload_seen and insp.syn_seen:
+            # The rule judges a connection's first data packet; mid-connection pickups are exempt.
             fe = fully_encrypted.match(payload)
             if fe is not None:
                 return self._decide(
@@ -242,9 +247,9 @@ class Classifier:
             insp.note = f"not HTTP: {err}"
             return None
         insp.http_seen = True
-        if request.host is None and not request.headers_complete:
-            if self.mode is not ReassemblyMode.NONE:
-                return None  # the stream may bring the Host header
+        waiting = request.host is None and not request.headers_complete
+        if waiting and self.mode is not ReassemblyMode.NONE:
+            return None  # the stream may bring the Host header
         detail = f"{request.method} {request.path[:200]}"
         return self._decide(flow, Protocol.HTTP, host=request.host, detail=detail)
 
@@ -261,6 +266,13 @@ class Classifier:
             verdict = self._quic(pkt, flow, insp)
             if verdict is not None or insp.quic_version is not None:
                 return verdict
+        elif from_client:
+            gquic = google_quic_version(payload)
+            if gquic is not None:
+                insp.quic_version = gquic
+                return self._decide(
+                    flow, Protocol.QUIC, detail=f"gquic {gquic.to_bytes(4, 'big').decode()}"
+                )
         dtls_match = dtls.match_client_hello(payload)
         if dtls_match is not None:
             ch = dtls_match.client_hello
@@ -275,6 +287,13 @@ class Classifier:
         vpn = openvpn.match_udp(payload, from_client)
         if vpn is not None:
             return self._decide(flow, Protocol.OPENVPN, detail=_describe("openvpn udp", vpn))
+        if flow.packets_from_server == 0:
+            # Only one side seen (asymmetric routing, or the capture missed the client): the first
+            # sender may be the server, so a server hard reset from it still names OpenVPN.
+            vpn = openvpn.match_udp(payload, False)
+            if vpn is not None:
+                detail = _describe("openvpn udp", vpn) + ", one direction seen"
+                return self._decide(flow, Protocol.OPENVPN, detail=detail)
         return None
 
     def _quic(self, pkt: Packet, flow: FlowState, insp: _Inspection) -> Classification | None:
@@ -283,6 +302,8 @@ class Classifier:
             header = quic.parse_long_header(payload)
         except DecodeError:
             return None
+        if not (header.supported or _known_quic_family(header.version)):
+            return None  # only the version-independent invariants hold: too weak on their own
         insp.quic_version = header.version
         if not flow.from_client:
             return None  # server Initials use server keys; the client's side decides
@@ -378,13 +399,38 @@ class Classifier:
         )
 
 
+def google_quic_version(payload: bytes) -> int | None:
+    """The version tag of a Google QUIC (Q0xx, before Q046) client packet, or None.
+
+    gQUIC's public header (Chromium's QUIC wire layout, "public flags"): flags byte with the
+    version bit 0x01 and, with bit 0x08, an 8-byte connection ID, then the tag "Q0dd" in ASCII.
+    Q046 and later use an IETF-style long header and reach ``quic.parse_long_header`` instead.
+    The CHLO's SNI tag is not read: gQUIC left Chrome in 2021, before the TSPU's QUIC rules.
+    """
+    flags = payload[0]
+    if not flags & 0x01 or flags & 0x80:
+        return None
+    start = 9 if flags & 0x08 else 1
+    tag = payload[start : start + 4]
+    if len(tag) == 4 and tag[:2] == b"Q0" and tag[2:].isdigit():
+        return int.from_bytes(tag, "big")
+    return None
+
+
+def _known_quic_family(version: int) -> bool:
+    """QUIC versions outside quic.py's decryptable set that are still certainly QUIC: Google's
+    Q046+/T0xx tags and Meta's mvfst (0xfaceb00x), per the IANA QUIC version registry."""
+    tag = version.to_bytes(4, "big")
+    return tag[:2] in (b"Q0", b"T0") or version & 0xFFFFFFF0 == 0xFACEB000
+
+
 def _address_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 def _describe(prefix: str, match: object) -> str:
     """A short detail string from a fingerprint match: its ``kind``/``detail`` if it has one."""
-    for name in ("detail", "kind", "variant", "message_type"):
+    for name in ("detail", "wrapping", "kind", "variant"):
         value = getattr(match, name, None)
         if isinstance(value, str) and value:
             return f"{prefix} {value}"
