@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _PRINTABLE = bytes(range(0x20, 0x7F))
-_POPCOUNT_TABLE = bytes(bin(i).count("1") for i in range(256))
 _HTTP_PREFIXES = (b"GET ", b"PUT ", b"POST", b"HEAD")
 _TO_MARK = bytes(ord("P") if i in _PRINTABLE else 0 for i in range(256))
 
@@ -50,7 +49,7 @@ def exemption(payload: bytes) -> str | None:
     """The first exemption (``"ex1"`` .. ``"ex5"``) that applies, or None; ``"empty"`` for b""."""
     if not payload:
         return "empty"
-    bits = sum(payload.translate(_POPCOUNT_TABLE))
+    bits = int.from_bytes(payload, "big").bit_count()
     if not 3.4 < bits / len(payload) < 4.6:
         return "ex1"
     if all(byte in _PRINTABLE for byte in payload[:6]):
@@ -73,6 +72,6 @@ def match(payload: bytes) -> FullyEncryptedMatch | None:
     fully-encrypted. Never raises."""
     if exemption(payload) is not None:
         return None
-    bits = sum(payload.translate(_POPCOUNT_TABLE))
+    bits = int.from_bytes(payload, "big").bit_count()
     printable, longest = _printable_stats(payload)
     return FullyEncryptedMatch(bits / len(payload), printable / len(payload), longest)
