@@ -51,7 +51,7 @@ DUMPS = {
     "2018-05-05 (partial)": (
         "z-i_dump_2018-05-05_partial.cp1251.csv.gz",
         {
-            "rows": 32_796,
+            "complete rows": 32_796,
             "IPs": 36_430,
             "CIDRs": 74,
             "CIDR addresses": 14_658_304,

@@ -32,7 +32,7 @@ import socket
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import NamedTuple
 
 from tspulab.dpi.domains import (
@@ -42,6 +42,20 @@ from tspulab.dpi.domains import (
     MatchKind,
     canonical_rule_name,
     parse_pattern,
+)
+from tspulab.dpi.prefixes import (
+    BITS,
+    FAMILY,
+    AddressError,
+    Network,
+    aggregate,
+    intersection_size,
+    interval_to_prefixes,
+    looks_like_address,
+    merge_intervals,
+    network_of,
+    parse_network,
+    prefix_objects,
 )
 from tspulab.dpi.registry_sources import (
     LoadWarning,
@@ -61,29 +75,25 @@ __all__ = [
     "DomainRule",
     "LoadWarning",
     "MatchKind",
+    "Network",
     "Registry",
     "RegistryDiff",
     "RegistryLoadError",
     "SourceStats",
+    "aggregate",
     "diff",
+    "interval_to_prefixes",
     "load_aws_ranges",
     "load_cloud_ranges",
     "load_inline",
     "load_list",
     "load_rkn_dump",
+    "looks_like_address",
+    "parse_network",
     "parse_pattern",
 ]
 
-Network = IPv4Network | IPv6Network
 AddressLike = str | bytes | int | IPv4Address | IPv6Address
-_BITS = {4: 32, 6: 128}
-_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
-_IPV4_CHARS = frozenset("0123456789./")
-_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:./")
-
-
-class AddressError(ValueError):
-    """Text or bytes that are not an IP address or prefix (the message says what is wrong)."""
 
 
 class AddressEntry(NamedTuple):
@@ -99,59 +109,14 @@ class AddressEntry(NamedTuple):
 
     @property
     def last(self) -> int:
-        return self.first + (1 << (_BITS[self.version] - self.prefixlen)) - 1
+        return self.first + (1 << (BITS[self.version] - self.prefixlen)) - 1
 
     @property
     def network(self) -> Network:
-        return _network(self.version, self.first, self.prefixlen)
+        return network_of(self.version, self.first, self.prefixlen)
 
     def __str__(self) -> str:
         return f"{self.network} ({self.source})"
-
-
-def _network(version: int, first: int, prefixlen: int) -> Network:
-    if version == 4:
-        return IPv4Network((first, prefixlen))
-    return IPv6Network((first, prefixlen))
-
-
-def parse_network(text: str, *, strict: bool = True) -> tuple[int, int, int]:
-    """``(version, first, prefixlen)`` of an address or prefix: ``1.2.3.0/24``, ``2001:db8::1``.
-
-    Leading zeros, spaces and zone ids are refused (as ``ipaddress`` does). A prefix with host bits
-    set (``1.2.3.4/24``) is an ``AddressError`` when ``strict``; otherwise it is cut to its network.
-    """
-    address, slash, length = text.partition("/")
-    version = 6 if ":" in address else 4
-    try:
-        first = int.from_bytes(socket.inet_pton(_FAMILY[version], address))
-    except (OSError, ValueError):
-        if address.count(":") == 1 and "." in address:
-            raise AddressError(f"an address with a port is not an entry: {address!r}") from None
-        raise AddressError(f"not an IPv{version} address: {address!r}") from None
-    bits = _BITS[version]
-    if not slash:
-        return version, first, bits
-    if not length.isdigit() or not 0 <= int(length) <= bits or length != str(int(length)):
-        raise AddressError(f"bad prefix length {length!r} in {text!r} (0..{bits})")
-    prefixlen = int(length)
-    host_mask = (1 << (bits - prefixlen)) - 1
-    if first & host_mask:
-        if strict:
-            network = first & ~host_mask
-            shown = _network(version, network, prefixlen)
-            raise AddressError(f"host bits set in {text!r} (the network is {shown})")
-        first &= ~host_mask
-    return version, first, prefixlen
-
-
-def looks_like_address(text: str) -> bool:
-    """Whether a list line is meant as an address: only IPv4 or only IPv6 characters.
-
-    ``derwaza.cc:8080`` is then a (bad) domain, ``1.2.3.4:53`` a (bad) address.
-    """
-    chars = set(text)
-    return chars <= _IPV4_CHARS or (":" in chars and chars <= _IPV6_CHARS)
 
 
 class _AddressIndex:
@@ -187,7 +152,7 @@ class _AddressIndex:
             top = stack.pop()
             self._emit(cursor, top.last, top)
             cursor = top.last + 1
-        self.merged = _merge_intervals(zip(self.starts, self.ends, strict=True))
+        self.merged = merge_intervals(zip(self.starts, self.ends, strict=True))
 
     def _emit(self, start: int, end: int, owner: AddressEntry) -> None:
         if start <= end:
@@ -200,54 +165,6 @@ class _AddressIndex:
         if i >= 0 and value <= self.ends[i]:
             return self.owners[i]
         return None
-
-
-def _merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Union of inclusive integer intervals as sorted, disjoint, non-adjacent intervals."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1] + 1:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def interval_to_prefixes(start: int, end: int, bits: int) -> list[tuple[int, int]]:
-    """The fewest ``(network, prefixlen)`` covering exactly ``start..end`` (greedy, aligned)."""
-    prefixes: list[tuple[int, int]] = []
-    while start <= end:
-        aligned = (start & -start).bit_length() - 1 if start else bits
-        fits = (end - start + 1).bit_length() - 1
-        size = min(aligned, fits)
-        prefixes.append((start, bits - size))
-        start += 1 << size
-    return prefixes
-
-
-def aggregate(networks: Iterable[Network]) -> list[Network]:
-    """The fewest prefixes covering exactly the union of ``networks`` (both versions, v4 first).
-
-    Same result as ``ipaddress.collapse_addresses`` per version; faster at scale (docs/registry.md).
-    """
-    by_version: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-    for net in networks:
-        by_version[net.version].append((int(net.network_address), int(net.broadcast_address)))
-    result: list[Network] = []
-    for version, intervals in by_version.items():
-        result.extend(_prefix_objects(version, _merge_intervals(intervals)))
-    return result
-
-
-def _prefix_objects(version: int, merged: list[tuple[int, int]]) -> list[Network]:
-    cls: type[IPv4Network] | type[IPv6Network] = IPv4Network if version == 4 else IPv6Network
-    bits = _BITS[version]
-    return [
-        cls((network, prefixlen))
-        for start, end in merged
-        for network, prefixlen in interval_to_prefixes(start, end, bits)
-    ]
 
 
 @dataclass
@@ -372,7 +289,7 @@ class Registry:
         """Fewest prefixes covering exactly the listed addresses, sorted, IPv4 first."""
         indexes = self._indexes()
         versions = (4, 6) if version is None else (version,)
-        return [p for v in versions for p in _prefix_objects(v, indexes[v].merged)]
+        return [p for v in versions for p in prefix_objects(v, indexes[v].merged)]
 
     def aggregated_intervals(self, version: int = 4) -> list[tuple[int, int]]:
         """The covered addresses as sorted, disjoint, non-adjacent inclusive integer intervals."""
@@ -387,9 +304,7 @@ class Registry:
         indexes = self._indexes()
         versions = (4, 6) if version is None else (version,)
         return sum(
-            len(interval_to_prefixes(s, e, _BITS[v]))
-            for v in versions
-            for s, e in indexes[v].merged
+            len(interval_to_prefixes(s, e, BITS[v])) for v in versions for s, e in indexes[v].merged
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -411,13 +326,13 @@ class Registry:
             raise AddressError(f"packed address must be 4 or 16 bytes, not {len(ip)}")
         if kind is int:
             assert isinstance(ip, int)
-            if not 0 <= ip < 1 << _BITS.get(version, 0):
+            if not 0 <= ip < 1 << BITS.get(version, 0):
                 raise AddressError(f"{ip} is not an IPv{version} address")
             return index[version].find(ip)
         if isinstance(ip, str):
             v = 6 if ":" in ip else 4
             try:
-                return index[v].find(int.from_bytes(socket.inet_pton(_FAMILY[v], ip)))
+                return index[v].find(int.from_bytes(socket.inet_pton(FAMILY[v], ip)))
             except (OSError, ValueError):
                 raise AddressError(f"not an IP address: {ip!r}") from None
         if isinstance(ip, IPv4Address | IPv6Address):
@@ -495,7 +410,7 @@ def diff(old: Registry, new: Registry) -> RegistryDiff:
     for version in (4, 6):
         before = old.aggregated_intervals(version)
         after = new.aggregated_intervals(version)
-        both = _intersection_size(before, after)
+        both = intersection_size(before, after)
         added[version] = new.address_count(version) - both
         removed[version] = old.address_count(version) - both
     return RegistryDiff(
@@ -506,18 +421,3 @@ def diff(old: Registry, new: Registry) -> RegistryDiff:
         addresses_added=added,
         addresses_removed=removed,
     )
-
-
-def _intersection_size(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
-    """Addresses in both of two sorted disjoint interval lists (a two-pointer walk)."""
-    total, i, j = 0, 0, 0
-    while i < len(a) and j < len(b):
-        low = max(a[i][0], b[j][0])
-        high = min(a[i][1], b[j][1])
-        if low <= high:
-            total += high - low + 1
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return total

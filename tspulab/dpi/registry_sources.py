@@ -17,7 +17,8 @@ a ``LoadWarning`` in ``registry.warnings`` and the rest of the file still loads.
 the entries loaded before it (``partial``), so nothing already read is lost. A dump whose last line
 is cut off (an interrupted upload) always gives a warning, never an error.
 
-This module imports ``registry`` only inside functions, so ``registry`` can re-export these names.
+This module imports ``registry`` only inside functions (``registry`` imports and re-exports these
+names, so the two never import each other at module level).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from tspulab.dpi.domains import DomainPatternError, MatchKind, canonical_rule_name
+from tspulab.dpi.prefixes import AddressError, looks_like_address
 
 if TYPE_CHECKING:
     from tspulab.dpi.registry import Registry
@@ -120,8 +122,6 @@ class _Loader:
     def add_address(
         self, text: str, line: int, decision: str | None = None, where: str | None = None
     ) -> None:
-        from tspulab.dpi.registry import AddressError
-
         source = where or f"{self.path}:{line}"
         try:
             entry = self.registry.add_address(text, source, decision=decision, strict=True)
@@ -147,8 +147,6 @@ class _Loader:
     def add_line(
         self, text: str, line: int, domain_kind: MatchKind, where: str | None = None
     ) -> None:
-        from tspulab.dpi.registry import AddressError, looks_like_address
-
         if looks_like_address(text):
             self.add_address(text, line, where=where)
             return
