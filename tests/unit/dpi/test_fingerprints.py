@@ -497,6 +497,10 @@ def test_fully_encrypted_boundaries() -> None:
     found = fully_encrypted.match(ciphertext)
     assert found is not None and 3.4 < found.popcount_per_byte < 4.6
     assert fully_encrypted.match(b"\x16\x0a\x01" + ciphertext) is not None  # not a TLS version
+    noise = bytes([0x8E, 0x71, 0xF0, 0x0F]) * 12  # popcount 4, nothing printable
+    twenty = fully_encrypted.match(noise + b"ABCDEFGHIJKLMNOPQRST" + noise)
+    assert twenty is not None and twenty.longest_printable_run == 20
+    assert fully_encrypted.exemption(noise + b"ABCDEFGHIJKLMNOPQRSTU" + noise) == "ex4"
 
 
 def test_fully_encrypted_on_random_data() -> None:

@@ -25,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _PRINTABLE = bytes(range(0x20, 0x7F))
-_HTTP_PREFIXES = (b"GET ", b"PUT ", b"POST", b"HEAD")
 _TO_MARK = bytes(ord("P") if i in _PRINTABLE else 0 for i in range(256))
+_NON_PRINTABLE = bytes(i for i in range(256) if i not in _PRINTABLE)
+_HTTP_PREFIXES = (b"GET ", b"PUT ", b"POST", b"HEAD")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,33 +37,43 @@ class FullyEncryptedMatch:
     longest_printable_run: int
 
 
-def _printable_stats(payload: bytes) -> tuple[int, int]:
-    """(count of printable bytes, longest run of them), using C-level translate/split."""
-    # Map printable bytes to "P" and the rest to a separator, then measure the pieces.
-    mapped = payload.translate(_TO_MARK)
-    printable = mapped.count(b"P")
-    longest = max((len(run) for run in mapped.split(b"\x00")), default=0)
-    return printable, longest
+def _longest_run_below_21(marks: bytes) -> int:
+    """Longest run of b"P" in `marks`, known to be <= 20: a binary search of substring tests."""
+    low, high = 0, 20
+    while low < high:
+        mid = (low + high + 1) // 2
+        if b"P" * mid in marks:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _judge(payload: bytes) -> tuple[str | None, FullyEncryptedMatch | None]:
+    """(exemption or None, statistics); per-byte work runs in C (bit_count, translate, find)."""
+    if not payload:
+        return "empty", None
+    popcount = int.from_bytes(payload, "big").bit_count() / len(payload)
+    if not 3.4 < popcount < 4.6:
+        return "ex1", None
+    if payload[:6].translate(None, _NON_PRINTABLE) == payload[:6]:
+        return "ex2", None
+    printable = len(payload.translate(None, _NON_PRINTABLE))
+    if printable * 2 > len(payload):
+        return "ex3", None
+    marks = payload.translate(_TO_MARK)
+    if b"P" * 21 in marks:
+        return "ex4", None
+    longest = _longest_run_below_21(marks)
+    tls_like = len(payload) >= 3 and payload[0] in (0x16, 0x17) and payload[1] == 3
+    if (tls_like and payload[2] <= 9) or payload[:4] in _HTTP_PREFIXES:
+        return "ex5", None
+    return None, FullyEncryptedMatch(popcount, printable / len(payload), longest)
 
 
 def exemption(payload: bytes) -> str | None:
     """The first exemption (``"ex1"`` .. ``"ex5"``) that applies, or None; ``"empty"`` for b""."""
-    if not payload:
-        return "empty"
-    bits = int.from_bytes(payload, "big").bit_count()
-    if not 3.4 < bits / len(payload) < 4.6:
-        return "ex1"
-    if all(byte in _PRINTABLE for byte in payload[:6]):
-        return "ex2"
-    printable, longest = _printable_stats(payload)
-    if printable * 2 > len(payload):
-        return "ex3"
-    if longest > 20:
-        return "ex4"
-    tls_like = len(payload) >= 3 and payload[0] in (0x16, 0x17) and payload[1] == 3
-    if (tls_like and payload[2] <= 9) or payload[:4] in _HTTP_PREFIXES:
-        return "ex5"
-    return None
+    return _judge(payload)[0]
 
 
 def match(payload: bytes) -> FullyEncryptedMatch | None:
@@ -70,8 +81,4 @@ def match(payload: bytes) -> FullyEncryptedMatch | None:
     Blocks Fully Encrypted Traffic'): exempt if popcount/byte in [3.4,4.6] fails, first 6 bytes
     printable, >50% printable, >20 contiguous printable, or TLS/HTTP prefix; otherwise
     fully-encrypted. Never raises."""
-    if exemption(payload) is not None:
-        return None
-    bits = int.from_bytes(payload, "big").bit_count()
-    printable, longest = _printable_stats(payload)
-    return FullyEncryptedMatch(bits / len(payload), printable / len(payload), longest)
+    return _judge(payload)[1]
