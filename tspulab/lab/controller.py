@@ -52,7 +52,7 @@ class ControllerProcess:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        self.record.process(self.proc.pid, "os-ken controller")
+        self.record.process(self.proc.pid, "os-ken controller", group_leader=True)
         self.record.note(controller_port=self.port)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

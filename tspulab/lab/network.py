@@ -25,6 +25,7 @@ from mininet.topo import Topo
 from tspulab.lab.controller import ControllerProcess
 from tspulab.lab.ovs import PrivateOVS
 from tspulab.lab.record import RunRecord, cleanup
+from tspulab.lab.services import stop_servers
 
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
 
@@ -96,7 +97,7 @@ class Lab:
         )
         self.net.build()
         for host in self.net.hosts:
-            self.record.process(host.pid, f"mininet host {host.name}")
+            self.record.process(host.pid, f"mininet host {host.name}", group_leader=True)
         self.net.start()
         for host in self.net.hosts:
             offloads_off(host, host.intfList())
@@ -124,11 +125,16 @@ class Lab:
 
     def stop(self) -> list[str]:
         """Stop everything; return what the final record replay still had to remove."""
+        t = time.monotonic()
+        stop_servers()
+        self.timings["stop_servers_s"] = time.monotonic() - t
         if self.net is not None:
             try:
                 self.net.stop()
             finally:
                 self.net = None
+        self.timings["stop_mininet_s"] = time.monotonic() - t
         self.controller.stop()
         self.ovs.stop()
+        self.timings["stop_total_s"] = time.monotonic() - t
         return cleanup(self.record)

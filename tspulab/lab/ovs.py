@@ -92,10 +92,10 @@ class PrivateOVS:
                 f"--pidfile={d / 'ovsdb-server.pid'}", f"--log-file={d / 'ovsdb-server.log'}",
                 "--detach", "--no-chdir",
             ],
-            check=True,
+            check=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.pids["ovsdb-server"] = _read_pid(d / "ovsdb-server.pid")
-        self.record.process(self.pids["ovsdb-server"], "ovsdb-server")
+        self.record.process(self.pids["ovsdb-server"], "ovsdb-server", group_leader=True)
         subprocess.run(["ovs-vsctl", "--no-wait", "init"], check=True)
         subprocess.run(
             [
@@ -103,10 +103,10 @@ class PrivateOVS:
                 f"--pidfile={d / 'ovs-vswitchd.pid'}", f"--log-file={d / 'ovs-vswitchd.log'}",
                 "--detach", "--no-chdir",
             ],
-            check=True,
+            check=True, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.pids["ovs-vswitchd"] = _read_pid(d / "ovs-vswitchd.pid")
-        self.record.process(self.pids["ovs-vswitchd"], "ovs-vswitchd")
+        self.record.process(self.pids["ovs-vswitchd"], "ovs-vswitchd", group_leader=True)
         self.record.note(ovs_dir=str(d), kernel_datapath=kernel_datapath_available())
 
     def stop(self) -> None:
@@ -127,6 +127,7 @@ class PrivateOVS:
             )
         for pid in (p for p in (vswitchd, server) if p is not None):
             _wait_gone(pid)
+
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

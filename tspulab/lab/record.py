@@ -65,13 +65,18 @@ class RunRecord:
             f.flush()
             os.fsync(f.fileno())
 
-    def process(self, pid: int, name: str) -> None:
-        """Record a process (and its process group) that this run started."""
+    def process(self, pid: int, name: str, *, group_leader: bool = False) -> None:
+        """Record a process that this run started.
+
+        `group_leader=True` says the process makes itself a session leader (setsid: mnexec -d,
+        daemons, start_new_session), so its process group is its PID even if, this instant, it
+        has not called setsid yet; cleanup then ends the whole group.
+        """
         self._append(
             {
                 "kind": "process",
                 "pid": pid,
-                "pgid": _process_group(pid),
+                "pgid": pid if group_leader else None,
                 "start": process_start_time(pid),
                 "name": name,
             }
@@ -114,7 +119,7 @@ def _group_members(pgid: int, not_before: int | None) -> list[int]:
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        if _process_group(pid) != pgid:
+        if _process_group(pid) != pgid or not process_alive(pid):
             continue
         start = process_start_time(pid)
         if not_before is not None and (start is None or start < not_before):

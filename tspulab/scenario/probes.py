@@ -1,0 +1,135 @@
+"""Probes: real clients run in subscriber namespaces, their outcome as a typed record.
+
+An HTTPS probe is one `curl` fetch of `https://<first domain of the service>/` that resolves the
+name with the lab's DNS server, verifies the certificate against the run's CA only, and checks that
+the body names the expected service (so reaching a different host is not counted as success).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tspulab.lab.services import client_argv, site_marker
+
+# curl exit codes worth naming in a report (man curl, EXIT CODES).
+CURL_ERRORS = {
+    6: "dns-failure",
+    7: "connect-failed",
+    28: "timeout",
+    35: "tls-handshake-failed",
+    52: "empty-reply",
+    56: "recv-failed (reset)",
+    60: "certificate-invalid",
+}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One measurement. `ok` means the right service answered 200 within the timeout."""
+
+    kind: str
+    subscriber: str
+    service: str
+    role: str
+    target: str
+    round: int
+    ok: bool
+    outcome: str
+    started: float
+    curl_exit: int | None = None
+    http_code: int | None = None
+    remote_ip: str | None = None
+    time_namelookup_s: float | None = None
+    time_connect_s: float | None = None
+    time_appconnect_s: float | None = None
+    time_starttransfer_s: float | None = None
+    time_total_s: float | None = None
+    size_download: int | None = None
+    speed_download_bps: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
+
+
+def parse_curl_output(stdout: str) -> tuple[str, dict[str, Any]]:
+    """Split `curl -w '\\n%{json}'` output into (body, write-out variables)."""
+    body, _, last = stdout.rstrip("\n").rpartition("\n")
+    try:
+        info = json.loads(last)
+    except json.JSONDecodeError:
+        return stdout, {}
+    return body, info if isinstance(info, dict) else {}
+
+
+def https_probe(
+    host: Any,
+    *,
+    subscriber: str,
+    service: str,
+    role: str,
+    domain: str,
+    ca: Path,
+    resolv_conf: Path,
+    timeout_s: float,
+    round_no: int,
+    path: str = "/",
+) -> ProbeResult:
+    url = f"https://{domain}{path}"
+    argv = [
+        "curl", "-sS", "--max-time", f"{timeout_s:g}", "--cacert", str(ca),
+        "--noproxy", "*", "-w", "\\n%{json}", url,
+    ]  # fmt: skip
+    if path != "/":
+        argv[1:1] = ["-o", "/dev/null"]
+    started = time.time()
+    proc = host.popen(
+        client_argv(resolv_conf, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s + 10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    body, info = parse_curl_output(stdout)
+    code = proc.returncode
+    http_code = info.get("http_code") or info.get("response_code")
+    expected = site_marker(service)
+    if code == 0 and http_code == 200 and (path != "/" or expected in body):
+        outcome, ok = "ok", True
+    elif code == 0:
+        outcome, ok = f"http-{http_code}" if http_code != 200 else "wrong-service", False
+    else:
+        outcome, ok = CURL_ERRORS.get(code, f"curl-exit-{code}"), False
+    return ProbeResult(
+        kind="https",
+        subscriber=subscriber,
+        service=service,
+        role=role,
+        target=url,
+        round=round_no,
+        ok=ok,
+        outcome=outcome,
+        started=started,
+        curl_exit=code,
+        http_code=http_code if isinstance(http_code, int) else None,
+        remote_ip=info.get("remote_ip") or None,
+        time_namelookup_s=_float(info.get("time_namelookup")),
+        time_connect_s=_float(info.get("time_connect")),
+        time_appconnect_s=_float(info.get("time_appconnect")),
+        time_starttransfer_s=_float(info.get("time_starttransfer")),
+        time_total_s=_float(info.get("time_total")),
+        size_download=info.get("size_download"),
+        speed_download_bps=_float(info.get("speed_download")),
+        extra={"stderr": stderr.strip()[-300:]} if stderr.strip() else {},
+    )
