@@ -173,3 +173,22 @@ def test_substring_engines_agree_with_plain_containment(
             assert found is not None and found.name in contained
         else:
             assert found is None
+
+
+def test_collateral_report_lists_every_rule_hit() -> None:
+    reg = Registry()
+    reg.add_domain("*t.co*", MatchKind.SUBSTRING, "early")
+    reg.add_domain("reddit.com", MatchKind.SUBTREE, "list")
+    hits = reg.match_domain_all("www.reddit.com")
+    assert [(r.kind, r.source) for r in hits] == [
+        (MatchKind.SUBTREE, "list"),
+        (MatchKind.SUBSTRING, "early"),
+    ]
+    assert reg.match_domain_all("yandex.ru") == []
+
+
+def test_idn_list_line_matches_its_punycode_sni() -> None:
+    reg = Registry()
+    added = reg.add("пример.рф", "list:1", MatchKind.SUBTREE)
+    assert isinstance(added, DomainRule) and added.pattern == "пример.рф"
+    assert reg.match_domain(b"www.xn--e1afmkfd.xn--p1ai") == added
