@@ -60,8 +60,15 @@ class RunRecord:
 
     def _append(self, entry: dict[str, Any]) -> None:
         entry["t"] = time.time()
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
+        with self.path.open("a+") as f:
+            # After a kill mid-write the last line may be torn: start on a fresh line.
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(f.tell() - 1)
+                torn = f.read(1) != "\n"
+            else:
+                torn = False
+            f.write(("\n" if torn else "") + json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
@@ -162,9 +169,12 @@ def cleanup(record: RunRecord) -> list[str]:
         kind = entry["kind"]
         if kind == "process":
             pid, start, pgid = entry["pid"], entry.get("start"), entry.get("pgid")
-            victims = []
-            if start is not None and process_start_time(pid) == start and process_alive(pid):
-                victims.append(pid)
+            now_start = process_start_time(pid)
+            if now_start is not None and now_start != start:
+                # The PID was recycled. Linux hands out a PID again only once no process group
+                # uses it either, so nothing of ours can remain in that group.
+                continue
+            victims = [pid] if now_start is not None and process_alive(pid) else []
             if pgid is not None and pgid == pid:
                 victims += [p for p in _group_members(pgid, start) if p not in victims]
             if victims:

@@ -63,6 +63,8 @@ def _nginx_conf(directory: Path, sites: Sequence[Site], certs: dict[str, CertFil
     return f"""# written by tspulab for one run
 daemon off;
 master_process on;
+# Workers read run-directory files, which may sit under a private (0700) directory.
+user root root;
 worker_processes 1;
 pid {directory}/nginx.pid;
 error_log {directory}/error.log warn;
