@@ -1,1 +1,1 @@
-"""os-ken (Ryu API) apps: the TSPU middlebox and a plain learning switch. Installed as tspulab.controllers."""
+"""os-ken (Ryu API) apps: the TSPU middlebox and a learning switch (as tspulab.controllers)."""

@@ -46,7 +46,9 @@ class ControllerConfig:
             t = raw["tspu"]
             tspu = TspuConfig(
                 dpid=int(t["dpid"]),
-                ports=TspuPorts(subscriber=int(t["subscriber_port"]), upstream=int(t["upstream_port"])),
+                ports=TspuPorts(
+                    subscriber=int(t["subscriber_port"]), upstream=int(t["upstream_port"])
+                ),
                 registry_prefixes=tuple(
                     ipaddress.ip_network(p) for p in t.get("registry_prefixes", [])
                 ),

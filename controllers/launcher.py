@@ -13,8 +13,7 @@ import os
 import sys
 
 # app_manager must be imported before the controller module (it registers config options).
-from os_ken.base import app_manager  # noqa: I001
-
+from os_ken.base import app_manager
 from tspulab.controllers.config import ENV_VAR
 
 APPS = ("tspulab.controllers.tspu", "tspulab.controllers.learning_switch")
@@ -34,9 +33,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg.CONF(
         args=[
-            "--ofp-listen-host", args.host, "--ofp-tcp-listen-port", str(args.port),
+            "--ofp-listen-host",
+            args.host,
+            "--ofp-tcp-listen-port",
+            str(args.port),
             *(["--verbose"] if args.verbose else []),
-        ],  # fmt: skip
+        ],
         project="os_ken",
     )
     log.init_log()

@@ -7,14 +7,13 @@ so after the first packets traffic runs at switch speed here as well.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib.packet import ethernet, packet
 from os_ken.ofproto import ofproto_v1_3
-
 from tspulab.controllers.config import ControllerConfig
 from tspulab.controllers.events import EventLog, guarded
 
@@ -22,7 +21,7 @@ ETH_TYPE_LLDP = 0x88CC
 
 
 class LearningSwitch(app_manager.OSKenApp):  # type: ignore[misc]
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

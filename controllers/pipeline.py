@@ -46,7 +46,8 @@ PIPELINE: tuple[Table, ...] = (
         "registry",
         0,
         "Proactive drop rules: every packet to or from a registry address or prefix "
-        "(the IP mode of the TSPU: tspu-behaviour.md §2.2 'IP'). Aggregated prefixes, 2 rules each.",
+        "(the IP mode of the TSPU: tspu-behaviour.md §2.2 'IP'). "
+        "Aggregated prefixes, 2 rules each.",
         next_tables=("forward",),
         miss="forward",
     ),

@@ -12,13 +12,17 @@ only sends them and keeps the datapath registry.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
 from os_ken.ofproto import ofproto_v1_3
-
 from tspulab.controllers.config import ControllerConfig
 from tspulab.controllers.events import EventLog, guarded
 from tspulab.controllers.ofmsgs import delete_all_flows, flow_mod
@@ -26,7 +30,7 @@ from tspulab.controllers.pipeline import tspu_rules
 
 
 class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
-    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -99,7 +99,9 @@ class SingleIspTopo(Topo):  # type: ignore[misc]
         tspu = self.addSwitch("tspu1", dpid=f"{TSPU_DPID:016x}", **sw)
         transit = self.addSwitch("tr1", dpid=f"{TRANSIT_DPID:016x}", **sw)
 
-        static_routes = [(p, spec.cloud_transit_ip(j)) for j, c in enumerate(spec.clouds) for p in c.prefixes]
+        static_routes = [
+            (p, spec.cloud_transit_ip(j)) for j, c in enumerate(spec.clouds) for p in c.prefixes
+        ]
         static_routes.append((f"{spec.dns_address}/32", DNS_TRANSIT_IP))
         router = self.addHost(
             "r1",

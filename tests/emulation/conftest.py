@@ -22,7 +22,9 @@ def emulation_skip_reason() -> str | None:
     if missing:
         return f"missing programs: {', '.join(missing)} (run scripts/setup.sh)"
     if importlib.util.find_spec("mininet") is None:
-        return "Mininet is not importable (Debian package mininet, venv with --system-site-packages)"
+        return (
+            "Mininet is not importable (Debian package mininet, venv with --system-site-packages)"
+        )
     return None
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tspulab.controllers.pipeline import COOKIE_REGISTRY
 
 from tests.emulation.helpers import leftovers, mininet_namespaces_gone
 from tspulab.metrics.results import read_results
 from tspulab.scenario.model import data_dir
 from tspulab.scenario.runner import run_scenario
 from tspulab.scenario.schema import load_scenario
-from tspulab.controllers.pipeline import COOKIE_REGISTRY
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 

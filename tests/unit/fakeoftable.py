@@ -49,8 +49,7 @@ class FakeFlowTable:
         candidates = [
             r
             for r in self.rules
-            if r.table == table_name
-            and all(_field_matches(k, v, pkt) for k, v in r.match)
+            if r.table == table_name and all(_field_matches(k, v, pkt) for k, v in r.match)
         ]
         return max(candidates, key=lambda r: r.priority, default=None)
 

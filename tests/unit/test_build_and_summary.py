@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -79,7 +78,9 @@ def test_service_without_probes_is_broken_not_divided_by_zero() -> None:
 
 
 def test_parse_curl_output() -> None:
-    body, info = parse_curl_output('tspulab service viber\n{"http_code":200,"remote_ip":"18.197.25.40"}')
+    body, info = parse_curl_output(
+        'tspulab service viber\n{"http_code":200,"remote_ip":"18.197.25.40"}'
+    )
     assert body == "tspulab service viber" and info["http_code"] == 200
     body, info = parse_curl_output("curl: (28) timeout")
     assert info == {}

@@ -1,1 +1,1 @@
-"""Bring-up and teardown of a real network: private Open vSwitch, os-ken controller, a record of everything made."""
+"""Bring-up and teardown of a real network: private OVS, os-ken, and a record of all it made."""

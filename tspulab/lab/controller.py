@@ -63,7 +63,9 @@ class ControllerProcess:
             if _listening(self.host, self.port):
                 return
             time.sleep(0.1)
-        raise ControllerError(f"controller not listening on {self.host}:{self.port} after {timeout_s} s")
+        raise ControllerError(
+            f"controller not listening on {self.host}:{self.port} after {timeout_s} s"
+        )
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -104,7 +104,9 @@ class Lab:
         for switch in self.net.switches:
             offloads_off(switch, switch.intfList())
         if not self.net.waitConnected(timeout=15):
-            raise LabError(f"switches did not connect to the controller; see {self.controller.log_path}")
+            raise LabError(
+                f"switches did not connect to the controller; see {self.controller.log_path}"
+            )
         self.timings["mininet_s"] = time.monotonic() - t1
 
     def host(self, name: str) -> Any:

@@ -43,7 +43,9 @@ def parse_dump_flows(text: str) -> list[FlowStat]:
     return flows
 
 
-_PORT = re.compile(r"port\s+(\S+):\s+rx pkts=(\d+), bytes=(\d+).*?\n\s+tx pkts=(\d+), bytes=(\d+)", re.S)
+_PORT = re.compile(
+    r"port\s+(\S+):\s+rx pkts=(\d+), bytes=(\d+).*?\n\s+tx pkts=(\d+), bytes=(\d+)", re.S
+)
 
 
 def parse_dump_ports(text: str) -> dict[str, dict[str, int]]:

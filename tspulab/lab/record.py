@@ -200,7 +200,9 @@ def iter_unclean_runs(runs_dir: Path) -> Iterator[RunRecord]:
 
 def clean_runs(runs_dir: str, runs: list[str]) -> int:
     """`tspulab clean`: clean the given run directories, or every unclean one under runs_dir."""
-    records = [RunRecord(Path(r)) for r in runs] if runs else list(iter_unclean_runs(Path(runs_dir)))
+    records = (
+        [RunRecord(Path(r)) for r in runs] if runs else list(iter_unclean_runs(Path(runs_dir)))
+    )
     if not records:
         print(f"nothing to clean under {runs_dir}")
         return 0

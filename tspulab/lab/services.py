@@ -148,9 +148,13 @@ def start_nginx(
     check = subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
     if check.returncode != 0:
         raise ServiceError(f"nginx config {conf} rejected: {check.stderr.strip()}")
-    proc = start_logged(host, ["nginx", "-c", str(conf)], directory / "nginx.out", record, f"nginx {host.name}")
+    proc = start_logged(
+        host, ["nginx", "-c", str(conf)], directory / "nginx.out", record, f"nginx {host.name}"
+    )
     if not _wait_listening(host, 443):
-        raise ServiceError(f"nginx on {host.name} is not listening on 443; see {directory}/error.log")
+        raise ServiceError(
+            f"nginx on {host.name} is not listening on 443; see {directory}/error.log"
+        )
     return proc
 
 
@@ -174,7 +178,10 @@ def start_dnsmasq(
 
 def write_resolv_conf(run_dir: Path, dns_address: str) -> Path:
     path = run_dir / "resolv.conf"
-    path.write_text(f"# tspulab: the scenario's resolver\nnameserver {dns_address}\noptions timeout:1 attempts:2\n")
+    path.write_text(
+        "# tspulab: the scenario's resolver\n"
+        f"nameserver {dns_address}\noptions timeout:1 attempts:2\n"
+    )
     return path
 
 

@@ -46,7 +46,19 @@ def _row(cells: list[str], tag: str = "td") -> str:
 def write_report(run_dir: Path, summary: Summary, meta: dict[str, Any]) -> Path:
     e = html.escape
     services = [
-        _row(["service", "role", "cloud", "address", "in registry", "probes ok", "verdict", "outcomes"], "th")
+        _row(
+            [
+                "service",
+                "role",
+                "cloud",
+                "address",
+                "in registry",
+                "probes ok",
+                "verdict",
+                "outcomes",
+            ],
+            "th",
+        )
     ]
     for s in summary.services:
         verdict = '<b class="bad">broken</b>' if s.broken else '<b class="good">reachable</b>'

@@ -113,7 +113,12 @@ def summarise(
 ) -> Summary:
     by_name = {
         s.name: ServiceSummary(
-            s.name, s.role, s.users, s.address, s.cloud, address_in_registry=s.address in in_registry
+            s.name,
+            s.role,
+            s.users,
+            s.address,
+            s.cloud,
+            address_in_registry=s.address in in_registry,
         )
         for s in services
     }

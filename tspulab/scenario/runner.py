@@ -120,12 +120,16 @@ def run_scenario(
         ca = RunCA(run_dir / "pki")
         for host_name, sites in plan.sites.items():
             start_nginx(lab.host(host_name), sites, ca, run_dir, record)
-        start_dnsmasq(lab.host("dns1"), str(scenario.dns.address), plan.dns_records, run_dir, record)
+        start_dnsmasq(
+            lab.host("dns1"), str(scenario.dns.address), plan.dns_records, run_dir, record
+        )
         resolv = write_resolv_conf(run_dir, str(scenario.dns.address))
         with ResultWriter(results_path) as writer:
             _probe_rounds(scenario, lab, plan.subscribers, ca.ca_path, resolv, writer, log)
             if bulk_transfer:
-                extra["bulk"] = _bulk_transfer(scenario, lab, plan.subscribers[0], ca.ca_path, resolv, writer, log)
+                extra["bulk"] = _bulk_transfer(
+                    scenario, lab, plan.subscribers[0], ca.ca_path, resolv, writer, log
+                )
         extra["tspu_flows"] = [f.__dict__ for f in parse_dump_flows(lab.dump_flows("tspu1"))]
         extra["tspu_ports"] = parse_dump_ports(lab.dump_ports("tspu1"))
         extra["controller_events"] = _controller_event_counts(run_dir / "controller-events.jsonl")
@@ -247,7 +251,10 @@ def run_scenario_cli(path: str, runs_dir: str) -> int:
     try:
         outcome = run_scenario(scenario, Path(runs_dir))
     except KeyboardInterrupt:
-        print("interrupted: the lab was torn down; results so far are in the run directory", file=sys.stderr)
+        print(
+            "interrupted: the lab was torn down; results so far are in the run directory",
+            file=sys.stderr,
+        )
         return 130
     from tspulab.metrics.report import print_summary
 

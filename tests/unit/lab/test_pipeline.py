@@ -7,8 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
-
-from tests.unit.fakeoftable import FakeFlowTable, Pkt
 from tspulab.controllers.ofmsgs import flow_mod
 from tspulab.controllers.pipeline import (
     COOKIE_REGISTRY,
@@ -18,6 +16,8 @@ from tspulab.controllers.pipeline import (
     table,
     tspu_rules,
 )
+
+from tests.unit.fakeoftable import FakeFlowTable, Pkt
 from tspulab.dpi.registry import Registry
 
 PORTS = TspuPorts(subscriber=1, upstream=2)

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tspulab.lab.record import RunRecord, cleanup, clean_runs, process_alive
+from tspulab.lab.record import RunRecord, clean_runs, cleanup, process_alive
 
 
 def _spawn_group() -> subprocess.Popen[bytes]:
