@@ -1,14 +1,16 @@
 """The TSPU switch's OpenFlow 1.3 pipeline, declared as data, and the flow rules it holds.
 
-This module is pure (no os-ken import, no switch): it turns registry prefixes and port roles into
-`FlowRule` descriptions, which the app in `tspu.py` sends as FlowMods and which tests feed to a
-fake flow table. Tables are referred to by name, never by number; `goto()` refuses an edge the
-pipeline does not declare (FAUCET's `ValveTable.goto` habit).
+This module is pure (no os-ken import, no switch): it turns registry prefixes, port roles and
+per-flow decisions into `FlowRule` / `MeterSpec` descriptions, which the app in `tspu.py` sends
+and which tests feed to a fake flow table. Tables are referred to by name, never by number;
+`goto()` refuses an edge the pipeline does not declare (FAUCET's `ValveTable.goto` habit).
 
-    in ──► registry ──────────────► forward ──► out
-           drop: ip src or dst       subscriber port ⇄ upstream port
-           in a registry prefix      (a bump in the wire: no MAC learning,
-           (both directions)          no packet ever goes to the controller)
+    in ──► registry ──► judged ──────────► inspect ──────────► forward ──► out
+           drop: src or  per-flow verdicts  TCP/UDP of flows     subscriber port ⇄
+           dst in a      (allow, drop,      not yet judged ──►   upstream port
+           registry      meter, to the      the controller
+           prefix        controller),       (first packets
+                         host blocks        only)
 
 Documented table by table in docs/pipeline.md.
 """
@@ -17,18 +19,30 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_IPV6 = 0x86DD
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+#: OpenFlow's reserved port for "to the controller" (OFPP_CONTROLLER).
+CONTROLLER_PORT = 0xFFFFFFFD
 
-# Cookies tag rules by purpose, so a registry diff can delete exactly the registry rules.
+# Cookies tag rules by purpose, so updates can add and delete exactly their own rules.
 COOKIE_REGISTRY = 0x7370_0001
 COOKIE_FORWARD = 0x7370_0002
+COOKIE_INSPECT = 0x7370_0003
+COOKIE_JUDGED = 0x7370_0004
+COOKIE_HOST_BLOCK = 0x7370_0005
 COOKIE_MISS = 0x7370_00FF
+
+PRIORITY_REGISTRY = 100
+PRIORITY_HOST_BLOCK = 300
+PRIORITY_JUDGED = 200
+PRIORITY_INSPECT = 10
 
 
 @dataclass(frozen=True)
@@ -48,12 +62,28 @@ PIPELINE: tuple[Table, ...] = (
         "Proactive drop rules: every packet to or from a registry address or prefix "
         "(the IP mode of the TSPU: tspu-behaviour.md §2.2 'IP'). "
         "Aggregated prefixes, 2 rules each.",
+        next_tables=("judged",),
+        miss="judged",
+    ),
+    Table(
+        "judged",
+        1,
+        "Flows the controller has decided, one rule per direction (allow, drop, police through "
+        "a meter, or hand a direction to the controller), and time-limited host blocks.",
+        next_tables=("forward", "inspect"),
+        miss="inspect",
+    ),
+    Table(
+        "inspect",
+        2,
+        "TCP and UDP packets of flows not yet judged go to the controller (the first packets of "
+        "each flow); everything else (ARP, ICMP) passes on.",
         next_tables=("forward",),
         miss="forward",
     ),
     Table(
         "forward",
-        1,
+        3,
         "Bump in the wire: subscriber-side port to upstream port and back, at switch speed.",
         miss=None,
     ),
@@ -86,7 +116,12 @@ class GotoTable:
     table: str
 
 
-Action = Output | GotoTable
+@dataclass(frozen=True)
+class Meter:
+    meter_id: int
+
+
+Action = Output | GotoTable | Meter
 MatchValue = int | str | tuple[str, str]
 
 
@@ -101,14 +136,25 @@ class FlowRule:
     cookie: int = 0
     idle_timeout: int = 0
     hard_timeout: int = 0
-    kind: Literal["registry", "forward", "miss"] = field(default="forward")
+    kind: Literal["registry", "forward", "miss", "inspect", "judged", "host-block"] = "forward"
+    #: ask the switch for a FlowRemoved message when the rule expires (state expiry is logged)
+    notify_removed: bool = False
 
     @property
     def is_drop(self) -> bool:
-        return not self.actions
+        return not any(isinstance(a, Output | GotoTable) for a in self.actions)
 
     def match_dict(self) -> dict[str, MatchValue]:
         return dict(self.match)
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """An OpenFlow meter with one drop band: a token-bucket policer (rate and burst)."""
+
+    meter_id: int
+    rate_kbps: int
+    burst_kbits: int
 
 
 @dataclass(frozen=True)
@@ -125,20 +171,23 @@ def _masked(net: IPNetwork) -> MatchValue:
     return (str(net.network_address), str(net.netmask))
 
 
-def registry_rules(prefixes: Iterable[IPNetwork], priority: int = 100) -> list[FlowRule]:
+def _ip_fields(version: int) -> tuple[int, str, str]:
+    if version == 4:
+        return ETH_TYPE_IPV4, "ipv4_src", "ipv4_dst"
+    return ETH_TYPE_IPV6, "ipv6_src", "ipv6_dst"
+
+
+def registry_rules(prefixes: Iterable[IPNetwork]) -> list[FlowRule]:
     """Drop rules for aggregated registry prefixes: one for each direction of each prefix."""
     rules = []
     for net in prefixes:
-        if net.version == 4:
-            eth, src, dst = ETH_TYPE_IPV4, "ipv4_src", "ipv4_dst"
-        else:
-            eth, src, dst = ETH_TYPE_IPV6, "ipv6_src", "ipv6_dst"
+        eth, src, dst = _ip_fields(net.version)
         value = _masked(net)
         for field_name in (dst, src):
             rules.append(
                 FlowRule(
                     table="registry",
-                    priority=priority,
+                    priority=PRIORITY_REGISTRY,
                     match=(("eth_type", eth), (field_name, value)),
                     cookie=COOKIE_REGISTRY,
                     kind="registry",
@@ -147,17 +196,38 @@ def registry_rules(prefixes: Iterable[IPNetwork], priority: int = 100) -> list[F
     return rules
 
 
-def base_rules(ports: TspuPorts) -> list[FlowRule]:
-    """Table-miss gotos and the bump-in-the-wire forwarding."""
-    registry_miss = FlowRule(
-        table="registry",
-        priority=0,
-        match=(),
-        actions=(GotoTable("forward"),),
-        cookie=COOKIE_MISS,
-        kind="miss",
-    )
-    goto("registry", "forward")  # assert the edge exists
+def base_rules(ports: TspuPorts, *, inspect: bool = True) -> list[FlowRule]:
+    """Table-miss gotos, the inspection rules and the bump-in-the-wire forwarding.
+
+    `inspect=False` gives the registry-only TSPU of the 2018 profile: no flow ever climbs to the
+    controller, judged stays empty.
+    """
+    misses = [
+        FlowRule(
+            table=t.name,
+            priority=0,
+            match=(),
+            actions=(GotoTable(t.miss),),
+            cookie=COOKIE_MISS,
+            kind="miss",
+        )
+        for t in PIPELINE
+        if t.miss is not None and goto(t.name, t.miss) >= 0
+    ]
+    inspection = []
+    if inspect:
+        for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+            for proto in (IP_PROTO_TCP, IP_PROTO_UDP):
+                inspection.append(
+                    FlowRule(
+                        table="inspect",
+                        priority=PRIORITY_INSPECT,
+                        match=(("eth_type", eth), ("ip_proto", proto)),
+                        actions=(Output(CONTROLLER_PORT),),
+                        cookie=COOKIE_INSPECT,
+                        kind="inspect",
+                    )
+                )
     wire = [
         FlowRule(
             table="forward",
@@ -168,9 +238,112 @@ def base_rules(ports: TspuPorts) -> list[FlowRule]:
         )
         for a, b in ((ports.subscriber, ports.upstream), (ports.upstream, ports.subscriber))
     ]
-    return [registry_miss, *wire]
+    return [*misses, *inspection, *wire]
 
 
-def tspu_rules(prefixes: Sequence[IPNetwork], ports: TspuPorts) -> list[FlowRule]:
-    """Everything the TSPU switch holds once the registry is installed."""
-    return [*base_rules(ports), *registry_rules(prefixes)]
+def tspu_rules(
+    prefixes: Sequence[IPNetwork], ports: TspuPorts, *, inspect: bool = True
+) -> list[FlowRule]:
+    """Everything the TSPU switch holds when it connects: registry, inspection, forwarding."""
+    return [*base_rules(ports, inspect=inspect), *registry_rules(prefixes)]
+
+
+# --- per-flow rules for the judged table ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowEndpoints:
+    """A connection as the switch matches it: who initiated it, and on which port they are."""
+
+    proto: int
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+
+    @property
+    def version(self) -> int:
+        return ipaddress.ip_address(self.client).version
+
+    def match(self, from_client: bool) -> tuple[tuple[str, MatchValue], ...]:
+        eth, src_f, dst_f = _ip_fields(self.version)
+        l4 = "tcp" if self.proto == IP_PROTO_TCP else "udp"
+        src, sport, dst, dport = (
+            (self.client, self.client_port, self.server, self.server_port)
+            if from_client
+            else (self.server, self.server_port, self.client, self.client_port)
+        )
+        return (
+            ("eth_type", eth),
+            ("ip_proto", self.proto),
+            (src_f, src),
+            (dst_f, dst),
+            (f"{l4}_src", sport),
+            (f"{l4}_dst", dport),
+        )
+
+
+Direction = Literal["up", "down"]
+"""`up`: client (subscriber) → server; `down`: server → client."""
+
+
+@dataclass(frozen=True)
+class DirectionTreatment:
+    """What the switch does with one direction of a judged flow."""
+
+    kind: Literal["forward", "drop", "meter", "controller"]
+    meter_id: int | None = None
+
+
+def judged_rules(
+    ep: FlowEndpoints,
+    up: DirectionTreatment,
+    down: DirectionTreatment,
+    *,
+    idle_timeout: int = 0,
+    hard_timeout: int = 0,
+) -> list[FlowRule]:
+    """Two rules, one per direction, that take a decided flow off the controller."""
+    rules = []
+    for from_client, treat in ((True, up), (False, down)):
+        actions: tuple[Action, ...]
+        if treat.kind == "forward":
+            actions = (GotoTable("forward"),)
+        elif treat.kind == "drop":
+            actions = ()
+        elif treat.kind == "meter":
+            assert treat.meter_id is not None
+            actions = (Meter(treat.meter_id), GotoTable("forward"))
+        else:
+            actions = (Output(CONTROLLER_PORT),)
+        goto("judged", "forward")
+        rules.append(
+            FlowRule(
+                table="judged",
+                priority=PRIORITY_JUDGED,
+                match=ep.match(from_client),
+                actions=actions,
+                cookie=COOKIE_JUDGED,
+                idle_timeout=idle_timeout,
+                hard_timeout=hard_timeout,
+                kind="judged",
+                notify_removed=from_client,
+            )
+        )
+    return rules
+
+
+def host_block_rules(address: str, hard_timeout: int) -> list[FlowRule]:
+    """Drop everything to and from one host for `hard_timeout` seconds (the switch expires it)."""
+    eth, src_f, dst_f = _ip_fields(ipaddress.ip_address(address).version)
+    return [
+        FlowRule(
+            table="judged",
+            priority=PRIORITY_HOST_BLOCK,
+            match=(("eth_type", eth), (field_name, address)),
+            cookie=COOKIE_HOST_BLOCK,
+            hard_timeout=hard_timeout,
+            kind="host-block",
+        )
+        for field_name in (dst_f, src_f)
+    ]

@@ -51,7 +51,7 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
         assert self.config.tspu is not None
         tspu = self.config.tspu
         started = time.monotonic()
-        rules = tspu_rules(tspu.registry_prefixes, tspu.ports)
+        rules = tspu_rules(tspu.registry_prefixes, tspu.ports, inspect=False)
         datapath.send_msg(delete_all_flows(datapath))
         for rule in rules:
             datapath.send_msg(flow_mod(datapath, rule))

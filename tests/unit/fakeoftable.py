@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from tspulab.controllers.pipeline import PIPELINE, FlowRule, GotoTable, Output, table
+from tspulab.controllers.pipeline import PIPELINE, FlowRule, GotoTable, Meter, Output, table
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,9 @@ class Pkt:
     in_port: int
     src: str
     dst: str
+    proto: int = 6
+    sport: int = 40000
+    dport: int = 443
 
     @property
     def eth_type(self) -> int:
@@ -28,6 +31,12 @@ def _field_matches(name: str, value: object, pkt: Pkt) -> bool:
         return pkt.in_port == value
     if name == "eth_type":
         return pkt.eth_type == value
+    if name == "ip_proto":
+        return pkt.proto == value
+    if name.endswith(("_src", "_dst")) and name.split("_")[0] in ("tcp", "udp"):
+        if name.split("_")[0] != {6: "tcp", 17: "udp"}.get(pkt.proto):
+            return False
+        return (pkt.sport if name.endswith("_src") else pkt.dport) == value
     addr = pkt.src if name.endswith("_src") else pkt.dst
     if (name.startswith("ipv4") and pkt.eth_type != 0x0800) or (
         name.startswith("ipv6") and pkt.eth_type != 0x86DD
@@ -44,6 +53,8 @@ def _field_matches(name: str, value: object, pkt: Pkt) -> bool:
 class FakeFlowTable:
     def __init__(self, rules: list[FlowRule]) -> None:
         self.rules = rules
+        #: meters the last packet passed through (a policer is not simulated, only recorded)
+        self.meters_passed: list[int] = []
 
     def lookup(self, table_name: str, pkt: Pkt) -> FlowRule | None:
         candidates = [
@@ -57,6 +68,7 @@ class FakeFlowTable:
         """Ports the packet leaves on; [] means dropped."""
         current = PIPELINE[0].name
         ports: list[int] = []
+        self.meters_passed = []
         for _ in range(len(PIPELINE)):
             rule = self.lookup(current, pkt)
             if rule is None:
@@ -65,6 +77,7 @@ class FakeFlowTable:
                     return ports
                 current = miss
                 continue
+            self.meters_passed += [a.meter_id for a in rule.actions if isinstance(a, Meter)]
             ports += [a.port for a in rule.actions if isinstance(a, Output)]
             gotos = [a.table for a in rule.actions if isinstance(a, GotoTable)]
             if not gotos:
