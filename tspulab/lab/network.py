@@ -22,10 +22,12 @@ from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 from mininet.topo import Topo
 
+from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
 from tspulab.lab.ovs import PrivateOVS
 from tspulab.lab.record import RunRecord, cleanup
 from tspulab.lab.services import stop_servers
+from tspulab.metrics.results import read_results
 
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
 
@@ -103,11 +105,33 @@ class Lab:
             offloads_off(host, host.intfList())
         for switch in self.net.switches:
             offloads_off(switch, switch.intfList())
-        if not self.net.waitConnected(timeout=15):
-            raise LabError(
-                f"switches did not connect to the controller; see {self.controller.log_path}"
-            )
+        self._wait_switches_up(timeout_s=15)
         self.timings["mininet_s"] = time.monotonic() - t1
+
+    def _wait_switches_up(self, timeout_s: float) -> None:
+        """Wait for the controller's `switch-up` event of every switch (and the TSPU's rules).
+
+        Mininet's waitConnected polls OVSDB's `is_connected`, which ovs-vswitchd refreshes only
+        every few seconds; the controller knows at once.
+        """
+        assert self.net is not None
+        dpids = {int(sw.dpid, 16) for sw in self.net.switches}
+        config = ControllerConfig.load(self.controller_config)
+        events_log = config.events_log
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            events = read_results(events_log) if events_log else []
+            up = {e["dpid"] for e in events if e.get("event") == "switch-up"}
+            tspu_ready = config.tspu is None or any(
+                e.get("event") == "tspu-rules-installed" for e in events
+            )
+            if dpids <= up and tspu_ready:
+                return
+            time.sleep(0.02)
+        raise LabError(
+            f"switches did not connect to the controller within {timeout_s} s; "
+            f"see {self.controller.log_path}"
+        )
 
     def host(self, name: str) -> Any:
         assert self.net is not None

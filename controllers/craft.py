@@ -1,0 +1,92 @@
+"""Craft the TCP RST/ACK segments a TSPU sends, from the packet that triggered them.
+
+Two shapes (tspu-behaviour.md §2.2, §4):
+- **rewrite** (SNI-I): the server's reply is replaced by a RST/ACK carrying that reply's own
+  addresses, ports, sequence and acknowledgement numbers, so the client takes it as the server's;
+- **inject**: a RST/ACK forged in the other direction, toward the sender of the packet seen (or
+  toward its receiver), with sequence numbers that the receiver accepts.
+
+Injected packets carry IP ID 0 or 1 as the passive ISP DPIs of §4 did (GDPI), so a capture can
+tell them from the real server's.
+"""
+
+from __future__ import annotations
+
+from os_ken.lib.packet import ethernet, ipv4, ipv6, packet, tcp
+
+RST_ACK = tcp.TCP_RST | tcp.TCP_ACK
+
+
+def _payload_len(pkt: packet.Packet, seg: tcp.tcp) -> int:
+    tail = pkt.protocols[-1]
+    return len(tail) if isinstance(tail, bytes | bytearray) else 0
+
+
+def _build(
+    eth: ethernet.ethernet,
+    ip: ipv4.ipv4 | ipv6.ipv6,
+    *,
+    swap: bool,
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    ip_id: int,
+) -> bytes:
+    out = packet.Packet()
+    if swap:
+        out.add_protocol(ethernet.ethernet(dst=eth.src, src=eth.dst, ethertype=eth.ethertype))
+    else:
+        out.add_protocol(ethernet.ethernet(dst=eth.dst, src=eth.src, ethertype=eth.ethertype))
+    src, dst = (ip.dst, ip.src) if swap else (ip.src, ip.dst)
+    if isinstance(ip, ipv4.ipv4):
+        out.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=6, ttl=64, identification=ip_id))
+    else:
+        out.add_protocol(ipv6.ipv6(src=src, dst=dst, nxt=6, hop_limit=64))
+    out.add_protocol(
+        tcp.tcp(src_port=src_port, dst_port=dst_port, seq=seq, ack=ack, bits=RST_ACK, window_size=0)
+    )
+    out.serialize()
+    return bytes(out.data)
+
+
+def rst_replacing(frame: bytes) -> bytes | None:
+    """SNI-I: a RST/ACK in place of `frame` (same direction, same numbers), or None if not TCP."""
+    pkt = packet.Packet(frame)
+    eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
+    ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
+    if eth is None or seg is None or ip is None:
+        return None
+    return _build(
+        eth, ip, swap=False, src_port=seg.src_port, dst_port=seg.dst_port,
+        seq=seg.seq, ack=seg.ack, ip_id=1,
+    )  # fmt: skip
+
+
+def rst_to_sender(frame: bytes) -> bytes | None:
+    """A RST/ACK back to the sender of `frame`, as if from its peer (e.g. to a client after its
+    ClientHello): seq = the ack the sender expects, ack = past the sender's payload."""
+    pkt = packet.Packet(frame)
+    eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
+    ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
+    if eth is None or seg is None or ip is None:
+        return None
+    advance = _payload_len(pkt, seg) + (1 if seg.bits & (tcp.TCP_SYN | tcp.TCP_FIN) else 0)
+    return _build(
+        eth, ip, swap=True, src_port=seg.dst_port, dst_port=seg.src_port,
+        seq=seg.ack, ack=(seg.seq + advance) & 0xFFFFFFFF, ip_id=0,
+    )  # fmt: skip
+
+
+def rst_to_receiver(frame: bytes) -> bytes | None:
+    """A RST/ACK to the receiver of `frame`, as if from its sender, sent after it."""
+    pkt = packet.Packet(frame)
+    eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
+    ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
+    if eth is None or seg is None or ip is None:
+        return None
+    advance = _payload_len(pkt, seg) + (1 if seg.bits & (tcp.TCP_SYN | tcp.TCP_FIN) else 0)
+    return _build(
+        eth, ip, swap=False, src_port=seg.src_port, dst_port=seg.dst_port,
+        seq=(seg.seq + advance) & 0xFFFFFFFF, ack=seg.ack, ip_id=0,
+    )  # fmt: skip
