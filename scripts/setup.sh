@@ -14,6 +14,7 @@ DEBIAN_PACKAGES=(
   iperf3 tcpdump
   ethtool iproute2 iputils-ping procps
   python3-venv python3-pip
+  libndpi-bin
 )
 
 if [ "$(id -u)" -ne 0 ]; then
