@@ -165,6 +165,7 @@ class Classifier:
         if verdict is None and insp.payload_packets >= self.inspect_packets:
             verdict = self._best_guess(flow, flow.packets)
             flow.classification = verdict
+            flow.inspection = None
         return verdict
 
     def _stream(self, insp: _Inspection, direction: int) -> TcpStream:
@@ -349,6 +350,7 @@ class Classifier:
             reassembly=self.mode.value,
         )
         flow.classification = verdict
+        flow.inspection = None  # decided: the per-flow buffers are no longer needed
         return verdict
 
     def _decide_hello(
@@ -373,6 +375,7 @@ class Classifier:
             reassembly=self.mode.value,
         )
         flow.classification = verdict
+        flow.inspection = None
         return verdict
 
     def _best_guess(self, flow: FlowState, decided_at: int | None) -> Classification:

@@ -116,7 +116,11 @@ class FlowTable:
             else:
                 key = (pkt.proto, dst, dport, src, sport)
         flow = self._flows.get(key)
-        if flow is None or now - flow.last_seen > self.idle_timeout or self._reopens(flow, pkt):
+        if (
+            flow is None
+            or now - flow.last_seen > self.idle_timeout
+            or (flow.tcp_closing and self._reopens(flow, pkt))
+        ):
             if flow is not None:
                 self.expired.append(flow)
             flow = self._create(key, pkt, now)

@@ -103,6 +103,27 @@ class Packet:
 def decode(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> Packet:
     """Decode one captured frame. Raises NeedData (truncated), Malformed, or Unsupported (not IP,
     or a link type this decoder does not read)."""
+    # Fast path for the common case (untagged Ethernet or raw IP, IPv4 without options or
+    # fragmentation, TCP/UDP wholly captured): one function, two struct reads. Anything else,
+    # including every error, takes the general path below, which gives the same result.
+    offset = 14 if linktype == LINKTYPE_ETHERNET else 0 if linktype == LINKTYPE_RAW else -1
+    plain_ipv4 = offset == 0 or (offset == 14 and frame[12:14] == b"\x08\x00")
+    if plain_ipv4 and len(frame) >= offset + 40 and frame[offset] == 0x45:
+        _, total_len, _, frag_field, ttl, proto, src, dst = _ipv4_header(frame, offset)
+        end = offset + total_len
+        l4 = offset + 20
+        if not frag_field & 0x3FFF and end <= len(frame):
+            if proto == PROTO_TCP:
+                sport, dport, seq, ack, data_off, flags = _tcp_header(frame, l4)
+                start = l4 + (data_off >> 4) * 4
+                if data_off >= 0x50 and start <= end:
+                    return Packet(
+                        4, src, dst, proto, sport, dport, frame[start:end], total_len, ttl,
+                        flags, seq, ack,
+                    )  # fmt: skip
+            elif proto == PROTO_UDP and end >= l4 + 8:
+                sport, dport = _two_ports(frame, l4)
+                return Packet(4, src, dst, proto, sport, dport, frame[l4 + 8 : end], total_len, ttl)
     try:
         if linktype == LINKTYPE_ETHERNET:
             ethertype = (frame[12] << 8) | frame[13]

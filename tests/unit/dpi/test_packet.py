@@ -21,6 +21,7 @@ from tspulab.dpi.packet import (
     TCP_ACK,
     TCP_SYN,
     decode,
+    decode_ip,
 )
 from tspulab.dpi.pcap import read_capture
 
@@ -164,3 +165,21 @@ def test_every_real_frame_decodes_or_is_typed() -> None:
                 refused += 1
     assert decoded > 9000
     assert refused < 200  # ARP, 802.3/LLC and PPPoE frames
+
+
+def test_fast_path_equals_general_path_on_real_frames() -> None:
+    captures = _captures()
+    if not captures:
+        pytest.skip("nDPI captures not found under $TSPULAB_DATA_DIR/pcaps/ndpi/pcap")
+    compared = 0
+    for path in captures:
+        for _, linktype, frame in read_capture(path):
+            if linktype != 1 or frame[12:14] != b"\x08\x00":
+                continue
+            try:
+                general = decode_ip(frame, 14)
+            except DecodeError:
+                continue
+            assert decode(frame) == general
+            compared += 1
+    assert compared > 5000
