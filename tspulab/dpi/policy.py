@@ -1,0 +1,302 @@
+"""The TSPU policy: (flow state, classification, registry, profile, time) -> verdict.
+
+``decide`` is a pure function. It walks the profile's rules in order (STYLE.md 13: each rule is
+one condition set and one action, documented in its YAML with its source) and returns the first
+rule's verdict whose conditions hold. A condition can be *unknown* while the flow is still being
+inspected (an SNI condition before the ClientHello has been read); a rule that matches after an
+unknown one gives a *provisional* verdict (``final=False``): it is enforced on the packet at hand,
+but the flow stays under inspection, because the earlier rule may still match (the hosting freeze
+is provisional until the SNI allowlist has been checked, §5.8). When ``inspection_over`` is set
+(budget spent, or the classification is final), unknown conditions count as false.
+
+Asymmetry (CP-TSPU §2.3, CP-THR §3): a rule applies to inside-initiated flows only, unless it says
+``initiator: any`` (IP mode drops everything to and from the address, §2.2) or the profile is not
+``inside_initiated_only``. An outside-initiated flow therefore gets a final ALLOW at its first
+packet unless an address rule catches it.
+
+Host blocks (§5.8, UDP to a hosting range blocks HTTPS to another range for 10 minutes) are state
+the engine keeps; they reach ``decide`` through ``Context.host_blocks`` with their expiry times,
+so the function stays pure and its timers are testable with an explicit ``now``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tspulab.dpi.classify import Classification
+from tspulab.dpi.flow import FlowState
+from tspulab.dpi.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
+from tspulab.dpi.profile import REGISTRY, IntRange, Profile, RuleSpec
+from tspulab.dpi.registry import Registry
+from tspulab.dpi.verdict import Action, Verdict
+
+_TRANSPORTS = {"tcp": (PROTO_TCP,), "udp": (PROTO_UDP,), "icmp": (PROTO_ICMP, PROTO_ICMPV6)}
+
+
+@dataclass(frozen=True, slots=True)
+class HostBlock:
+    """A subscriber blocked from a set of servers until ``until`` (scenario time)."""
+
+    target_set: str
+    ports: tuple[int, ...]
+    transport: str | None
+    until: float
+    rule: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the engine has seen of the flow, beyond the flow state and the classification."""
+
+    packet: Packet | None = None
+    """The packet being judged."""
+    payload_packets: int = 0
+    """Payload-carrying packets inspected so far, this one included."""
+    inspection_over: bool = False
+    """No more inspection will happen: unknown conditions are false."""
+    hello_in_one_segment: bool = True
+    """The ClientHello of the classification lay whole in the first TLS record of one segment (what
+    a rule with ``reassembly: none`` can see when the profile reassembles)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything ``decide`` reads besides the flow: the registry, the profile, timers."""
+
+    registry: Registry
+    profile: Profile
+    time_scale: float = 1.0
+    host_blocks: Mapping[bytes, Sequence[HostBlock]] | None = None
+    """Active blocks per subscriber (packed address); expired ones are ignored."""
+
+    def set_of(self, name: str) -> Registry:
+        return self.registry if name == REGISTRY else self.profile.sets[name]
+
+
+def decide(
+    flow: FlowState,
+    classification: Classification | None,
+    registry: Registry,
+    profile: Profile,
+    now: float,
+    *,
+    observation: Observation | None = None,
+    time_scale: float = 1.0,
+    host_blocks: Mapping[bytes, Sequence[HostBlock]] | None = None,
+) -> Verdict:
+    """The verdict for ``flow`` as things stand at ``now`` (see the module docstring)."""
+    ctx = Context(registry, profile, time_scale, host_blocks)
+    return evaluate(flow, classification, ctx, now, observation or Observation())
+
+
+def evaluate(
+    flow: FlowState,
+    classification: Classification | None,
+    ctx: Context,
+    now: float,
+    obs: Observation,
+) -> Verdict:
+    """``decide`` with its fixed arguments bundled in a ``Context`` (what the engine calls)."""
+    blocked = _host_blocked(flow, ctx, now)
+    if blocked is not None:
+        return blocked
+    pending: RuleSpec | None = None
+    for rule in ctx.profile.rules:
+        if not _initiator_ok(rule, flow, ctx.profile):
+            continue
+        held, what = _conditions(rule, flow, classification, ctx, obs)
+        if held is None:
+            pending = pending or rule
+            continue
+        if held:
+            return _verdict(rule, what, flow, ctx, final=pending is None)
+    if pending is not None:
+        return Verdict(
+            Action.ALLOW, False, f"inspecting: rule {pending.id} not decided yet", None,
+            idle_timeout_s=_idle(ctx),
+        )  # fmt: skip
+    if not flow.initiated_inside and ctx.profile.spec.inspection.inside_initiated_only.value:
+        source = ctx.profile.spec.inspection.inside_initiated_only.source
+        return Verdict(
+            Action.ALLOW, True, f"outside-initiated flows are not judged ({source})", None,
+            idle_timeout_s=_idle(ctx),
+        )  # fmt: skip
+    return Verdict(Action.ALLOW, True, "no rule matched", None, idle_timeout_s=_idle(ctx))
+
+
+def _idle(ctx: Context) -> float:
+    return ctx.profile.spec.state.idle_timeout_s.value * ctx.time_scale
+
+
+def _initiator_ok(rule: RuleSpec, flow: FlowState, profile: Profile) -> bool:
+    if rule.initiator is not None:
+        return rule.initiator.value == "any" or flow.initiated_inside
+    return flow.initiated_inside or not profile.spec.inspection.inside_initiated_only.value
+
+
+def _host_blocked(flow: FlowState, ctx: Context, now: float) -> Verdict | None:
+    if not ctx.host_blocks or not flow.initiated_inside:
+        return None
+    for block in ctx.host_blocks.get(flow.client_addr, ()):
+        if block.until <= now:
+            continue
+        if block.ports and flow.server_port not in block.ports:
+            continue
+        if block.transport is not None and flow.proto not in _TRANSPORTS[block.transport]:
+            continue
+        entry = ctx.set_of(block.target_set).contains_address(flow.server_addr)
+        if entry is None:
+            continue
+        return Verdict(
+            Action.DROP, True,
+            f"host block by rule {block.rule} since t={block.since:g}: {text(flow.server_addr)} "
+            f"in set {block.target_set} ({entry.network}) until t={block.until:g}",
+            block.rule, scope="client-host", hard_timeout_s=block.until - now,
+        )  # fmt: skip
+    return None
+
+
+def _conditions(
+    rule: RuleSpec,
+    flow: FlowState,
+    c: Classification | None,
+    ctx: Context,
+    obs: Observation,
+) -> tuple[bool | None, list[str]]:
+    """Whether every condition of ``rule`` holds: True, False, or None (not known yet); and a
+    description of what matched, for the verdict's reason."""
+    w = rule.when
+    what: list[str] = []
+    unknown = False
+    if w.transport is not None and flow.proto not in _TRANSPORTS[w.transport.value]:
+        return False, what
+    if w.server_ports is not None and flow.server_port not in w.server_ports.value:
+        return False, what
+    if w.address_in is not None:
+        entry = ctx.set_of(w.address_in).contains_address(flow.server_addr)
+        addr = flow.server_addr
+        if entry is None:
+            entry = ctx.set_of(w.address_in).contains_address(flow.client_addr)
+            addr = flow.client_addr
+        if entry is None:
+            return False, what
+        what.append(f"{text(addr)} in {w.address_in} ({entry})")
+    if w.server_in is not None:
+        entry = ctx.set_of(w.server_in).contains_address(flow.server_addr)
+        if entry is None:
+            return False, what
+        what.append(f"server {text(flow.server_addr)} in {w.server_in} ({entry.network})")
+    if (
+        w.server_not_in is not None
+        and ctx.set_of(w.server_not_in).contains_address(flow.server_addr) is not None
+    ):
+        return False, what
+    if w.payload_packet is not None:
+        pkt = obs.packet
+        has_payload = pkt is not None and bool(pkt.payload)
+        if has_payload != w.payload_packet.value:
+            return False, what
+    if w.quic_initial is not None:
+        q = w.quic_initial
+        pkt = obs.packet
+        first = pkt is not None and flow.from_client and obs.payload_packets == 1
+        if not (
+            first
+            and pkt is not None
+            and pkt.proto == PROTO_UDP
+            and pkt.dport == q.port.value
+            and len(pkt.payload) >= q.min_bytes.value
+            and pkt.payload[1:5] == q.version.value.to_bytes(4, "big")
+        ):
+            return False, what
+        what.append(
+            f"first datagram {len(pkt.payload)} B to port {pkt.dport}, QUIC v{q.version.value}"
+        )
+    needs_class = (
+        w.protocols is not None
+        or w.sni_in is not None
+        or w.sni_not_in is not None
+        or w.ech is not None
+    )
+    if needs_class and c is None:
+        unknown = True
+    elif c is not None:
+        if w.protocols is not None:
+            if c.protocol.value not in w.protocols.value:
+                return False, what
+            what.append(f"protocol {c.protocol} ({c.detail})")
+        if w.ech is not None:
+            if c.has_ech != w.ech.value:
+                return False, what
+            what.append("ECH extension" if c.has_ech else "no ECH")
+        if w.sni_in is not None or w.sni_not_in is not None:
+            held = _sni(rule, c, ctx, obs, what)
+            if not held:
+                return False, what
+    if unknown:
+        return (False if obs.inspection_over else None), what
+    return True, what
+
+
+def _sni(
+    rule: RuleSpec, c: Classification, ctx: Context, obs: Observation, what: list[str]
+) -> bool:
+    w = rule.when
+    if c.sni is None:
+        return False
+    if w.reassembly is not None and w.reassembly.value == "none" and not obs.hello_in_one_segment:
+        return False  # this module does not reassemble; the ClientHello was split
+    spec = ctx.profile.spec.inspection
+    fold, strip = spec.fold_case.value, spec.strip_trailing_dot.value
+    if w.sni_in is not None:
+        hit = ctx.set_of(w.sni_in).match_domain(c.sni, fold_case=fold, strip_trailing_dot=strip)
+        if hit is None:
+            return False
+        what.append(f"SNI {c.sni} matched {hit.kind} rule {hit.pattern} ({w.sni_in}: {hit.source})")
+    if w.sni_not_in is not None:
+        other = ctx.set_of(w.sni_not_in)
+        if other.match_domain(c.sni, fold_case=fold, strip_trailing_dot=strip) is not None:
+            return False
+        what.append(f"SNI {c.sni} not in {w.sni_not_in}")
+    return True
+
+
+def _verdict(
+    rule: RuleSpec, what: list[str], flow: FlowState, ctx: Context, final: bool
+) -> Verdict:
+    a = rule.action
+    scale = ctx.time_scale
+    reason = f"{rule.title} ({rule.source}): " + ("; ".join(what) or "matched")
+    after = None
+    if a.after_packets is not None:
+        after = IntRange.of(a.after_packets.value).pick(
+            ctx.profile.spec.seed.value, rule.id, flow.key
+        )
+    return Verdict(
+        action=a.kind,
+        final=final,
+        reason=reason,
+        rule=rule.id,
+        reset_side=a.reset_side.value if a.reset_side else None,
+        reset_mode=a.reset_mode.value if a.reset_mode else None,
+        after_packets=after,
+        rate_bps=a.rate_bps.value if a.rate_bps else None,
+        burst_bytes=a.burst_bytes.value if a.burst_bytes else None,
+        direction=a.direction.value if a.direction else "both",
+        loss=a.loss.value if a.loss else None,
+        freeze_bytes=a.freeze_bytes.value if a.freeze_bytes else None,
+        duration_s=a.duration_s.value * scale if a.duration_s else None,
+        scope=a.scope.value if a.scope else "flow",
+        target_set=a.target_set,
+        target_ports=tuple(a.target_ports.value) if a.target_ports else (),
+        target_transport=a.target_transport.value if a.target_transport else None,
+        idle_timeout_s=_idle(ctx),
+    )
+
+
+def text(addr: bytes) -> str:
+    """A packed address as text."""
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
