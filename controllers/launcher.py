@@ -14,6 +14,7 @@ import sys
 
 # app_manager must be imported before the controller module (it registers config options).
 from os_ken.base import app_manager
+
 from tspulab.controllers.config import ENV_VAR
 
 APPS = ("tspulab.controllers.tspu", "tspulab.controllers.learning_switch")

@@ -14,6 +14,7 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib.packet import ethernet, packet
 from os_ken.ofproto import ofproto_v1_3
+
 from tspulab.controllers.config import ControllerConfig
 from tspulab.controllers.events import EventLog, guarded
 

@@ -93,6 +93,10 @@ class RunRecord:
         """Record a root-namespace network interface (switch ports, switch-to-switch veths)."""
         self._append({"kind": "link", "name": name})
 
+    def nft_table(self, family: str, name: str) -> None:
+        """Record an nftables table the run (its controller) creates in the root namespace."""
+        self._append({"kind": "nft-table", "family": family, "name": name})
+
     def note(self, **fields: Any) -> None:
         """Record a fact about the run (not something to remove): ports, versions, capabilities."""
         self._append({"kind": "note", **fields})
@@ -180,6 +184,13 @@ def cleanup(record: RunRecord) -> list[str]:
             if victims:
                 _end_processes(victims)
                 removed.append(f"process {entry['name']} pid {','.join(map(str, victims))}")
+        elif kind == "nft-table":
+            gone = subprocess.run(
+                ["nft", "delete", "table", entry["family"], entry["name"]],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            if gone.returncode == 0:
+                removed.append(f"nft table {entry['family']} {entry['name']}")
         elif kind == "link" and _link_exists(entry["name"]):
             subprocess.run(["ip", "link", "del", entry["name"]], check=False, capture_output=True)
             removed.append(f"link {entry['name']}")

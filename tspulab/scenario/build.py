@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry, load_inline, load_list, load_rkn_dump
 from tspulab.lab.services import Site
 from tspulab.scenario.model import Scenario
@@ -22,6 +23,12 @@ def build_registry(scenario: Scenario) -> Registry:
             registry.merge(
                 load_inline([str(n) for n in source.inline], source=f"registry[{index}].inline")
             )
+            continue
+        if source.domains is not None:
+            for j, pattern in enumerate(source.domains):
+                registry.add_domain(
+                    pattern, MatchKind(source.match), source=f"registry[{index}].domains[{j}]"
+                )
             continue
         path = scenario.registry_file(source)
         if source.format == "rkn-dump":

@@ -187,16 +187,21 @@ class Topology(_Model):
 
 
 class RegistrySource(_Model):
-    """One source of registry entries: exactly one of `inline` or `file`."""
+    """One source of registry entries: exactly one of `inline`, `domains` or `file`."""
 
     inline: tuple[Network, ...] | None = Field(default=None, min_length=1)
+    domains: tuple[Str, ...] | None = Field(default=None, min_length=1)
+    """Domain rules (SNI/Host), all of the kind given by `match`."""
+    match: Literal["exact", "suffix", "subtree", "substring"] = "exact"
     file: Str | None = None
     format: Literal["list", "rkn-dump"] = "list"
     decisions: tuple[Str, ...] | None = None
 
     @property
-    def kind(self) -> Literal["inline", "file"]:
-        return "inline" if self.inline is not None else "file"
+    def kind(self) -> Literal["inline", "domains", "file"]:
+        if self.inline is not None:
+            return "inline"
+        return "domains" if self.domains is not None else "file"
 
 
 class Dns(_Model):

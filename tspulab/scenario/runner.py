@@ -8,6 +8,7 @@ Probe results are written to `<run dir>/results.jsonl` as they are measured.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tspulab.controllers.config import ControllerConfig
+from tspulab.controllers.config import ControllerConfig, write_registry
+from tspulab.controllers.pipeline import IPNetwork
+from tspulab.dpi.registry import Registry
 from tspulab.lab.network import Lab
 from tspulab.lab.ofctl import parse_dump_flows, parse_dump_ports
 from tspulab.lab.pki import RunCA
@@ -32,6 +35,7 @@ from tspulab.scenario.model import Scenario
 from tspulab.scenario.probes import https_probe
 from tspulab.scenario.schema import ScenarioError, load_scenario
 from tspulab.topologies.single_isp import (
+    ISP_NET,
     TSPU_DPID,
     TSPU_SUBSCRIBER_PORT,
     TSPU_UPSTREAM_PORT,
@@ -63,6 +67,38 @@ def make_run_dir(runs_dir: Path, name: str) -> Path:
         run_dir = runs_dir / f"{name}-{stamp}-{n}"
     run_dir.mkdir(parents=True)
     return run_dir.resolve()
+
+
+def tspu_controller_config(
+    run_dir: Path,
+    record: RunRecord,
+    profile: str,
+    registry: Registry,
+    prefixes: list[IPNetwork],
+    *,
+    time_scale: float = 1.0,
+    fail_mode: str = "closed",
+) -> dict[str, Any]:
+    """What the TSPU app is told: ports and their sides, profile, registry, control channel."""
+    registry_file = run_dir / "registry.json"
+    write_registry(registry_file, registry)
+    nft_table = "tspulab_" + hashlib.blake2b(str(run_dir).encode(), digest_size=5).hexdigest()
+    record.nft_table("netdev", nft_table)
+    return {
+        "dpid": TSPU_DPID,
+        "subscriber_port": TSPU_SUBSCRIBER_PORT,
+        "upstream_port": TSPU_UPSTREAM_PORT,
+        "subscriber_if": f"tspu1-eth{TSPU_SUBSCRIBER_PORT}",
+        "upstream_if": f"tspu1-eth{TSPU_UPSTREAM_PORT}",
+        "registry_prefixes": [str(p) for p in prefixes],
+        "registry_file": str(registry_file),
+        "profile": profile,
+        "subscriber_nets": [str(ISP_NET)],
+        "time_scale": time_scale,
+        "nft_table": nft_table,
+        "control_socket": str(run_dir / "controller.sock"),
+        "fail_mode": fail_mode,
+    }
 
 
 def netem_available() -> bool:
@@ -98,12 +134,7 @@ def run_scenario(
     config_path = run_dir / "controller.json"
     ControllerConfig.dump(
         config_path,
-        tspu={
-            "dpid": TSPU_DPID,
-            "subscriber_port": TSPU_SUBSCRIBER_PORT,
-            "upstream_port": TSPU_UPSTREAM_PORT,
-            "registry_prefixes": [str(p) for p in prefixes],
-        }
+        tspu=tspu_controller_config(run_dir, record, scenario.profile, registry, prefixes)
         if tspu
         else None,
         events_log=run_dir / "controller-events.jsonl",

@@ -172,14 +172,16 @@ def _check_registry(
 ) -> Iterator[ErrorLocation]:
     for i, src in sources:
         given = src.model_fields_set
-        if (src.inline is None) == (src.file is None):
+        if [src.inline, src.domains, src.file].count(None) != 2:
             yield doc.error(
                 ("registry", i),
                 "a registry source has exactly one of 'inline' "
-                "(a list of addresses and prefixes) or 'file' (a path)",
+                "(a list of addresses and prefixes), 'domains' (domain rules) or 'file' (a path)",
             )
             continue
-        if src.inline is not None:
+        if "match" in given and src.domains is None:
+            yield doc.error(("registry", i, "match"), "'match' applies only to 'domains' sources")
+        if src.inline is not None or src.domains is not None:
             for key in sorted(given & {"format", "decisions"}):
                 yield doc.error(("registry", i, key), f"'{key}' applies only to 'file' sources")
             continue
