@@ -13,6 +13,7 @@ no longer happens (so the list cannot go stale).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import Counter, defaultdict
@@ -88,6 +89,7 @@ _FLOW = re.compile(
 )
 _SNI = re.compile(r"\[Hostname/SNI: ([^\]]*)\]")
 _JA4 = re.compile(r"\[JA4: ([^\]]*)\]")
+_JA3 = re.compile(r"\[JA3C: ([0-9a-f]{32})\]")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class NdpiFlow:
     confidence: str
     sni: str | None
     ja4: str | None
+    ja3_hash: str | None
 
     @property
     def expected(self) -> Protocol | None:
@@ -119,12 +122,13 @@ def ndpi_flows(capture: str) -> list[NdpiFlow]:
         m = _FLOW.match(line)
         if not m:
             continue
-        sni, ja4 = _SNI.search(line), _JA4.search(line)
+        sni, ja4, ja3 = _SNI.search(line), _JA4.search(line), _JA3.search(line)
         key = (m[2].lower(), frozenset((_endpoint(m[3]), _endpoint(m[4]))))
         out.append(
             NdpiFlow(
                 capture, int(m[1]), key, m[5], m[6],
                 sni[1] if sni and sni[1] else None, ja4[1] if ja4 else None,
+                ja3[1] if ja3 else None,
             )
         )  # fmt: skip
     return out
@@ -281,3 +285,15 @@ def test_sni_and_ja4_match_where_both_decided_tls(comparisons: list[Comparison])
 
 def _without_alpn(ja4: str) -> str:
     return ja4[:8] + ja4[10:]
+
+
+def test_ja3_matches_ndpi_on_every_tcp_client_hello(comparisons: list[Comparison]) -> None:
+    checked = 0
+    for c in comparisons:
+        ours = c.ours.classification if c.ours else None
+        if ours is None or ours.ja3 is None or c.ndpi.ja3_hash is None or ours.ja4[0] != "t":
+            continue
+        assert hashlib.md5(ours.ja3.encode()).hexdigest() == c.ndpi.ja3_hash, c.ndpi
+        checked += 1
+    print(f"JA3 compared on {checked} TLS flows")
+    assert checked >= 40
