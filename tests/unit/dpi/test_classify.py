@@ -249,3 +249,20 @@ def test_real_client_hello_split_over_segments(mode: str, seen: bool) -> None:
     verdict = next(f.classification for f in flows if f.server_port == 443)
     assert verdict.protocol is Protocol.TLS
     assert (verdict.ja4 is not None) is seen
+
+
+def test_replay_cli_json_and_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tspulab.cli import main
+
+    capture = _capture("tls_ech.pcapng")
+    assert main(["replay", "--json", "--subscriber-net", "192.168.0.0/16", str(capture)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    tls = [r for r in rows if r["classification"]["protocol"] == "tls"]
+    assert tls and tls[0]["classification"]["has_ech"] is True
+    assert tls[0]["classification"]["sni"] == "performance.radar.cloudflare.com"
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture")
+    assert main(["replay", str(bad)]) == 2
+    assert "not a pcap or pcapng file" in capsys.readouterr().err
