@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class TspuConfig:
     #: "closed": if the controller dies, flows not yet judged are not forwarded (OVS secure mode);
     #: "open": the switch falls back to forwarding everything (OVS standalone mode), a DPI bypass.
     fail_mode: str = "closed"
+    #: entries added to the profile's named sets (scenario lists: SNI-I names, allowlists)
+    profile_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class ControllerConfig:
                 nft_table=t.get("nft_table", ""),
                 control_socket=Path(t["control_socket"]) if t.get("control_socket") else None,
                 fail_mode=t.get("fail_mode", "closed"),
+                profile_sets={k: tuple(v) for k, v in t.get("profile_sets", {}).items()},
             )
         log = raw.get("events_log")
         return cls(tspu=tspu, events_log=Path(log) if log else None)

@@ -40,7 +40,7 @@ from tspulab.controllers.events import EventLog, guarded
 from tspulab.controllers.nftloss import NftLoss
 from tspulab.controllers.ofmsgs import delete_all_flows, delete_all_meters, flow_mod, meter_mod
 from tspulab.controllers.pipeline import FlowEndpoints, registry_rules, tspu_rules
-from tspulab.dpi.engine import Decision, TspuEngine
+from tspulab.dpi.engine import Decision, TspuEngine, engine_for
 from tspulab.dpi.flow import FlowState
 from tspulab.dpi.profile import Profile, load_profile
 from tspulab.dpi.registry import Registry, diff
@@ -101,7 +101,9 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
             self.registry = read_registry(tspu.registry_file)
         if tspu.profile:
             profile = load_profile(tspu.profile)
-            self.engine = TspuEngine(profile, self.registry, tspu.subscriber_nets, tspu.time_scale)
+            self.engine = engine_for(
+                profile, self.registry, tspu.subscriber_nets, tspu.time_scale, tspu.profile_sets
+            )
             self.inspects = profile_inspects(profile)
         if tspu.nft_table:
             self.nft = NftLoss(tspu.nft_table, tspu.subscriber_if, tspu.upstream_if)

@@ -236,6 +236,8 @@ class Probes(_Model):
     rounds: Int = Field(default=1, ge=1, le=100)
     timeout_s: Float = Field(default=3.0, ge=0.5, le=60)
     interval_s: Float = Field(default=0.0, ge=0)
+    transfer_bytes: Int = Field(default=0, ge=0, le=64 * 1024 * 1024)
+    """When > 0, each probe also downloads this many bytes (of /bulk) and records the goodput."""
 
 
 class Scenario(_Model):
@@ -251,6 +253,8 @@ class Scenario(_Model):
     clouds: tuple[Cloud, ...]
     services: tuple[Service, ...]
     probes: Probes = Probes()
+    profile_sets: dict[Str, tuple[Str, ...]] = {}
+    """Entries added to the profile's named sets (e.g. the SNI-I list of tspu-2022)."""
 
     @field_validator("version", mode="before")
     @classmethod

@@ -83,7 +83,9 @@ def https_probe(
     timeout_s: float,
     round_no: int,
     path: str = "/",
+    range_bytes: int = 0,
 ) -> ProbeResult:
+    """`range_bytes` > 0: download that many bytes of `path` (a goodput measurement)."""
     url = f"https://{domain}{path}"
     argv = [
         "curl", "-sS", "--max-time", f"{timeout_s:g}", "--cacert", str(ca),
@@ -91,6 +93,8 @@ def https_probe(
     ]  # fmt: skip
     if path != "/":
         argv[1:1] = ["-o", "/dev/null"]
+    if range_bytes:
+        argv[1:1] = ["-r", f"0-{range_bytes - 1}"]
     started = time.time()
     proc = host.popen(
         client_argv(resolv_conf, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -105,14 +109,15 @@ def https_probe(
     code = proc.returncode
     http_code = info.get("http_code") or info.get("response_code")
     expected = site_marker(service)
-    if code == 0 and http_code == 200 and (path != "/" or expected in body):
+    complete = not range_bytes or info.get("size_download") == range_bytes
+    if code == 0 and http_code in (200, 206) and complete and (path != "/" or expected in body):
         outcome, ok = "ok", True
     elif code == 0:
         outcome, ok = f"http-{http_code}" if http_code != 200 else "wrong-service", False
     else:
         outcome, ok = CURL_ERRORS.get(code, f"curl-exit-{code}"), False
     return ProbeResult(
-        kind="https",
+        kind="transfer" if range_bytes else "https",
         subscriber=subscriber,
         service=service,
         role=role,

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -78,6 +79,7 @@ def tspu_controller_config(
     *,
     time_scale: float = 1.0,
     fail_mode: str = "closed",
+    sets: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """What the TSPU app is told: ports and their sides, profile, registry, control channel."""
     registry_file = run_dir / "registry.json"
@@ -98,6 +100,7 @@ def tspu_controller_config(
         "nft_table": nft_table,
         "control_socket": str(run_dir / "controller.sock"),
         "fail_mode": fail_mode,
+        "profile_sets": {name: list(entries) for name, entries in (sets or {}).items()},
     }
 
 
@@ -134,7 +137,9 @@ def run_scenario(
     config_path = run_dir / "controller.json"
     ControllerConfig.dump(
         config_path,
-        tspu=tspu_controller_config(run_dir, record, scenario.profile, registry, prefixes)
+        tspu=tspu_controller_config(
+            run_dir, record, scenario.profile, registry, prefixes, sets=scenario.profile_sets
+        )
         if tspu
         else None,
         events_log=run_dir / "controller-events.jsonl",
@@ -216,6 +221,24 @@ def _probe_rounds(
                 writer.write(result.to_json())
                 mark = "ok " if result.ok else "BLK"
                 log(f"  [{writer.count}/{total}] {mark} {sub} → {service.name} ({result.outcome})")
+                if scenario.probes.transfer_bytes and result.ok:
+                    transfer = https_probe(
+                        lab.host(sub),
+                        subscriber=sub,
+                        service=service.name,
+                        role=service.role,
+                        domain=service.domains[0],
+                        ca=ca,
+                        resolv_conf=resolv,
+                        timeout_s=scenario.probes.timeout_s,
+                        round_no=round_no,
+                        path="/bulk",
+                        range_bytes=scenario.probes.transfer_bytes,
+                    )
+                    writer.write(transfer.to_json())
+                    kbps = (transfer.speed_download_bps or 0) * 8 / 1000
+                    log(f"      transfer {transfer.size_download} B at {kbps:,.0f} kbit/s "
+                        f"({transfer.outcome})")  # fmt: skip
         if scenario.probes.interval_s and round_no < scenario.probes.rounds:
             time.sleep(scenario.probes.interval_s)
 
