@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from tspulab.dpi.classify import Classification
 from tspulab.dpi.flow import FlowState
 from tspulab.dpi.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
-from tspulab.dpi.profile import REGISTRY, IntRange, Profile, RuleSpec
+from tspulab.dpi.profile import REGISTRY, IntRange, Profile, QuicInitialRule, RuleSpec
 from tspulab.dpi.registry import Registry
 from tspulab.dpi.verdict import Action, Verdict
 
@@ -198,23 +198,14 @@ def _conditions(
         pkt = obs.packet
         has_payload = pkt is not None and bool(pkt.payload)
         if has_payload != w.payload_packet.value:
-            return False, what
+            if has_payload or obs.inspection_over:
+                return False, what
+            unknown = True  # a later packet of the flow may carry payload
     if w.quic_initial is not None:
-        q = w.quic_initial
-        pkt = obs.packet
-        first = pkt is not None and flow.from_client and obs.payload_packets == 1
-        if not (
-            first
-            and pkt is not None
-            and pkt.proto == PROTO_UDP
-            and pkt.dport == q.port.value
-            and len(pkt.payload) >= q.min_bytes.value
-            and pkt.payload[1:5] == q.version.value.to_bytes(4, "big")
-        ):
+        if obs.payload_packets == 0 and not obs.inspection_over:
+            unknown = True  # the first datagram with payload has not been seen yet
+        elif not _quic_initial(w.quic_initial, flow, obs, what):
             return False, what
-        what.append(
-            f"first datagram {len(pkt.payload)} B to port {pkt.dport}, QUIC v{q.version.value}"
-        )
     needs_class = (
         w.protocols is not None
         or w.sni_in is not None
@@ -239,6 +230,22 @@ def _conditions(
     if unknown:
         return (False if obs.inspection_over else None), what
     return True, what
+
+
+def _quic_initial(q: QuicInitialRule, flow: FlowState, obs: Observation, what: list[str]) -> bool:
+    """The first client datagram with payload is the March-2022 QUIC trigger (§5.3)."""
+    pkt = obs.packet
+    if pkt is None or not flow.from_client or obs.payload_packets != 1 or pkt.proto != PROTO_UDP:
+        return False
+    payload = pkt.payload
+    if (
+        pkt.dport != q.port.value
+        or len(payload) < q.min_bytes.value
+        or payload[1:5] != q.version.value.to_bytes(4, "big")
+    ):
+        return False
+    what.append(f"first datagram {len(payload)} B to port {pkt.dport}, QUIC v{q.version.value}")
+    return True
 
 
 def _sni(
