@@ -19,18 +19,17 @@ import time
 from pathlib import Path
 
 from tspulab.controllers.config import ControllerConfig
+from tspulab.lab.network import Lab
+from tspulab.lab.record import RunRecord
+from tspulab.lab.services import start_logged
+from tspulab.scenario.build import build_registry, plan_lab
+from tspulab.scenario.schema import load_scenario
 from tspulab.topologies.single_isp import (
     TSPU_DPID,
     TSPU_SUBSCRIBER_PORT,
     TSPU_UPSTREAM_PORT,
     SingleIspTopo,
 )
-
-from tspulab.lab.network import Lab
-from tspulab.lab.record import RunRecord
-from tspulab.lab.services import start_logged
-from tspulab.scenario.build import build_registry, plan_lab
-from tspulab.scenario.schema import load_scenario
 
 DEMO = Path(__file__).resolve().parents[1] / "scenarios" / "demo.yaml"
 SERVICE = "evernote"  # outside every registry prefix of the demo

@@ -17,13 +17,32 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="bring up the lab of a scenario, run its probes, write a report")
     p.add_argument("scenario", help="scenario YAML file")
     p.add_argument("--runs-dir", default="runs", help="where run directories are made")
+    p.add_argument(
+        "--capture",
+        action="store_true",
+        help="record the TSPU's subscriber-side port (for `tspulab parity`)",
+    )
     p.set_defaults(handler=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tspulab.scenario.runner import run_scenario_cli
 
-    return run_scenario_cli(args.scenario, args.runs_dir)
+    return run_scenario_cli(args.scenario, args.runs_dir, capture=args.capture)
+
+
+def _add_parity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "parity", help="compare a captured run's live verdicts with a replay of its capture"
+    )
+    p.add_argument("run_dir")
+    p.set_defaults(handler=_cmd_parity)
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from tspulab.parity import parity_cli
+
+    return parity_cli(args.run_dir)
 
 
 def _add_clean(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,6 +121,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _add_run,
     _add_clean,
     _add_validate,
+    _add_parity,
     _add_schema,
     _add_replay,
 ]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tspulab.controllers.pipeline import COOKIE_REGISTRY
 
 from tests.emulation.helpers import leftovers, mininet_namespaces_gone
+from tspulab.controllers.pipeline import COOKIE_REGISTRY
 from tspulab.metrics.results import read_results
 from tspulab.scenario.model import data_dir
 from tspulab.scenario.runner import run_scenario

@@ -114,6 +114,9 @@ def https_probe(
         outcome, ok = "ok", True
     elif code == 0:
         outcome, ok = f"http-{http_code}" if http_code != 200 else "wrong-service", False
+    elif "reset by peer" in stderr:
+        # A RST ended it (SNI-I's rewritten reply, or an injected RST): not a timeout.
+        outcome, ok = "reset", False
     else:
         outcome, ok = CURL_ERRORS.get(code, f"curl-exit-{code}"), False
     return ProbeResult(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from tspulab.controllers.config import ControllerConfig, write_registry
+from tspulab.controllers.control import send_command
 from tspulab.controllers.pipeline import IPNetwork
 from tspulab.dpi.registry import Registry
 from tspulab.lab.network import Lab
@@ -114,6 +116,7 @@ def run_scenario(
     *,
     tspu: bool = True,
     bulk_transfer: bool = True,
+    capture: bool = False,
     log: Any = print,
 ) -> RunOutcome:
     """Run one scenario end to end. `tspu=False` runs the TSPU position as a learning switch."""
@@ -153,6 +156,7 @@ def run_scenario(
         log(f"run directory: {run_dir}")
         lab.start()
         log(f"lab up in {sum(lab.timings.values()):.1f} s ({len(lab.net.hosts)} hosts)")  # type: ignore[union-attr]
+        tcpdump = _start_capture(run_dir, record) if capture else None
         ca = RunCA(run_dir / "pki")
         for host_name, sites in plan.sites.items():
             start_nginx(lab.host(host_name), sites, ca, run_dir, record)
@@ -166,9 +170,13 @@ def run_scenario(
                 extra["bulk"] = _bulk_transfer(
                     scenario, lab, plan.subscribers[0], ca.ca_path, resolv, writer, log
                 )
+        if tcpdump is not None:
+            _stop_capture(tcpdump)
         extra["tspu_flows"] = [f.__dict__ for f in parse_dump_flows(lab.dump_flows("tspu1"))]
         extra["tspu_ports"] = parse_dump_ports(lab.dump_ports("tspu1"))
         extra["controller_events"] = _controller_event_counts(run_dir / "controller-events.jsonl")
+        if tspu:
+            extra["controller_stats"] = send_command(run_dir / "controller.sock", {"cmd": "stats"})
     finally:
         signal.signal(signal.SIGTERM, previous)
         leftovers = lab.stop()
@@ -285,6 +293,34 @@ def _bulk_transfer(
             "mbit_s": round(mbps, 1), "tspu_port_delta": delta}  # fmt: skip
 
 
+def _start_capture(run_dir: Path, record: RunRecord) -> subprocess.Popen[bytes]:
+    """tcpdump on the TSPU switch's subscriber-side port (root namespace): what the subscribers
+    sent and what the TSPU let through to them, for `tspulab parity`."""
+    from tspulab.parity import CAPTURE_NAME
+
+    iface = f"tspu1-eth{TSPU_SUBSCRIBER_PORT}"
+    proc = subprocess.Popen(
+        ["tcpdump", "-i", iface, "-U", "-s", "0", "-w", str(run_dir / CAPTURE_NAME)],
+        stdout=subprocess.DEVNULL, stderr=(run_dir / "tcpdump.log").open("ab"),
+        start_new_session=True,
+    )  # fmt: skip
+    record.process(proc.pid, "tcpdump", group_leader=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "listening" not in (run_dir / "tcpdump.log").read_text():
+        time.sleep(0.05)
+    return proc
+
+
+def _stop_capture(proc: subprocess.Popen[bytes]) -> None:
+    time.sleep(0.2)  # let the last packets reach the file
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _controller_event_counts(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in read_results(path):
@@ -292,7 +328,7 @@ def _controller_event_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def run_scenario_cli(path: str, runs_dir: str) -> int:
+def run_scenario_cli(path: str, runs_dir: str, capture: bool = False) -> int:
     """`tspulab run`: validate, run, print a summary and where the report is."""
     try:
         scenario = load_scenario(path)
@@ -303,7 +339,7 @@ def run_scenario_cli(path: str, runs_dir: str) -> int:
         print("tspulab run: needs root (network namespaces, Open vSwitch)", file=sys.stderr)
         return 2
     try:
-        outcome = run_scenario(scenario, Path(runs_dir))
+        outcome = run_scenario(scenario, Path(runs_dir), capture=capture)
     except KeyboardInterrupt:
         print(
             "interrupted: the lab was torn down; results so far are in the run directory",
