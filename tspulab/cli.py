@@ -106,6 +106,18 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a subscriber (inside) network; repeatable",
     )  # fmt: skip
     p.add_argument("--tor-relays", metavar="FILE", help="Tor relay address list, one per line")
+    p.add_argument(
+        "--profile", metavar="NAME",
+        help="judge flows with a behaviour profile (name or YAML path) and print verdicts",
+    )  # fmt: skip
+    p.add_argument(
+        "--registry", action="append", default=[], metavar="FILE",
+        help="block registry list file (one IP, prefix or domain a line); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--registry-inline", action="append", default=[], metavar="ENTRY",
+        help="one registry entry (IP, prefix or domain pattern); repeatable",
+    )  # fmt: skip
     p.set_defaults(handler=_cmd_replay)
 
 
@@ -113,8 +125,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from tspulab.replay import run_replay_cli
 
     return run_replay_cli(
-        args.capture, args.reassembly, args.json, args.subscriber_net, args.tor_relays
-    )
+        args.capture, args.reassembly, args.json, args.subscriber_net, args.tor_relays,
+        args.profile, args.registry, args.registry_inline,
+    )  # fmt: skip
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [

@@ -141,6 +141,9 @@ def run_replay_cli(
     as_json: bool,
     subscriber_nets: Sequence[str],
     tor_relays_path: str | None,
+    profile: str | None = None,
+    registry_files: Sequence[str] = (),
+    registry_inline: Sequence[str] = (),
 ) -> int:
     """The `tspulab replay` command: print one line per flow; 2 on unreadable input."""
     import sys
@@ -152,6 +155,12 @@ def run_replay_cli(
     except ValueError as err:
         print(f"tspulab replay: --subscriber-net: {err}", file=sys.stderr)
         return 2
+    if profile is not None:
+        from tspulab.profile_replay import run_profile_replay_cli
+
+        return run_profile_replay_cli(
+            path, profile, nets, registry_files, registry_inline, as_json
+        )
     relays: frozenset[str] = frozenset()
     if tor_relays_path:
         from tspulab.dpi.fingerprints import tor

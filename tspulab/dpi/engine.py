@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tspulab.dpi.classify import Classification, Classifier
@@ -49,7 +49,7 @@ from tspulab.dpi.packet import (
     decode,
 )
 from tspulab.dpi.policy import Context, HostBlock, Observation, evaluate, text
-from tspulab.dpi.profile import IntRange, Profile
+from tspulab.dpi.profile import Profile
 from tspulab.dpi.reassembly import ReassemblyMode, find_client_hello, looks_like_tls_record
 from tspulab.dpi.registry import Registry
 from tspulab.dpi.verdict import Action, Fate, Verdict
@@ -439,19 +439,59 @@ def _rearm_classifier(flow: FlowState) -> None:
     flow.inspection = None
 
 
-def pick(value: IntRange, seed: int, salt: str, key: object) -> int:
-    """Re-exported for callers that size windows the way the engine does."""
-    return value.pick(seed, salt, key)
+@dataclass(slots=True)
+class FlowVerdict:
+    """One flow of a replay under a profile: its last verdict and what happened to its packets."""
+
+    flow: FlowState
+    verdict: Verdict
+    classification: Classification | None
+    fates: dict[str, int] = field(default_factory=dict)
+    """Packets per fate ("forward", "drop", "reset")."""
+
+    def to_json(self) -> dict[str, object]:
+        f = self.flow
+        c = self.classification
+        return {
+            "transport": {PROTO_TCP: "tcp", PROTO_UDP: "udp"}.get(f.proto, f"ip{f.proto}"),
+            "client": f"{text(f.client_addr)}:{f.client_port}",
+            "server": f"{text(f.server_addr)}:{f.server_port}",
+            "initiated_inside": f.initiated_inside,
+            "protocol": str(c.protocol) if c is not None else None,
+            "sni": c.sni if c is not None else None,
+            "verdict": self.verdict.to_json(),
+            "packets": dict(self.fates),
+        }
 
 
-def engine_for(
-    profile: Profile,
-    registry: Registry | None = None,
-    subscriber_nets: Sequence[Network] = (),
-    time_scale: float = 1.0,
-    sets: Mapping[str, Iterable[str]] | None = None,
-) -> TspuEngine:
-    """An engine with extra entries added to the profile's named sets (scenario lists)."""
-    for name, entries in (sets or {}).items():
-        profile = profile.with_set_entries(name, entries)
-    return TspuEngine(profile, registry or Registry(), subscriber_nets, time_scale)
+@dataclass(slots=True)
+class ProfileReplay:
+    flows: list[FlowVerdict]
+    frames: int = 0
+    undecoded: int = 0
+    detections: list[DetectEvent] = field(default_factory=list)
+
+
+def replay_with_profile(
+    frames: Iterable[tuple[float, int, bytes]], engine: TspuEngine
+) -> ProfileReplay:
+    """Feed (timestamp, linktype, frame) through ``engine``; one ``FlowVerdict`` per flow, in order
+    of first packet (a flow replaced after idle expiry or port reuse is reported as its own)."""
+    result = ProfileReplay(flows=[])
+    by_flow: dict[int, FlowVerdict] = {}
+    for ts, linktype, frame in frames:
+        result.frames += 1
+        decision = engine.process(frame, ts, linktype=linktype)
+        flow = decision.flow
+        if flow is None:
+            result.undecoded += 1
+            continue
+        entry = by_flow.get(id(flow))
+        if entry is None or entry.flow is not flow:
+            entry = by_flow[id(flow)] = FlowVerdict(flow, decision.verdict, None)
+            result.flows.append(entry)
+        entry.verdict = decision.verdict
+        entry.classification = decision.classification or entry.classification
+        entry.fates[decision.fate.value] = entry.fates.get(decision.fate.value, 0) + 1
+    result.detections = list(engine.detections)
+    return result
