@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tspulab.dpi.classify import Classification, Classifier
@@ -173,6 +173,12 @@ class TspuEngine:
             if judged.verdict.final:
                 return Decision(flow, judged.verdict, None, pkt, self._enforce(judged, pkt, now))
         return self._inspect(judged, pkt, now)
+
+    def set_registry(self, registry: Registry) -> None:
+        """Judge new flows against another registry version; flows already judged keep their
+        verdicts (a registry push does not re-judge open connections)."""
+        self.registry = registry
+        self.ctx = Context(registry, self.profile, self.time_scale, self.host_blocks)
 
     def flows(self) -> Iterable[FlowState]:
         return self.table.flows()
@@ -437,6 +443,19 @@ def _rearm_classifier(flow: FlowState) -> None:
     (A ``Classifier.rearm(flow)`` in classify.py would own this; requested from its owner.)"""
     flow.classification = None
     flow.inspection = None
+
+
+def engine_for(
+    profile: Profile,
+    registry: Registry | None = None,
+    subscriber_nets: Sequence[Network] = (),
+    time_scale: float = 1.0,
+    sets: Mapping[str, Iterable[str]] | None = None,
+) -> TspuEngine:
+    """An engine with extra entries added to the profile's named sets (scenario lists)."""
+    for name, entries in (sets or {}).items():
+        profile = profile.with_set_entries(name, entries)
+    return TspuEngine(profile, registry or Registry(), subscriber_nets, time_scale)
 
 
 @dataclass(slots=True)
