@@ -474,14 +474,14 @@ def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
             lo, hi = a.after_packets.value
             if not 0 <= lo <= hi:
                 errors.append(doc.error((*where, "action", "after_packets"), "need 0 <= lo <= hi"))
-        order = ("none", "tcp", "tls-records")
-        if w.reassembly is not None and order.index(w.reassembly.value) > order.index(
-            spec.inspection.reassembly.value
+        if w.reassembly is not None and w.reassembly.value not in (
+            "none",
+            spec.inspection.reassembly.value,
         ):
             errors.append(
                 doc.error(
                     (*where, "when", "reassembly"),
-                    "a rule cannot reassemble more than the profile's inspection.reassembly",
+                    "a rule's reassembly is 'none' or the profile's inspection.reassembly",
                 )
             )
     return errors

@@ -218,3 +218,13 @@ def test_cli_replay_with_unknown_profile_fails_cleanly(capsys: pytest.CaptureFix
 
     assert main(["replay", "--profile", "tspu-2021", "nonexistent.pcap"]) == 2
     assert "did you mean 'tspu-2022'" in capsys.readouterr().err
+
+
+def test_rule_reassembly_is_none_or_the_profiles() -> None:
+    text = (PROFILES_DIR / "quic-sni-2023.yaml").read_text()
+    bad = text.replace(
+        'reassembly: {value: none, source: "§5.10: no TCP',
+        'reassembly: {value: tls-records, source: "§5.10: no TCP',
+    )
+    assert bad != text
+    assert "rules[2].when.reassembly: a rule's reassembly is 'none'" in _error(bad)
