@@ -14,7 +14,6 @@ modules; this file only moves messages and keeps per-flow bookkeeping.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import socket
 import threading
@@ -55,13 +54,6 @@ def profile_inspects(profile: Profile) -> bool:
         if fields or rule.when.address_in not in (None, "registry"):
             return True
     return False
-
-
-def set_engine_registry(engine: TspuEngine, registry: Registry) -> None:
-    """Point the engine's policy at a new registry version; flows already judged keep their
-    verdicts (a registry push does not re-judge open connections)."""
-    engine.registry = registry
-    engine.ctx = dataclasses.replace(engine.ctx, registry=registry)
 
 
 def _addr(raw: bytes) -> str:
@@ -291,7 +283,7 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
                 datapath.send_msg(datapath.ofproto_parser.OFPBarrierRequest(datapath))
             self.registry = new
             if self.engine is not None:
-                set_engine_registry(self.engine, new)
+                self.engine.set_registry(new)
         seconds = round(time.monotonic() - started, 4)
         self.event_log.write(
             "registry-update", file=str(path), added=len(change.add_prefixes),

@@ -19,20 +19,30 @@ def _pct(x: float | None) -> str:
 def print_summary(summary: Summary, run_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"tspulab: {summary.scenario}")
-    for col in ("service", "role", "cloud", "address", "in registry", "reachable", "outcomes"):
+    for col in ("service", "role", "cloud", "address", "in registry", "reachable", "goodput",
+                "outcomes"):  # fmt: skip
         table.add_column(col)
     for s in summary.services:
-        status = "[red]broken[/red]" if s.broken else "[green]ok[/green]"
+        status = (
+            "[red]broken[/red]"
+            if s.broken
+            else "[yellow]degraded[/yellow]"
+            if s.degraded
+            else "[green]ok[/green]"
+        )
+        goodput = "" if s.goodput_kbps is None else f"{s.goodput_kbps:,.0f} kbit/s"
         table.add_row(
             s.name, s.role, s.cloud, s.address, "yes" if s.address_in_registry else "no",
-            f"{s.ok}/{s.probes} {status}",
+            f"{s.ok}/{s.probes} {status}", goodput,
             ", ".join(f"{k}×{v}" for k, v in sorted(s.outcomes.items())),
         )  # fmt: skip
     console.print(table)
     console.print(
-        f"intended blocking {_pct(summary.intended_blocking)} · "
+        f"intended blocking {_pct(summary.intended_blocking)} "
+        f"(broken or degraded {_pct(summary.targets_affected)}) · "
         f"collateral damage {_pct(summary.collateral_damage)} "
-        f"(weighted by users {_pct(summary.collateral_damage_weighted)}) · "
+        f"(weighted by users {_pct(summary.collateral_damage_weighted)}; broken or degraded "
+        f"{_pct(summary.collateral_degraded)}) · "
         f"blocked addresses {summary.blocked_addresses:,} in {summary.registry_prefixes} prefixes "
         f"for {summary.target_addresses} target address(es)"
     )
@@ -55,18 +65,26 @@ def write_report(run_dir: Path, summary: Summary, meta: dict[str, Any]) -> Path:
                 "in registry",
                 "probes ok",
                 "verdict",
+                "goodput",
                 "outcomes",
             ],
             "th",
         )
     ]
     for s in summary.services:
-        verdict = '<b class="bad">broken</b>' if s.broken else '<b class="good">reachable</b>'
+        verdict = (
+            '<b class="bad">broken</b>'
+            if s.broken
+            else '<b class="warn">degraded</b>'
+            if s.degraded
+            else '<b class="good">reachable</b>'
+        )
+        goodput = "" if s.goodput_kbps is None else f"{s.goodput_kbps:,.0f} kbit/s"
         services.append(
             _row([
                 e(s.name), e(s.role), e(s.cloud), e(s.address),
                 "yes" if s.address_in_registry else "no",
-                f"{s.ok}/{s.probes}", verdict,
+                f"{s.ok}/{s.probes}", verdict, goodput,
                 e(", ".join(f"{k}×{v}" for k, v in sorted(s.outcomes.items()))),
             ])
         )  # fmt: skip
@@ -85,7 +103,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; color:
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: .3em .6em; text-align: left; font-size: 90%; }}
 th {{ background: #f0f0f0; }}
-.good {{ color: #1a7f37; }} .bad {{ color: #c62828; }}
+.good {{ color: #1a7f37; }} .bad {{ color: #c62828; }} .warn {{ color: #b26a00; }}
 .figures td:first-child {{ font-weight: bold; }}
 .note {{ color: #666; font-size: 90%; }}
 </style></head><body>
@@ -94,8 +112,10 @@ th {{ background: #f0f0f0; }}
 <h2>Figures</h2>
 <table class="figures">
 <tr><td>Intended blocking (targets unreachable)</td><td>{_pct(summary.intended_blocking)}</td></tr>
+<tr><td>Targets broken or degraded (throttled)</td><td>{_pct(summary.targets_affected)}</td></tr>
 <tr><td>Collateral damage (innocent services broken)</td><td>{_pct(summary.collateral_damage)}</td></tr>
 <tr><td>Collateral damage weighted by users</td><td>{_pct(summary.collateral_damage_weighted)}</td></tr>
+<tr><td>Innocent services broken or degraded (throttled)</td><td>{_pct(summary.collateral_degraded)}</td></tr>
 <tr><td>Addresses blocked by the registry</td><td>{summary.blocked_addresses:,} in {summary.registry_prefixes} aggregated prefixes</td></tr>
 <tr><td>Addresses the targets use</td><td>{summary.target_addresses}</td></tr>
 <tr><td>Over-blocking (blocked / target addresses)</td><td>{summary.overblocking_ratio or 0:,.0f}×</td></tr>

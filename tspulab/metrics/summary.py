@@ -5,11 +5,14 @@
 - **over-blocking**: addresses the registry blocks against addresses the targets actually use.
 
 A service is *broken* when fewer than half of its probes succeed (so one unlucky timeout does
-not flip a verdict, and a service that never answers is broken however often it is asked).
+not flip a verdict, and a service that never answers is broken however often it is asked). It is
+*degraded* when it answers but its median goodput (transfer probes) is below the scenario's
+threshold: throttling (Twitter 2021, YouTube 2024) degrades without breaking.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +40,17 @@ class ServiceSummary:
     ok: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     address_in_registry: bool = False
+    goodputs_kbps: list[float] = field(default_factory=list)
+    degraded_below_kbps: float = 0.0
+
+    @property
+    def goodput_kbps(self) -> float | None:
+        return statistics.median(self.goodputs_kbps) if self.goodputs_kbps else None
+
+    @property
+    def degraded(self) -> bool:
+        g = self.goodput_kbps
+        return not self.broken and g is not None and g < self.degraded_below_kbps
 
     @property
     def reachability(self) -> float:
@@ -50,6 +64,8 @@ class ServiceSummary:
         d = asdict(self)
         d["reachability"] = round(self.reachability, 4)
         d["broken"] = self.broken
+        d["goodput_kbps"] = self.goodput_kbps
+        d["degraded"] = self.degraded
         return d
 
 
@@ -84,6 +100,22 @@ class Summary:
         return self._share("innocent", weighted=True)
 
     @property
+    def targets_affected(self) -> float | None:
+        """Share of targets broken or degraded: what a throttle intends."""
+        group = [s for s in self.services if s.role == "target"]
+        if not group:
+            return None
+        return sum(1 for s in group if s.broken or s.degraded) / len(group)
+
+    @property
+    def collateral_degraded(self) -> float | None:
+        """Share of innocent services broken or degraded (slowed below the threshold)."""
+        group = [s for s in self.services if s.role == "innocent"]
+        if not group:
+            return None
+        return sum(1 for s in group if s.broken or s.degraded) / len(group)
+
+    @property
     def overblocking_ratio(self) -> float | None:
         return self.blocked_addresses / self.target_addresses if self.target_addresses else None
 
@@ -93,6 +125,8 @@ class Summary:
             "intended_blocking": self.intended_blocking,
             "collateral_damage": self.collateral_damage,
             "collateral_damage_weighted": self.collateral_damage_weighted,
+            "collateral_degraded": self.collateral_degraded,
+            "targets_affected": self.targets_affected,
             "blocked_addresses": self.blocked_addresses,
             "registry_prefixes": self.registry_prefixes,
             "target_addresses": self.target_addresses,
@@ -110,6 +144,7 @@ def summarise(
     blocked_addresses: int,
     registry_prefixes: int,
     in_registry: set[str],
+    degraded_below_kbps: float = 1000.0,
 ) -> Summary:
     by_name = {
         s.name: ServiceSummary(
@@ -119,11 +154,16 @@ def summarise(
             s.address,
             s.cloud,
             address_in_registry=s.address in in_registry,
+            degraded_below_kbps=degraded_below_kbps,
         )
         for s in services
     }
     outcomes: dict[str, Counter[str]] = {name: Counter() for name in by_name}
     for r in results:
+        if r.get("kind") == "transfer" and r.get("service") in by_name:
+            speed = r.get("speed_download_bps") or 0.0
+            by_name[r["service"]].goodputs_kbps.append(speed * 8 / 1000 if r.get("ok") else 0.0)
+            continue
         if r.get("kind") != "https" or r.get("service") not in by_name:
             continue
         s = by_name[r["service"]]

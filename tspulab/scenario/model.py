@@ -238,6 +238,8 @@ class Probes(_Model):
     interval_s: Float = Field(default=0.0, ge=0)
     transfer_bytes: Int = Field(default=0, ge=0, le=64 * 1024 * 1024)
     """When > 0, each probe also downloads this many bytes (of /bulk) and records the goodput."""
+    degraded_below_kbps: Float = Field(default=1000.0, gt=0)
+    """A reachable service whose median goodput is below this is *degraded* (throttled)."""
 
 
 class Scenario(_Model):
