@@ -106,7 +106,36 @@ class Lab:
         for switch in self.net.switches:
             offloads_off(switch, switch.intfList())
         self._wait_switches_up(timeout_s=15)
+        self._apply_fail_mode()
         self.timings["mininet_s"] = time.monotonic() - t1
+
+    def _apply_fail_mode(self) -> None:
+        """What the TSPU switch does if its controller dies (a profile/scenario setting).
+
+        closed: OVS `secure` mode: judged flows and registry drops stay, new flows go nowhere.
+        open: OVS `standalone` mode, a DPI bypass: once the controller has been silent for three
+        inactivity probes (set to the 1 s minimum), the switch forwards everything as a plain
+        learning switch.
+
+        The other switches are plain learning switches: they always fall back to learning on
+        their own, so a dead controller tests the TSPU's fail mode and nothing else.
+        """
+        assert self.net is not None
+        tspu = ControllerConfig.load(self.controller_config).tspu
+        tspu_dpid = tspu.dpid if tspu is not None else None
+        for switch in self.net.switches:
+            is_tspu = int(switch.dpid, 16) == tspu_dpid
+            if is_tspu and (tspu is None or tspu.fail_mode != "open"):
+                continue
+            subprocess.run(["ovs-vsctl", "set-fail-mode", switch.name, "standalone"], check=True)
+            uuids = subprocess.run(
+                ["ovs-vsctl", "get", "bridge", switch.name, "controller"],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip("[] \n")  # fmt: skip
+            for uuid in filter(None, (u.strip() for u in uuids.split(","))):
+                subprocess.run(
+                    ["ovs-vsctl", "set", "controller", uuid, "inactivity_probe=1000"], check=True
+                )
 
     def _wait_switches_up(self, timeout_s: float) -> None:
         """Wait for the controller's `switch-up` event of every switch (and the TSPU's rules).
