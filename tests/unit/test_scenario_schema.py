@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tspulab import cli
-from tspulab.scenario import model
+from tspulab.scenario import scalars
 from tspulab.scenario.schema import (
     ErrorLocation,
     ScenarioError,
@@ -302,7 +302,7 @@ def test_known_profiles_follow_shipped_files(
     assert "rkn-2018-ip" in known_profiles()
     (tmp_path / "tspu-2022.yaml").write_text("{}")
     (tmp_path / "notes.txt").write_text("")
-    monkeypatch.setattr(model, "PROFILES_DIR", tmp_path)
+    monkeypatch.setattr(scalars, "PROFILES_DIR", tmp_path)
     assert known_profiles() == ("rkn-2018-ip", "tspu-2022")
 
 

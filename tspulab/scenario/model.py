@@ -8,171 +8,94 @@ files. Field names here are the YAML keys.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from bisect import bisect_right
+from datetime import datetime
+from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    PrivateAttr,
-    Strict,
-    WithJsonSchema,
-    field_validator,
-)
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from tspulab.scenario.yamlload import did_you_mean
-
-# Topologies a scenario may name; the lab layer extends this as topologies/ grows.
-KNOWN_TOPOLOGIES: tuple[str, ...] = ("single-isp",)
-# Profiles that exist before any data file ships in tspulab/profiles/.
-BUILTIN_PROFILES: tuple[str, ...] = ("rkn-2018-ip",)
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
-DATA_PREFIX = "data:"
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
-
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
-
-
-def known_profiles() -> tuple[str, ...]:
-    """Behaviour profile names: the built-in ones plus the stems of tspulab/profiles/*.yaml."""
-    shipped = {p.stem for p in PROFILES_DIR.glob("*.yaml")} if PROFILES_DIR.is_dir() else set()
-    return tuple(sorted(shipped | set(BUILTIN_PROFILES)))
-
-
-# --- scalar types -------------------------------------------------------------------------
-
-
-def _parse_address(value: object) -> IPAddress:
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "ip_address", "expected an IP address, got {input}", {"input": repr(value)}
-        )
-    try:
-        return ip_address(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "ip_address", "'{value}' is not an IPv4 or IPv6 address", {"value": value}
-        ) from None
-
-
-def _parse_network(value: object) -> IPNetwork:
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "ip_network",
-            "expected an IP address or CIDR prefix, got {input}",
-            {"input": repr(value)},
-        )
-    try:
-        return ip_network(value, strict=True)
-    except ValueError:
-        pass
-    try:
-        network = ip_network(value, strict=False)
-    except ValueError:
-        raise PydanticCustomError(
-            "ip_network", "'{value}' is not an IPv4/IPv6 address or CIDR prefix", {"value": value}
-        ) from None
-    raise PydanticCustomError(
-        "ip_network",
-        "{value} has host bits set; did you mean {network}?",
-        {"value": value, "network": str(network)},
-    )
-
-
-def _slug_check(max_length: int) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not re.fullmatch(SLUG_PATTERN, value) or len(value) > max_length:
-            raise PydanticCustomError(
-                "slug",
-                "'{value}' is not a valid name: lowercase letters, digits and '-', starting with "
-                "a letter or digit, at most {max} characters",
-                {"value": value, "max": max_length},
-            )
-        return value
-
-    return check
-
-
-def _slug_schema(max_length: int) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", "pattern": SLUG_PATTERN, "maxLength": max_length})
-
-
-def _check_domain(value: str) -> str:
-    name = value.lower().removesuffix(".")
-    labels = name.split(".")
-    valid = (
-        len(name) <= 253
-        and len(labels) >= 2
-        and all(
-            0 < len(label) <= 63
-            and label[0] != "-"
-            and label[-1] != "-"
-            and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
-            for label in labels
-        )
-        and not labels[-1].isdigit()
-    )
-    if not valid:
-        raise PydanticCustomError(
-            "domain",
-            "'{value}' is not a valid DNS name (dot-separated labels of letters, digits and '-', "
-            "each 1-63 characters, at least two labels)",
-            {"value": value},
-        )
-    return name
-
-
-Address = Annotated[
+from tspulab.scenario.campaign import (
+    DIRECT,
+    Circumvention,
+    CircumventionChange,
+    Clock,
+    Expectation,
+    Isp,
+    MoveService,
+    ProbeKind,
+    ProfileChange,
+)
+from tspulab.scenario.paths import DATA_PREFIX, data_dir, resolve_data_path
+from tspulab.scenario.scalars import (
+    BUILTIN_PROFILES,
+    KNOWN_TOPOLOGIES,
+    PROFILES_DIR,
+    Address,
+    Bool,
+    CloudName,
+    Domain,
+    Duration,
+    Float,
+    Int,
     IPAddress,
-    PlainValidator(_parse_address),
-    WithJsonSchema({"type": "string", "description": "IPv4 or IPv6 address"}),
-]
-Network = Annotated[
     IPNetwork,
-    PlainValidator(_parse_network),
-    WithJsonSchema({"type": "string", "description": "IP address or CIDR prefix, host bits zero"}),
-]
-Domain = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_check_domain),
-    WithJsonSchema({"type": "string", "format": "hostname"}),
-]
-ScenarioName = Annotated[str, Strict(), AfterValidator(_slug_check(40)), _slug_schema(40)]
-CloudName = Annotated[str, Strict(), AfterValidator(_slug_check(20)), _slug_schema(20)]
-ServiceName = Annotated[str, Strict(), AfterValidator(_slug_check(40)), _slug_schema(40)]
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
+    Label,
+    Network,
+    ScenarioName,
+    Section,
+    ServiceName,
+    Str,
+    TimeRef,
+    format_duration,
+    is_relative_time,
+    known_profiles,
+    parse_duration,
+    time_offset_s,
+    unknown_name,
+)
 
+__all__ = [
+    "BUILTIN_PROFILES",
+    "DATA_PREFIX",
+    "DIRECT",
+    "KNOWN_TOPOLOGIES",
+    "PROFILES_DIR",
+    "Circumvention",
+    "CircumventionChange",
+    "Clock",
+    "Cloud",
+    "Dns",
+    "Expectation",
+    "IPAddress",
+    "IPNetwork",
+    "Isp",
+    "MoveService",
+    "Probes",
+    "ProfileChange",
+    "RegistrySource",
+    "Scenario",
+    "Service",
+    "TimelineEntry",
+    "Topology",
+    "data_dir",
+    "known_profiles",
+    "resolve_data_path",
+    "scenario_json_schema",
+]
 
-def _unknown(kind: str, value: str, known: tuple[str, ...]) -> PydanticCustomError:
-    hint = did_you_mean(value, known) or f" (known: {', '.join(known)})"
-    return PydanticCustomError(
-        "unknown_name",
-        "unknown {kind} '{value}'{hint}",
-        {"kind": kind, "value": value, "hint": hint},
-    )
+DEFAULT_ISP = "isp"
+"""The name of the single ISP of a scenario without `isps`."""
+START_STEP = "start"
+"""The step before the first timeline entry."""
 
 
 # --- models -------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Topology(_Model):
+class Topology(Section):
     """Which topology class builds the network, and how many subscriber hosts it has."""
 
     name: Str
@@ -182,11 +105,11 @@ class Topology(_Model):
     @classmethod
     def _known(cls, value: str) -> str:
         if value not in KNOWN_TOPOLOGIES:
-            raise _unknown("topology", value, KNOWN_TOPOLOGIES)
+            raise unknown_name("topology", value, KNOWN_TOPOLOGIES)
         return value
 
 
-class RegistrySource(_Model):
+class RegistrySource(Section):
     """One source of registry entries: exactly one of `inline`, `domains` or `file`."""
 
     inline: tuple[Network, ...] | None = Field(default=None, min_length=1)
@@ -204,13 +127,13 @@ class RegistrySource(_Model):
         return "domains" if self.domains is not None else "file"
 
 
-class Dns(_Model):
+class Dns(Section):
     """The resolver subscribers use; it must be reachable, so outside every cloud prefix."""
 
     address: Address = IPv4Address("77.88.8.8")
 
 
-class Cloud(_Model):
+class Cloud(Section):
     """A hosting network: its prefixes, and whether it is domestic (inside Russia)."""
 
     name: CloudName
@@ -218,7 +141,7 @@ class Cloud(_Model):
     domestic: Bool = False
 
 
-class Service(_Model):
+class Service(Section):
     """A service at one address of a cloud: a target of blocking or an innocent bystander."""
 
     name: ServiceName
@@ -230,7 +153,7 @@ class Service(_Model):
     protocol: Literal["https"] = "https"
 
 
-class Probes(_Model):
+class Probes(Section):
     """How often and how patiently each service is probed from each subscriber."""
 
     rounds: Int = Field(default=1, ge=1, le=100)
@@ -240,9 +163,66 @@ class Probes(_Model):
     """When > 0, each probe also downloads this many bytes (of /bulk) and records the goodput."""
     degraded_below_kbps: Float = Field(default=1000.0, gt=0)
     """A reachable service whose median goodput is below this is *degraded* (throttled)."""
+    every: Duration | None = None
+    """Also probe every this much scenario time, from 0 to the last timeline entry + every."""
+    kinds: tuple[ProbeKind, ...] = Field(default=("https",), min_length=1)
+    from_: Literal["all"] | tuple[Str, ...] = Field(default="all", alias="from")
+    """"all", or the subscriber host names that probe."""
+
+    @property
+    def every_s(self) -> float | None:
+        return None if self.every is None else parse_duration(self.every)
 
 
-class Scenario(_Model):
+class TimelineEntry(Section):
+    """One moment of the campaign and what changes then. `at_s` and `label` are always set once
+    the scenario is loaded (`at_s`: scenario seconds since the clock start)."""
+
+    at: TimeRef
+    label: Label | None = None
+    """Unique; default "t+<duration>", e.g. "t+3d4h"."""
+    registry_add: tuple[RegistrySource, ...] = ()
+    registry_remove: tuple[RegistrySource, ...] = ()
+    profile: ProfileChange | None = None
+    move_service: MoveService | None = None
+    circumvention: CircumventionChange | None = None
+    probe: Bool = False
+    """Run a probe round at this moment."""
+
+    _at_s: float | None = PrivateAttr(default=None)
+
+    @property
+    def at_s(self) -> float:
+        if self._at_s is None:
+            raise ValueError(f"timeline entry at {self.at} needs clock.start to have a time")
+        return self._at_s
+
+    def what(self) -> tuple[str, ...]:
+        """What this entry does, in words (the `what` of results.jsonl event lines)."""
+        out = [f"registry_add {_source_words(s)}" for s in self.registry_add]
+        out += [f"registry_remove {_source_words(s)}" for s in self.registry_remove]
+        if self.profile is not None:
+            out.append(f"profile {self.profile.name} on {self.profile.isp or 'every ISP'}")
+        if self.move_service is not None:
+            m = self.move_service
+            out.append(f"move_service {m.service} to {m.address} ({m.cloud})")
+        if self.circumvention is not None:
+            out += [f"circumvention start {n}" for n in self.circumvention.start]
+            out += [f"circumvention stop {n}" for n in self.circumvention.stop]
+        if self.probe:
+            out.append("probe")
+        return tuple(out)
+
+
+def _source_words(source: RegistrySource) -> str:
+    if source.inline is not None:
+        return ", ".join(str(n) for n in source.inline)
+    if source.domains is not None:
+        return f"{source.match} " + ", ".join(source.domains)
+    return f"file {source.file}"
+
+
+class Scenario(Section):
     """A validated scenario (version 1). `path` is the file it was loaded from."""
 
     version: Literal[1]
@@ -255,8 +235,14 @@ class Scenario(_Model):
     clouds: tuple[Cloud, ...]
     services: tuple[Service, ...]
     probes: Probes = Probes()
-    profile_sets: dict[Str, tuple[Str, ...]] = {}
+    profile_sets: dict[Str, tuple[Str, ...]] = Field(default_factory=dict)
     """Entries added to the profile's named sets (e.g. the SNI-I list of tspu-2022)."""
+    clock: Clock = Clock()
+    isps: tuple[Isp, ...] | None = Field(default=None, min_length=1)
+    """None: one ISP named "isp" with topology.subscribers and the top-level profile."""
+    circumvention: tuple[Circumvention, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
+    expect: tuple[Expectation, ...] = ()
 
     @field_validator("version", mode="before")
     @classmethod
@@ -275,8 +261,53 @@ class Scenario(_Model):
     def _known_profile(cls, value: str) -> str:
         known = known_profiles()
         if value not in known:
-            raise _unknown("profile", value, known)
+            raise unknown_name("profile", value, known)
         return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Scenario:
+        """Fill in what the file may leave out: ISP profiles, entry times and labels, names.
+
+        A frozen model is completed here, once, while it is being built. References that do not
+        resolve are left unresolved; `load_scenario`'s checks report them at their lines.
+        """
+        isps = tuple(
+            isp.model_copy(
+                update={
+                    "profile": isp.profile or self.profile,
+                    "profile_sets": _inherited_sets(isp, self.profile, self.profile_sets),
+                }
+            )
+            for isp in self.isps or ()
+        )
+        entries: list[TimelineEntry] = []
+        for entry in self.timeline:
+            at_s = time_offset_s(entry.at, self.clock.start)
+            label = entry.label or (
+                f"t+{format_duration(at_s)}" if at_s is not None else f"t+{entry.at}"
+            )
+            resolved = entry.model_copy(update={"label": label})
+            resolved._at_s = at_s
+            entries.append(resolved)
+        at_of: dict[str, float | None] = {START_STEP: 0.0}
+        at_of.update((str(e.label), e._at_s) for e in entries)
+
+        def offset(value: str | datetime | None) -> float | None:
+            if isinstance(value, str) and not is_relative_time(value):
+                return at_of.get(value)  # a label (unknown ones are reported by the checks)
+            return None if value is None else time_offset_s(value, self.clock.start)
+
+        expectations: list[Expectation] = []
+        for exp in self.expect:
+            method = exp.method or (DIRECT if exp.metric is None else None)
+            done = exp.model_copy(update={"method": method})
+            done = done.model_copy(update={"name": exp.name or done.default_name()})
+            done._from_s, done._until_s = offset(exp.from_), offset(exp.until)
+            expectations.append(done)
+        object.__setattr__(self, "isps", isps or None)
+        object.__setattr__(self, "timeline", tuple(entries))
+        object.__setattr__(self, "expect", tuple(expectations))
+        return self
 
     @property
     def path(self) -> Path:
@@ -289,11 +320,104 @@ class Scenario(_Model):
     def cloud(self, name: str) -> Cloud:
         return next(c for c in self.clouds if c.name == name)
 
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def method(self, name: str) -> Circumvention:
+        """A circumvention method by name; ValueError when there is none."""
+        found = next((m for m in self.circumvention if m.name == name), None)
+        if found is None:
+            raise ValueError(f"no circumvention method {name!r}")
+        return found
+
     def registry_file(self, source: RegistrySource) -> Path:
         """The resolved path of a `file:` registry source."""
         if source.file is None:
             raise ValueError("inline registry source has no file")
         return resolve_data_path(source.file, self._path)
+
+    # --- ISPs, subscribers and scenario time ----------------------------------------------
+
+    def effective_isps(self) -> tuple[Isp, ...]:
+        """The ISPs of the file, or the default single ISP ("isp": topology.subscribers hosts
+        sub1..subN, the top-level profile and profile_sets). `profile` is never None here."""
+        if self.isps:
+            return self.isps
+        return (
+            Isp.model_construct(
+                name=DEFAULT_ISP,
+                subscribers=self.topology.subscribers,
+                profile=self.profile,
+                profile_sets=self.profile_sets,
+            ),
+        )
+
+    def isp(self, name: str) -> Isp:
+        found = next((i for i in self.effective_isps() if i.name == name), None)
+        if found is None:
+            raise ValueError(f"no ISP {name!r}")
+        return found
+
+    def subscriber_hosts(self) -> dict[str, tuple[str, ...]]:
+        """ISP name -> its subscriber host names (`<isp>-<n>`, or `sub<n>` without `isps`)."""
+        default = not self.isps
+        return {isp.name: isp.hosts(default_naming=default) for isp in self.effective_isps()}
+
+    def isp_of(self, host: str) -> str:
+        """The ISP a subscriber host belongs to."""
+        for isp, hosts in self.subscriber_hosts().items():
+            if host in hosts:
+                return isp
+        raise ValueError(f"no subscriber host {host!r}")
+
+    def probe_subscribers(self) -> tuple[str, ...]:
+        """The hosts that probe: every subscriber for `from: all`, else the listed ones."""
+        if self.probes.from_ == "all":
+            return tuple(h for hosts in self.subscriber_hosts().values() for h in hosts)
+        return self.probes.from_
+
+    def step_at(self, t_s: float) -> str:
+        """Label of the latest timeline entry at or before `t_s`; "start" before any."""
+        times = [e.at_s for e in self.timeline]
+        i = bisect_right(times, t_s)
+        return START_STEP if i == 0 else str(self.timeline[i - 1].label)
+
+    def step_window(self, label: str) -> tuple[float, float | None]:
+        """Scenario seconds [from, to) of a step: its entry to the next (None: open end)."""
+        if label == START_STEP:
+            return 0.0, (self.timeline[0].at_s if self.timeline else None)
+        for i, entry in enumerate(self.timeline):
+            if entry.label == label:
+                nxt = self.timeline[i + 1].at_s if i + 1 < len(self.timeline) else None
+                return entry.at_s, nxt
+        raise ValueError(f"no timeline label {label!r}")
+
+    def end_s(self) -> float:
+        """Scenario time the campaign lasts: the last entry (+ probes.every when set), or 0."""
+        last = self.timeline[-1].at_s if self.timeline else 0.0
+        return last + (self.probes.every_s or 0.0)
+
+    def probe_times(self) -> tuple[float, ...]:
+        """Scenario seconds of probe rounds: 0, every `probes.every` up to `end_s()`, and each
+        entry with `probe: true`, sorted and without repeats."""
+        times = {0.0}
+        every = self.probes.every_s
+        if every:
+            n = 0
+            while n * every <= self.end_s() + 1e-9:
+                times.add(n * every)
+                n += 1
+        times.update(e.at_s for e in self.timeline if e.probe)
+        return tuple(sorted(times))
+
+
+def _inherited_sets(
+    isp: Isp, profile: str, sets: dict[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """An ISP's profile_sets: its own, else the top-level ones if it runs the top-level profile."""
+    if isp.profile_sets is not None:
+        return isp.profile_sets
+    return sets if (isp.profile or profile) == profile else {}
 
 
 def scenario_json_schema() -> dict[str, Any]:
@@ -303,32 +427,8 @@ def scenario_json_schema() -> dict[str, Any]:
     editor completes them; the validator itself reads them at load time.
     """
     schema = Scenario.model_json_schema()
-    schema["properties"]["profile"]["enum"] = list(known_profiles())
+    profiles = list(known_profiles())
+    schema["properties"]["profile"]["enum"] = profiles
+    schema["$defs"]["ProfileChange"]["properties"]["name"]["enum"] = profiles
     schema["$defs"]["Topology"]["properties"]["name"]["enum"] = list(KNOWN_TOPOLOGIES)
     return schema
-
-
-# --- paths --------------------------------------------------------------------------------
-
-
-def _repo_root(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return None
-
-
-def data_dir(scenario_path: Path) -> Path:
-    """The reference data folder: $TSPULAB_DATA_DIR, else <repo>/../shared/data."""
-    env = os.environ.get("TSPULAB_DATA_DIR")
-    if env:
-        return Path(env)
-    root = _repo_root(scenario_path.resolve().parent)
-    return (root / ".." / "shared" / "data").resolve() if root else Path("../shared/data").resolve()
-
-
-def resolve_data_path(raw: str, scenario_path: Path) -> Path:
-    """`data:REL` against the reference data folder, else relative to the scenario's folder."""
-    if raw.startswith(DATA_PREFIX):
-        return data_dir(scenario_path) / raw.removeprefix(DATA_PREFIX)
-    return scenario_path.parent / raw
