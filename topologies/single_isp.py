@@ -80,7 +80,22 @@ class SingleIspSpec:
     subscribers: int = 2
     clouds: tuple[CloudSpec, ...] = ()
     dns_address: str = "77.88.8.8"
+    #: prefixed to switch names (and so to their root-namespace ports) so that several labs can
+    #: run on one machine at once; at most 4 characters (interface names are ≤ 15).
+    switch_prefix: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def access_switch(self) -> str:
+        return f"{self.switch_prefix}acc1"
+
+    @property
+    def tspu_switch(self) -> str:
+        return f"{self.switch_prefix}tspu1"
+
+    @property
+    def transit_switch(self) -> str:
+        return f"{self.switch_prefix}tr1"
 
     def subscriber_ip(self, i: int) -> str:
         return str(ISP_NET.network_address + 10 + i)
@@ -95,9 +110,11 @@ class SingleIspTopo(Topo):  # type: ignore[misc]
     def build(self, spec: SingleIspSpec | None = None, **_: Any) -> None:
         spec = spec or SingleIspSpec()
         sw = {"protocols": "OpenFlow13"}
-        access = self.addSwitch("acc1", dpid=f"{ACCESS_DPID:016x}", **sw)
-        tspu = self.addSwitch("tspu1", dpid=f"{TSPU_DPID:016x}", **sw)
-        transit = self.addSwitch("tr1", dpid=f"{TRANSIT_DPID:016x}", **sw)
+        if len(spec.switch_prefix) > 4:
+            raise ValueError(f"switch prefix {spec.switch_prefix!r} is longer than 4 characters")
+        access = self.addSwitch(spec.access_switch, dpid=f"{ACCESS_DPID:016x}", **sw)
+        tspu = self.addSwitch(spec.tspu_switch, dpid=f"{TSPU_DPID:016x}", **sw)
+        transit = self.addSwitch(spec.transit_switch, dpid=f"{TRANSIT_DPID:016x}", **sw)
 
         static_routes = [
             (p, spec.cloud_transit_ip(j)) for j, c in enumerate(spec.clouds) for p in c.prefixes

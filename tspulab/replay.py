@@ -158,9 +158,7 @@ def run_replay_cli(
     if profile is not None:
         from tspulab.profile_replay import run_profile_replay_cli
 
-        return run_profile_replay_cli(
-            path, profile, nets, registry_files, registry_inline, as_json
-        )
+        return run_profile_replay_cli(path, profile, nets, registry_files, registry_inline, as_json)
     relays: frozenset[str] = frozenset()
     if tor_relays_path:
         from tspulab.dpi.fingerprints import tor

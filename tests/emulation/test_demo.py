@@ -21,7 +21,9 @@ DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     if not data_dir(DEMO).is_dir():
         pytest.skip(f"reference data folder not found ({data_dir(DEMO)})")
-    return run_scenario(load_scenario(DEMO), tmp_path_factory.mktemp("runs"), log=lambda *_: None)
+    return run_scenario(
+        load_scenario(DEMO), tmp_path_factory.mktemp("runs"), unique_names=True, log=lambda *_: None
+    )
 
 
 def test_targets_blocked_and_collateral_measured(demo_run) -> None:  # type: ignore[no-untyped-def]

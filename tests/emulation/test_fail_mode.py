@@ -34,7 +34,9 @@ def test_fail_closed(tmp_path: Path) -> None:
 
 
 def test_fail_open(tmp_path: Path) -> None:
-    with LiveLab(load_scenario(SCENARIO), tmp_path, fail_mode="open", log=lambda *_: None) as live:
+    with LiveLab(
+        load_scenario(SCENARIO), tmp_path, fail_mode="open", unique_names=True, log=lambda *_: None
+    ) as live:
         assert not live.probe("sub1", "rutracker", timeout_s=3).ok
         _kill_controller(live)
         deadline = time.monotonic() + 20

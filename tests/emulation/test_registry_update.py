@@ -16,13 +16,13 @@ DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
 def _registry_rules(live: LiveLab) -> set[str]:
-    flows = parse_dump_flows(live.lab.dump_flows("tspu1"))
+    flows = parse_dump_flows(live.lab.dump_flows(live.tspu_switch))
     return {f.match for f in flows if f.cookie == COOKIE_REGISTRY}
 
 
 def test_registry_diff_applied_mid_run(tmp_path: Path) -> None:
     scenario = load_scenario(DEMO)
-    with LiveLab(scenario, tmp_path, log=lambda *_: None) as live:
+    with LiveLab(scenario, tmp_path, unique_names=True, log=lambda *_: None) as live:
         assert live.probe("sub1", "evernote").ok
         assert not live.probe("sub1", "viber").ok
         before = _registry_rules(live)

@@ -20,7 +20,7 @@ PROFILE_KBPS = 130
 def twitter_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     return run_scenario(
         load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), bulk_transfer=False,
-        log=lambda *_: None,
+        unique_names=True, log=lambda *_: None,
     )  # fmt: skip
 
 

@@ -20,7 +20,11 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tspu-2022-sni.ya
 @pytest.fixture(scope="module")
 def sni_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     return run_scenario(
-        load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), capture=True, log=lambda *_: None
+        load_scenario(SCENARIO),
+        tmp_path_factory.mktemp("runs"),
+        capture=True,
+        unique_names=True,
+        log=lambda *_: None,
     )
 
 

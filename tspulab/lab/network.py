@@ -109,6 +109,15 @@ class Lab:
         self._apply_fail_mode()
         self.timings["mininet_s"] = time.monotonic() - t1
 
+    def _delete_nft_tables(self) -> None:
+        """The controller's nftables table (random loss) goes with the controller."""
+        for entry in self.record.entries():
+            if entry["kind"] == "nft-table":
+                subprocess.run(
+                    ["nft", "delete", "table", entry["family"], entry["name"]],
+                    check=False, capture_output=True,
+                )  # fmt: skip
+
     def _apply_fail_mode(self) -> None:
         """What the TSPU switch does if its controller dies (a profile/scenario setting).
 
@@ -190,6 +199,7 @@ class Lab:
                 self.net = None
         self.timings["stop_mininet_s"] = time.monotonic() - t
         self.controller.stop()
+        self._delete_nft_tables()
         self.ovs.stop()
         self.timings["stop_total_s"] = time.monotonic() - t
         return cleanup(self.record)

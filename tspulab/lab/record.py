@@ -32,7 +32,7 @@ RECORD_NAME = "made.jsonl"
 def process_start_time(pid: int) -> int | None:
     """Start time of a process in clock ticks since boot, or None if it does not exist."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", "replace")
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
@@ -42,7 +42,7 @@ def process_start_time(pid: int) -> int | None:
 
 def _process_group(pid: int) -> int | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", "replace")
     except OSError:
         return None
     return int(stat[stat.rindex(")") + 2 :].split()[2])
@@ -155,7 +155,7 @@ def _end_processes(pids: list[int], grace_s: float = 2.0) -> None:
 def process_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", "replace")
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"

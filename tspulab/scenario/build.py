@@ -51,7 +51,7 @@ class LabPlan:
     subscribers: tuple[str, ...]
 
 
-def plan_lab(scenario: Scenario) -> LabPlan:
+def plan_lab(scenario: Scenario, switch_prefix: str = "") -> LabPlan:
     cloud_hosts = {cloud.name: f"cl{i}" for i, cloud in enumerate(scenario.clouds, start=1)}
     clouds = tuple(
         CloudSpec(cloud_hosts[c.name], tuple(str(p) for p in c.prefixes), c.name)
@@ -61,6 +61,7 @@ def plan_lab(scenario: Scenario) -> LabPlan:
         subscribers=scenario.topology.subscribers,
         clouds=clouds,
         dns_address=str(scenario.dns.address),
+        switch_prefix=switch_prefix,
     )
     sites: dict[str, list[Site]] = {}
     dns: dict[str, str] = {}

@@ -10,6 +10,7 @@ in the middle of a run (push a new registry version, kill the controller, probe 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -70,8 +71,11 @@ class LiveLab:
         tspu: bool = True,
         capture: bool = False,
         fail_mode: str = "closed",
+        unique_names: bool = False,
         log: Any = print,
     ) -> None:
+        """`unique_names`: prefix the switches with a tag of this run, so that several labs can
+        be up on one machine at once (tests, benchmarks beside a demo)."""
         self.scenario = scenario
         self.tspu = tspu
         self.capture = capture
@@ -80,7 +84,9 @@ class LiveLab:
         self.record = RunRecord(self.run_dir)
         self.registry = build_registry(scenario)
         self.prefixes = self.registry.aggregated_prefixes()
-        self.plan = plan_lab(scenario)
+        tag = hashlib.blake2b(str(self.run_dir).encode(), digest_size=2).hexdigest()[:3]
+        self.plan = plan_lab(scenario, switch_prefix=f"t{tag}" if unique_names else "")
+        self.tspu_switch = self.plan.topology.tspu_switch
         self.meta: dict[str, Any] = {
             "scenario": str(scenario.path),
             "name": scenario.name,
@@ -100,7 +106,7 @@ class LiveLab:
             config_path,
             tspu=tspu_controller_config(
                 self.run_dir, self.record, scenario.profile, self.registry, self.prefixes,
-                sets=scenario.profile_sets, fail_mode=fail_mode,
+                sets=scenario.profile_sets, fail_mode=fail_mode, tspu_switch=self.tspu_switch,
             )
             if tspu
             else None,
@@ -168,7 +174,7 @@ class LiveLab:
         sent and what the TSPU let through to them, for `tspulab parity`."""
         log_path = self.run_dir / "tcpdump.log"
         proc = subprocess.Popen(
-            ["tcpdump", "-i", f"tspu1-eth{TSPU_SUBSCRIBER_PORT}", "-U", "-s", "0",
+            ["tcpdump", "-i", f"{self.tspu_switch}-eth{TSPU_SUBSCRIBER_PORT}", "-U", "-s", "0",
              "-w", str(self.run_dir / CAPTURE_NAME)],
             stdout=subprocess.DEVNULL, stderr=log_path.open("ab"), start_new_session=True,
         )  # fmt: skip

@@ -38,18 +38,22 @@ def run_scenario(
     tspu: bool = True,
     bulk_transfer: bool = True,
     capture: bool = False,
+    unique_names: bool = False,
     log: Any = print,
 ) -> RunOutcome:
     """Run one scenario end to end. `tspu=False` runs the TSPU position as a learning switch."""
-    live = LiveLab(scenario, runs_dir, tspu=tspu, capture=capture, log=log)
+    live = LiveLab(scenario, runs_dir, tspu=tspu, capture=capture, unique_names=unique_names,
+                   log=log)  # fmt: skip
     extra: dict[str, Any] = {}
     with live:
         _probe_rounds(live)
         if bulk_transfer:
             extra["bulk"] = _bulk_transfer(live)
         lab = live.lab
-        extra["tspu_flows"] = [f.__dict__ for f in parse_dump_flows(lab.dump_flows("tspu1"))]
-        extra["tspu_ports"] = parse_dump_ports(lab.dump_ports("tspu1"))
+        extra["tspu_flows"] = [
+            f.__dict__ for f in parse_dump_flows(lab.dump_flows(live.tspu_switch))
+        ]
+        extra["tspu_ports"] = parse_dump_ports(lab.dump_ports(live.tspu_switch))
         if tspu:
             extra["controller_stats"] = live.controller_stats()
     run_dir = live.run_dir
@@ -116,9 +120,9 @@ def _bulk_transfer(live: LiveLab) -> dict[str, Any]:
         return {"skipped": "no reachable innocent service"}
     service = reachable[0]
     sub = live.plan.subscribers[0]
-    before = parse_dump_ports(live.lab.dump_ports("tspu1"))
+    before = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
     result = live.probe(sub, service, path="/bulk", timeout_s=60, record=False)
-    after = parse_dump_ports(live.lab.dump_ports("tspu1"))
+    after = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
     live.writer.write({**result.to_json(), "kind": "bulk"})
     delta = {
         port: {k: after[port][k] - before.get(port, {}).get(k, 0) for k in after[port]}

@@ -29,6 +29,7 @@ def tspu_controller_config(
     time_scale: float = 1.0,
     fail_mode: str = "closed",
     sets: Mapping[str, Sequence[str]] | None = None,
+    tspu_switch: str = "tspu1",
 ) -> dict[str, Any]:
     """What the TSPU app is told: ports and their sides, profile, registry, control channel."""
     registry_file = run_dir / "registry.json"
@@ -39,8 +40,8 @@ def tspu_controller_config(
         "dpid": TSPU_DPID,
         "subscriber_port": TSPU_SUBSCRIBER_PORT,
         "upstream_port": TSPU_UPSTREAM_PORT,
-        "subscriber_if": f"tspu1-eth{TSPU_SUBSCRIBER_PORT}",
-        "upstream_if": f"tspu1-eth{TSPU_UPSTREAM_PORT}",
+        "subscriber_if": f"{tspu_switch}-eth{TSPU_SUBSCRIBER_PORT}",
+        "upstream_if": f"{tspu_switch}-eth{TSPU_UPSTREAM_PORT}",
         "registry_prefixes": [str(p) for p in prefixes],
         "registry_file": str(registry_file),
         "profile": profile,
