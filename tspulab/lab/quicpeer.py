@@ -1,7 +1,7 @@
 """A real QUIC server and client (aioquic) for the lab's namespaces.
 
     python -m tspulab.lab.quicpeer server --cert C --key K [--bind ADDRESS] [--port 443]
-    python -m tspulab.lab.quicpeer client --host NAME [--port 443] --ca CA [--version 1|2] [--timeout S]
+    python -m tspulab.lab.quicpeer client --host NAME --ca CA [--version 1|2] [--timeout S]
 
 The client completes a QUIC handshake (TLS 1.3 inside QUIC, ALPN "h3", the SNI is the host
 name) and a PING round trip, then prints one JSON line: {"ok": bool, "outcome", "handshake_s",
