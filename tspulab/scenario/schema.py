@@ -8,15 +8,14 @@ each at the line of the offending key or item. docs/scenario.md is the language 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from tspulab.scenario.campaign_checks import check_campaign
+from tspulab.scenario.check_context import check_registry_sources, valid_items
 from tspulab.scenario.model import (
-    DATA_PREFIX,
     KNOWN_TOPOLOGIES,
     Cloud,
     Dns,
@@ -63,17 +62,6 @@ __all__ = [
 ]
 
 # --- cross-checks -------------------------------------------------------------------------
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _valid_items(model: type[M], raw: object) -> list[tuple[int, M]]:
-    """The items of a raw list that validate on their own, with their indices."""
-    out: list[tuple[int, M]] = []
-    for i, item in enumerate(raw if isinstance(raw, list) else []):
-        with contextlib.suppress(ValidationError):
-            out.append((i, model.model_validate(item)))
-    return out
 
 
 def _check_clouds(doc: YamlDocument, clouds: list[tuple[int, Cloud]]) -> Iterator[ErrorLocation]:
@@ -167,41 +155,10 @@ def _check_roles(doc: YamlDocument, services: list[tuple[int, Service]]) -> Iter
             yield doc.error(("services",), f"needs at least one service with role: {role}")
 
 
-def _check_registry(
-    doc: YamlDocument, sources: list[tuple[int, RegistrySource]], path: Path
-) -> Iterator[ErrorLocation]:
-    for i, src in sources:
-        given = src.model_fields_set
-        if [src.inline, src.domains, src.file].count(None) != 2:
-            yield doc.error(
-                ("registry", i),
-                "a registry source has exactly one of 'inline' "
-                "(a list of addresses and prefixes), 'domains' (domain rules) or 'file' (a path)",
-            )
-            continue
-        if "match" in given and src.domains is None:
-            yield doc.error(("registry", i, "match"), "'match' applies only to 'domains' sources")
-        if src.inline is not None or src.domains is not None:
-            for key in sorted(given & {"format", "decisions"}):
-                yield doc.error(("registry", i, key), f"'{key}' applies only to 'file' sources")
-            continue
-        assert src.file is not None
-        if src.decisions is not None and src.format != "rkn-dump":
-            yield doc.error(
-                ("registry", i, "decisions"), "'decisions' applies only with format: rkn-dump"
-            )
-        resolved = resolve_data_path(src.file, path)
-        if not resolved.is_file():
-            where = (
-                " (data: resolves via TSPULAB_DATA_DIR)" if src.file.startswith(DATA_PREFIX) else ""
-            )
-            yield doc.error(("registry", i, "file"), f"registry file not found: {resolved}{where}")
-
-
 def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
     data = doc.data if isinstance(doc.data, dict) else {}
     raw_clouds = data.get("clouds")
-    clouds = _valid_items(Cloud, raw_clouds)
+    clouds = valid_items(Cloud, raw_clouds)
     all_clouds_valid = isinstance(raw_clouds, list) and len(clouds) == len(raw_clouds)
     yield from _check_clouds(doc, clouds)
     dns_raw = data.get("dns", {})
@@ -218,11 +175,12 @@ def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
                 "the resolver must be outside every cloud prefix",
             )
     raw_services = data.get("services")
-    services = _valid_items(Service, raw_services)
+    services = valid_items(Service, raw_services)
     yield from _check_services(doc, services, clouds, all_clouds_valid)
     if isinstance(raw_services, list) and len(services) == len(raw_services):
         yield from _check_roles(doc, services)
-    yield from _check_registry(doc, _valid_items(RegistrySource, data.get("registry")), path)
+    yield from check_registry_sources(doc, ("registry",), data.get("registry"), path)
+    yield from check_campaign(doc, path)
 
 
 def _structure_errors(doc: YamlDocument, err: ValidationError) -> Iterator[ErrorLocation]:

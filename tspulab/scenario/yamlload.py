@@ -169,13 +169,18 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def yaml_keys(model: type[BaseModel]) -> dict[str, str]:
+    """YAML key -> field name of a model (a key such as `from` is the alias of field `from_`)."""
+    return {info.alias or name: name for name, info in model.model_fields.items()}
+
+
 def model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     """The model class that validates the mapping at `loc` (to list the keys it knows)."""
     model = root
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(yaml_keys(model).get(part, ""))
         found = _find_model(field.annotation) if field is not None else None
         if found is None:
             return None
@@ -190,7 +195,7 @@ def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1])
         model = model_at(root, loc[:-1])
-        known = tuple(model.model_fields) if model else ()
+        known = tuple(yaml_keys(model)) if model else ()
         hint = did_you_mean(key, known) or (f" (known keys: {', '.join(known)})" if known else "")
         return f"unknown key '{key}'{hint}"
     if kind == "missing":

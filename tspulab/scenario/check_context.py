@@ -1,0 +1,267 @@
+"""What the checks between scenario sections share: the names a reference may use, addresses
+already taken, and the checks of registry sources and profile sets used in several places.
+
+A reference is only reported unknown when every item it could name validated: a name that failed
+its own check is already reported at its own line, and would otherwise be reported twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tspulab.dpi.profile import Profile, ProfileError, load_profile
+from tspulab.scenario.campaign import DIRECT, Circumvention, Clock, Isp
+from tspulab.scenario.model import (
+    DEFAULT_ISP,
+    START_STEP,
+    Cloud,
+    RegistrySource,
+    Service,
+    TimelineEntry,
+    Topology,
+)
+from tspulab.scenario.paths import DATA_PREFIX, resolve_data_path
+from tspulab.scenario.scalars import (
+    IPAddress,
+    format_duration,
+    time_offset_s,
+)
+from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def valid_items(model: type[M], raw: object) -> list[tuple[int, M]]:
+    """The items of a raw list that validate on their own, with their indices."""
+    out: list[tuple[int, M]] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        with contextlib.suppress(ValidationError):
+            out.append((i, model.model_validate(item)))
+    return out
+
+
+def valid(model: type[M], raw: object) -> M | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+@dataclass
+class Names:
+    """Names a reference may use, and whether the list is complete (every item validated)."""
+
+    kind: str
+    known: dict[str, int] = field(default_factory=dict)
+    complete: bool = True
+
+    def unknown(self, name: str) -> str | None:
+        """The message for an unknown name, or None (known, or the list is incomplete)."""
+        if name in self.known or not self.complete:
+            return None
+        hint = (
+            did_you_mean(name, self.known) or f" ({self.kind}s: {', '.join(self.known) or 'none'})"
+        )
+        return f"unknown {self.kind} '{name}'{hint}"
+
+
+def _names(
+    kind: str, raw: object, items: Sequence[tuple[int, Any]], extra: Sequence[str] = ()
+) -> Names:
+    names = Names(kind, {n: -1 for n in extra})
+    for i, item in items:
+        names.known.setdefault(item.name, i)
+    names.complete = not isinstance(raw, list) or len(items) == len(raw)
+    return names
+
+
+# --- registry sources (top-level `registry` and the timeline's registry_add/remove) ----------
+
+
+def check_registry_sources(
+    doc: YamlDocument, where: Loc, raw: object, path: Path
+) -> Iterator[ErrorLocation]:
+    for i, src in valid_items(RegistrySource, raw):
+        loc = (*where, i)
+        given = src.model_fields_set
+        if [src.inline, src.domains, src.file].count(None) != 2:
+            yield doc.error(
+                loc,
+                "a registry source has exactly one of 'inline' "
+                "(a list of addresses and prefixes), 'domains' (domain rules) or 'file' (a path)",
+            )
+            continue
+        if "match" in given and src.domains is None:
+            yield doc.error((*loc, "match"), "'match' applies only to 'domains' sources")
+        if src.inline is not None or src.domains is not None:
+            for key in sorted(given & {"format", "decisions"}):
+                yield doc.error((*loc, key), f"'{key}' applies only to 'file' sources")
+            continue
+        assert src.file is not None
+        if src.decisions is not None and src.format != "rkn-dump":
+            yield doc.error((*loc, "decisions"), "'decisions' applies only with format: rkn-dump")
+        resolved = resolve_data_path(src.file, path)
+        if not resolved.is_file():
+            hint = (
+                " (data: resolves via TSPULAB_DATA_DIR)" if src.file.startswith(DATA_PREFIX) else ""
+            )
+            yield doc.error((*loc, "file"), f"registry file not found: {resolved}{hint}")
+
+
+# --- profiles and their sets -----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _profile(name: str) -> Profile | str:
+    """The packaged profile, or the reason it cannot be loaded."""
+    try:
+        return load_profile(name)
+    except ProfileError as err:
+        return str(err)
+
+
+def check_profile_sets(
+    doc: YamlDocument, where: Loc, profile_name: str, sets: dict[str, tuple[str, ...]]
+) -> Iterator[ErrorLocation]:
+    profile = _profile(profile_name)
+    if isinstance(profile, str):
+        yield doc.error(where, f"profile {profile_name} cannot be loaded: {profile}")
+        return
+    for name, entries in sets.items():
+        if name not in profile.sets:
+            known = ", ".join(sorted(profile.sets)) or "none"
+            hint = did_you_mean(name, profile.sets) or f" (its sets: {known})"
+            yield doc.error((*where, name), f"profile {profile_name} has no set '{name}'{hint}")
+            continue
+        for k, entry in enumerate(entries):
+            try:
+                profile.with_set_entries(name, [entry])
+            except ValueError as err:
+                yield doc.error((*where, name, k), str(getattr(err, "message", err)))
+
+
+# --- the campaign ------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    doc: YamlDocument
+    path: Path
+    data: dict[str, Any]
+    clock: Clock | None
+    profile: str | None
+    isps: list[tuple[int, Isp]]
+    isp_names: Names
+    hosts: Names
+    clouds: dict[str, Cloud]
+    clouds_complete: bool
+    services: Names
+    methods: Names
+    labels: Names
+    #: timeline label (given or default) -> scenario seconds (None: unresolved)
+    label_at: dict[str, float | None]
+    #: address -> (owner description, loc of its key)
+    addresses: dict[IPAddress, tuple[str, Loc]]
+
+    def start(self) -> datetime | None:
+        return None if self.clock is None else self.clock.start
+
+    def unknown(self, names: Names, loc: Loc, name: str) -> Iterator[ErrorLocation]:
+        message = names.unknown(name)
+        if message is not None:
+            yield self.doc.error(loc, message)
+
+    def place(
+        self, loc: Loc, owner: str, cloud_name: str, address: IPAddress
+    ) -> Iterator[ErrorLocation]:
+        """Checks that `address` lies in cloud `cloud_name` and belongs to no one else."""
+        cloud = self.clouds.get(cloud_name)
+        cloud_loc = (*loc, "cloud")
+        if cloud is None:
+            if self.clouds_complete:
+                hint = (
+                    did_you_mean(cloud_name, self.clouds)
+                    or f" (clouds: {', '.join(self.clouds) or 'none'})"
+                )
+                yield self.doc.error(cloud_loc, f"unknown cloud '{cloud_name}'{hint}")
+        elif not any(address in p for p in cloud.prefixes):
+            prefixes = ", ".join(str(p) for p in cloud.prefixes)
+            yield self.doc.error(
+                (*loc, "address"), f"{address} is not inside cloud '{cloud.name}' ({prefixes})"
+            )
+        other = self.addresses.get(address)
+        if other is not None and other[0] != owner:
+            yield self.doc.error(
+                (*loc, "address"),
+                f"address {address} is already used by {other[0]} "
+                f"(line {self.doc.line_of(other[1])})",
+            )
+        self.addresses.setdefault(address, (owner, (*loc, "address")))
+
+
+def default_label(entry: TimelineEntry, at_s: float | None) -> str:
+    """ "t+3d4h" for an entry without a label (as `Scenario` names it)."""
+    return f"t+{format_duration(at_s)}" if at_s is not None else f"t+{entry.at}"
+
+
+def make_context(doc: YamlDocument, path: Path) -> Context:
+    data: dict[str, Any] = doc.data
+    raw_isps = data.get("isps")
+    isps = valid_items(Isp, raw_isps)
+    topology = valid(Topology, data.get("topology"))
+    hosts = Names("subscriber host")
+    if raw_isps is None:
+        count = topology.subscribers if topology is not None else 0
+        hosts.known = {f"sub{n}": -1 for n in range(1, count + 1)}
+        hosts.complete = topology is not None
+        isp_names = Names("ISP", {DEFAULT_ISP: -1})
+    else:
+        isp_names = _names("ISP", raw_isps, isps)
+        hosts.known = {h: i for i, isp in isps for h in isp.hosts()}
+        hosts.complete = isp_names.complete
+    raw_clouds = data.get("clouds")
+    clouds = valid_items(Cloud, raw_clouds)
+    raw_services = data.get("services")
+    services = valid_items(Service, raw_services)
+    raw_methods = data.get("circumvention")
+    methods = valid_items(Circumvention, raw_methods)
+    raw_timeline = data.get("timeline")
+    entries = valid_items(TimelineEntry, raw_timeline)
+    clock = valid(Clock, data.get("clock", {}))
+    labels = Names("timeline label", {START_STEP: -1})
+    labels.complete = not isinstance(raw_timeline, list) or len(entries) == len(raw_timeline)
+    label_at: dict[str, float | None] = {START_STEP: 0.0}
+    for i, entry in entries:
+        at_s = time_offset_s(entry.at, clock.start if clock else None)
+        label = entry.label or default_label(entry, at_s)
+        labels.known.setdefault(label, i)
+        label_at.setdefault(label, at_s)
+    addresses: dict[IPAddress, tuple[str, Loc]] = {}
+    for i, svc in services:
+        addresses.setdefault(svc.address, (f"service '{svc.name}'", ("services", i, "address")))
+    profile = data.get("profile")
+    return Context(
+        doc=doc,
+        path=path,
+        data=data,
+        clock=clock,
+        profile=profile if isinstance(profile, str) else None,
+        isps=isps,
+        isp_names=isp_names,
+        hosts=hosts,
+        clouds={c.name: c for _, c in reversed(clouds)},
+        clouds_complete=isinstance(raw_clouds, list) and len(clouds) == len(raw_clouds),
+        services=_names("service", raw_services, services),
+        methods=_names("circumvention method", raw_methods, methods, extra=(DIRECT,)),
+        labels=labels,
+        label_at=label_at,
+        addresses=addresses,
+    )
