@@ -53,7 +53,7 @@ CIRCUMVENTION = {  # name: (kind, address, index of the step whose registry cove
     "vpn-do": ("openvpn", "104.248.40.2", 4),
 }
 EVERY = 12 * H
-END = 9 * D + 24 * H
+END = 11 * D
 DEGRADED_STEP = 5  # youtube slowed to a crawl once the Google ranges are in
 
 

@@ -251,7 +251,8 @@ def evaluate(
     clock_start = clock_start or timeline.clock_start
     out = []
     for raw in expect:
-        item = {k: v for k, v in dict(raw).items() if v is not None}
+        # model_dump() without by_alias spells `from` as `from_`: accept both.
+        item = {("from" if k == "from_" else k): v for k, v in dict(raw).items() if v is not None}
         name = str(item.get("name") or default_name(item))
         try:
             if "metric" in item:

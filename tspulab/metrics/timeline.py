@@ -47,7 +47,9 @@ METRICS = (
     "overblocking_ratio",
     "throughput_kbps",
     "ttfb_s",
+    "target_reachability",
 )
+_POINT_METRICS = ("throughput_kbps", "ttfb_s", "target_reachability")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,13 @@ class Point:
         return statistics.median(self.ttfbs_s) if self.ttfbs_s else None
 
     @property
+    def target_reachability(self) -> float | None:
+        """Share of direct probes of target services that succeeded."""
+        targets = [s for s in self.summary.services if s.role == "target"]
+        probes = sum(s.probes for s in targets)
+        return sum(s.ok for s in targets) / probes if probes else None
+
+    @property
     def blocked_addresses(self) -> int | None:
         return self.registry.blocked_addresses if self.registry else None
 
@@ -130,7 +139,7 @@ class Point:
             return None if b is None else float(b)
         if name not in METRICS:
             raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-        value = getattr(self if name in ("throughput_kbps", "ttfb_s") else self.summary, name)
+        value = getattr(self if name in _POINT_METRICS else self.summary, name)
         return None if value is None else float(value)
 
 
@@ -147,6 +156,7 @@ class Timeline:
     # (method, service): (ok, tries), for target services over the whole run.
     circumvention_table: dict[tuple[str, str], tuple[int, int]]
     clock_start: datetime | None = None
+    degraded_below_kbps: float = 1000.0
 
     def buckets(self, kind: str) -> list[Bucket]:
         return self.steps if kind == "step" else self.rounds
@@ -413,4 +423,5 @@ def build_timeline(
         methods=sorted({m for m, _ in table}),
         circumvention_table={k: (v[0], v[1]) for k, v in table.items()},
         clock_start=clock_start,
+        degraded_below_kbps=degraded_below_kbps,
     )
