@@ -41,54 +41,77 @@ class TspuConfig:
     fail_mode: str = "closed"
     #: entries added to the profile's named sets (scenario lists: SNI-I names, allowlists)
     profile_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: subscriber addresses whose traffic is not inspected (partial TSPU coverage, §1)
+    bypass_hosts: tuple[str, ...] = ()
+    #: a name for logs and reports (the ISP)
+    name: str = "tspu"
 
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    #: None runs every switch, the TSPU position included, as a plain learning switch (baseline).
-    tspu: TspuConfig | None
+    #: Every TSPU switch of the run (one per ISP); none: every switch is a learning switch.
+    tspus: tuple[TspuConfig, ...]
     events_log: Path | None
+
+    @property
+    def tspu(self) -> TspuConfig | None:
+        """The first TSPU (single-ISP runs have one)."""
+        return self.tspus[0] if self.tspus else None
+
+    def tspu_by_dpid(self, dpid: int) -> TspuConfig | None:
+        return next((t for t in self.tspus if t.dpid == dpid), None)
 
     @classmethod
     def from_env(cls) -> ControllerConfig:
         path = os.environ.get(ENV_VAR)
         if not path:
-            return cls(tspu=None, events_log=None)
+            return cls(tspus=(), events_log=None)
         return cls.load(Path(path))
 
     @classmethod
     def load(cls, path: Path) -> ControllerConfig:
         raw = json.loads(path.read_text())
-        tspu = None
-        if raw.get("tspu"):
-            t = raw["tspu"]
-            tspu = TspuConfig(
-                dpid=int(t["dpid"]),
-                ports=TspuPorts(
-                    subscriber=int(t["subscriber_port"]), upstream=int(t["upstream_port"])
-                ),
-                registry_prefixes=tuple(
-                    ipaddress.ip_network(p) for p in t.get("registry_prefixes", [])
-                ),
-                profile=t.get("profile"),
-                registry_file=Path(t["registry_file"]) if t.get("registry_file") else None,
-                subscriber_nets=tuple(
-                    ipaddress.ip_network(n) for n in t.get("subscriber_nets", [])
-                ),
-                time_scale=float(t.get("time_scale", 1.0)),
-                subscriber_if=t.get("subscriber_if", ""),
-                upstream_if=t.get("upstream_if", ""),
-                nft_table=t.get("nft_table", ""),
-                control_socket=Path(t["control_socket"]) if t.get("control_socket") else None,
-                fail_mode=t.get("fail_mode", "closed"),
-                profile_sets={k: tuple(v) for k, v in t.get("profile_sets", {}).items()},
+        listed = raw.get("tspus") or ([raw["tspu"]] if raw.get("tspu") else [])
+        tspus = []
+        for t in listed:
+            tspus.append(
+                TspuConfig(
+                    dpid=int(t["dpid"]),
+                    ports=TspuPorts(
+                        subscriber=int(t["subscriber_port"]), upstream=int(t["upstream_port"])
+                    ),
+                    registry_prefixes=tuple(
+                        ipaddress.ip_network(p) for p in t.get("registry_prefixes", [])
+                    ),
+                    profile=t.get("profile"),
+                    registry_file=Path(t["registry_file"]) if t.get("registry_file") else None,
+                    subscriber_nets=tuple(
+                        ipaddress.ip_network(n) for n in t.get("subscriber_nets", [])
+                    ),
+                    time_scale=float(t.get("time_scale", 1.0)),
+                    subscriber_if=t.get("subscriber_if", ""),
+                    upstream_if=t.get("upstream_if", ""),
+                    nft_table=t.get("nft_table", ""),
+                    control_socket=Path(t["control_socket"]) if t.get("control_socket") else None,
+                    fail_mode=t.get("fail_mode", "closed"),
+                    profile_sets={k: tuple(v) for k, v in t.get("profile_sets", {}).items()},
+                    bypass_hosts=tuple(t.get("bypass_hosts", ())),
+                    name=t.get("name", "tspu"),
+                )
             )
         log = raw.get("events_log")
-        return cls(tspu=tspu, events_log=Path(log) if log else None)
+        return cls(tspus=tuple(tspus), events_log=Path(log) if log else None)
 
     @staticmethod
-    def dump(path: Path, *, tspu: dict[str, Any] | None, events_log: Path) -> None:
-        path.write_text(json.dumps({"tspu": tspu, "events_log": str(events_log)}, indent=1))
+    def dump(
+        path: Path,
+        *,
+        tspu: dict[str, Any] | None = None,
+        tspus: list[dict[str, Any]] | None = None,
+        events_log: Path,
+    ) -> None:
+        listed = tspus if tspus is not None else ([tspu] if tspu else [])
+        path.write_text(json.dumps({"tspus": listed, "events_log": str(events_log)}, indent=1))
 
 
 def write_registry(path: Path, registry: Registry) -> None:

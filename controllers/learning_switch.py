@@ -32,7 +32,7 @@ class LearningSwitch(app_manager.OSKenApp):  # type: ignore[misc]
         self.packet_ins: dict[int, int] = {}
 
     def _mine(self, datapath: Any) -> bool:
-        return self.config.tspu is None or datapath.id != self.config.tspu.dpid
+        return self.config.tspu_by_dpid(datapath.id) is None
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded

@@ -61,8 +61,9 @@ PIPELINE: tuple[Table, ...] = (
         0,
         "Proactive drop rules: every packet to or from a registry address or prefix "
         "(the IP mode of the TSPU: tspu-behaviour.md §2.2 'IP'). "
-        "Aggregated prefixes, 2 rules each.",
-        next_tables=("judged",),
+        "Aggregated prefixes, 2 rules each. Subscribers outside the TSPU's coverage skip "
+        "straight to forwarding.",
+        next_tables=("judged", "forward"),
         miss="judged",
     ),
     Table(

@@ -130,11 +130,10 @@ class Lab:
         their own, so a dead controller tests the TSPU's fail mode and nothing else.
         """
         assert self.net is not None
-        tspu = ControllerConfig.load(self.controller_config).tspu
-        tspu_dpid = tspu.dpid if tspu is not None else None
+        config = ControllerConfig.load(self.controller_config)
         for switch in self.net.switches:
-            is_tspu = int(switch.dpid, 16) == tspu_dpid
-            if is_tspu and (tspu is None or tspu.fail_mode != "open"):
+            tspu = config.tspu_by_dpid(int(switch.dpid, 16))
+            if tspu is not None and tspu.fail_mode != "open":
                 continue
             subprocess.run(["ovs-vsctl", "set-fail-mode", switch.name, "standalone"], check=True)
             uuids = subprocess.run(
@@ -160,9 +159,8 @@ class Lab:
         while time.monotonic() < deadline:
             events = read_results(events_log) if events_log else []
             up = {e["dpid"] for e in events if e.get("event") == "switch-up"}
-            tspu_ready = config.tspu is None or any(
-                e.get("event") == "tspu-rules-installed" for e in events
-            )
+            installed = sum(1 for e in events if e.get("event") == "tspu-rules-installed")
+            tspu_ready = installed >= len(config.tspus)
             if dpids <= up and tspu_ready:
                 return
             time.sleep(0.02)

@@ -17,7 +17,8 @@ import socket
 import sys
 import time
 
-from aioquic.asyncio import connect, serve
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.packet import QuicProtocolVersion
 

@@ -117,7 +117,7 @@ def test_goto_refuses_undeclared_edge() -> None:
     with pytest.raises(ValueError):
         goto("forward", "registry")
     with pytest.raises(ValueError):
-        goto("registry", "forward")
+        goto("inspect", "registry")
 
 
 def test_rules_serialise_as_openflow13() -> None:
