@@ -181,3 +181,12 @@ def test_meta_helpers_and_time_names() -> None:
     tl = build_timeline([], SERVICES, clock_start=start)
     assert tl.scenario_time(86400 * 3.5) == "2018-04-16 12:00"
     assert build_timeline([], SERVICES).scenario_time(7200) == "+2h"
+
+
+def test_rounds_without_numbers_are_told_apart_by_their_probe_moment() -> None:
+    """A runner that stamps every probe of a round with the round's time and no round number."""
+    records = [probe("tg", True, 0, rnd=0), probe("viber", True, 0, rnd=0),
+               probe("tg", True, 43200, rnd=0), probe("viber", False, 43200, rnd=0)]  # fmt: skip
+    tl = build_timeline(records, SERVICES)
+    assert [(b.start_s, b.end_s) for b in tl.rounds] == [(0.0, 43200.0), (43200.0, None)]
+    assert [v for _, v in tl.series("collateral_damage", "a")] == [0.0, 1.0]

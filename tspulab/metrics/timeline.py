@@ -6,7 +6,8 @@ results contract) and the run's services. Records are bucketed two ways:
 - **steps**: by the `step` label (the latest timeline entry at or before the probe); a step lasts
   from its entry's scenario time to the next one's;
 - **rounds**: one probe round is a contiguous run of probe lines (in file order, which is
-  measurement order) that share `step` and `round`; its time is its earliest `scenario_t_s`.
+  measurement order) that share `step` and `round` (or, where `round` is 0 or missing, `step` and
+  `scenario_t_s`); its time is its earliest `scenario_t_s`.
 
 In each bucket, per ISP, each service measured via the `direct` method becomes a
 `ServiceSummary` and the bucket's figures come from a `Summary`, so the rules are summary.py's:
@@ -272,7 +273,8 @@ def _rounds(probes: list[dict[str, Any]]) -> list[tuple[Bucket, list[dict[str, A
     groups: list[list[dict[str, Any]]] = []
     last: tuple[str, Any] | None = None
     for r in probes:
-        key = (str(r.get("step") or START_STEP), r.get("round"))
+        # Without a round number (0 or missing) the probe moment itself tells rounds apart.
+        key = (str(r.get("step") or START_STEP), r.get("round") or ("t", _t(r)))
         if key != last:
             groups.append([])
             last = key
