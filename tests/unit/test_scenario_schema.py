@@ -146,6 +146,7 @@ def test_defaults_when_optional_sections_are_left_out(tmp_path: Path) -> None:
 
 def test_there_are_enough_invalid_files() -> None:
     assert len(INVALID) >= 10
+    assert len([p for p in INVALID if p.name.startswith("campaign_")]) >= 20
     for path in INVALID:
         assert _expectations(path), f"{path.name} has no '# expect:' line"
 

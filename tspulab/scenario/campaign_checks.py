@@ -32,6 +32,9 @@ from tspulab.scenario.scalars import (
 )
 from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument
 
+MAX_PROBE_TIMES = 10_000
+"""More probe times than this is a mistake (every: 1s over days), not a campaign."""
+
 
 def _shown(value: str | datetime) -> str:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
@@ -199,8 +202,18 @@ def _check_probes(ctx: Context) -> Iterator[ErrorLocation]:
     probes = valid(Probes, ctx.data.get("probes", {}))
     if probes is None:
         return
-    if probes.every_s == 0:
+    every = probes.every_s
+    if every == 0:
         yield doc.error(("probes", "every"), "must be longer than 0s")
+    elif every is not None:
+        last = max((t for t in ctx.label_at.values() if t is not None), default=0.0)
+        rounds = int((last + every) // every) + 1
+        if rounds > MAX_PROBE_TIMES:
+            yield doc.error(
+                ("probes", "every"),
+                f"every {probes.every} until t+{format_duration(last + every)} makes {rounds} "
+                f"probe times (at most {MAX_PROBE_TIMES}); probe less often",
+            )
     for key, values in (("kinds", probes.kinds), ("from", probes.from_)):
         if isinstance(values, str):
             continue
