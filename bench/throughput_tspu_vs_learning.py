@@ -3,90 +3,94 @@
 topology with a plain learning switch at the TSPU position, measured side by side in one run.
 
 The machine is shared and noisy, so the two set-ups alternate (TSPU, learning, TSPU, ...) and the
-figure of merit is the ratio of medians. Goal (issue 3): ratio ≥ 0.9.
+figure of merit is the ratio of medians. Goal (issue 6): ratio ≥ 0.9.
 
-    sudo .venv/bin/python bench/throughput_tspu_vs_learning.py [--rounds 3] [--seconds 5]
+With the demo scenario (profile rkn-2018-ip) the TSPU never inspects: registry drops and
+forwarding are all in the switch. With `--scenario tspu-2022-sni` every new TCP flow's first
+packets climb to the controller's DPI engine until its verdict is final (iperf3's streams are not
+TLS, so the inspection budget runs out first), then the flow is pushed into the switch.
+
+    sudo .venv/bin/python bench/throughput_tspu_vs_learning.py [--scenario demo]
+        [--rounds 3] [--seconds 5] [--service NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tspulab.controllers.config import ControllerConfig
-from tspulab.lab.network import Lab
-from tspulab.lab.record import RunRecord
+from labbench import controller_events, in_lab, median, scenario, verdict
+
 from tspulab.lab.services import start_logged
-from tspulab.scenario.build import build_registry, plan_lab
-from tspulab.scenario.schema import load_scenario
-from tspulab.topologies.single_isp import (
-    TSPU_DPID,
-    TSPU_SUBSCRIBER_PORT,
-    TSPU_UPSTREAM_PORT,
-    SingleIspTopo,
-)
-
-DEMO = Path(__file__).resolve().parents[1] / "scenarios" / "demo.yaml"
-SERVICE = "evernote"  # outside every registry prefix of the demo
+from tspulab.scenario.live import LiveLab
+from tspulab.scenario.model import Scenario
 
 
-def measure(tspu: bool, seconds: int, runs_dir: Path) -> dict[str, float]:
-    scenario = load_scenario(DEMO)
-    plan = plan_lab(scenario)
-    prefixes = build_registry(scenario).aggregated_prefixes()
-    run_dir = Path(tempfile.mkdtemp(prefix="tspu-" if tspu else "learning-", dir=runs_dir))
-    record = RunRecord(run_dir)
-    config = run_dir / "controller.json"
-    ControllerConfig.dump(
-        config,
-        tspu={"dpid": TSPU_DPID, "subscriber_port": TSPU_SUBSCRIBER_PORT,
-              "upstream_port": TSPU_UPSTREAM_PORT, "registry_prefixes": [str(p) for p in prefixes]}
-        if tspu else None,
-        events_log=run_dir / "controller-events.jsonl",
-    )  # fmt: skip
-    lab = Lab(run_dir, SingleIspTopo(spec=plan.topology), config, record)
-    service = next(s for s in scenario.services if s.name == SERVICE)
-    server_host = plan.cloud_hosts[service.cloud]
-    try:
-        lab.start()
-        start_logged(lab.host(server_host), ["iperf3", "-s", "-1"], run_dir / "iperf3-server.log",
-                     record, "iperf3 server")  # fmt: skip
-        time.sleep(0.5)
-        out = lab.host("sub1").cmd(f"iperf3 -c {service.address} -t {seconds} -J")
-        report = json.loads(out)
-        if "error" in report:
-            raise RuntimeError(report["error"])
-        end = report["end"]
-        return {
-            "received_mbit_s": end["sum_received"]["bits_per_second"] / 1e6,
-            "retransmits": float(end["sum_sent"].get("retransmits", 0)),
-        }
-    finally:
-        lab.stop()
+def default_service(base: Scenario) -> str:
+    """The first innocent service whose address is outside the registry (allowed by address)."""
+    from tspulab.scenario.build import build_registry
+
+    registry = build_registry(base)
+    return next(
+        s.name
+        for s in base.services
+        if s.role == "innocent" and not registry.contains_address(str(s.address))
+    )
+
+
+def iperf3(live: LiveLab, service_name: str, seconds: int) -> dict[str, float]:
+    service = next(s for s in live.scenario.services if s.name == service_name)
+    server = live.lab.host(live.plan.cloud_hosts[service.cloud])
+    start_logged(server, ["iperf3", "-s", "-1"], live.run_dir / "iperf3-server.log",
+                 live.record, "iperf3 server")  # fmt: skip
+    time.sleep(0.5)
+    out = live.lab.host("sub1").cmd(f"iperf3 -c {service.address} -t {seconds} -J")
+    report = json.loads(out)
+    if "error" in report:
+        raise RuntimeError(report["error"])
+    end = report["end"]
+    figures = {
+        "received_mbit_s": end["sum_received"]["bits_per_second"] / 1e6,
+        "retransmits": float(end["sum_sent"].get("retransmits", 0)),
+        "packet_ins": 0.0,
+        "verdicts": 0.0,
+    }
+    if live.tspu:
+        figures["packet_ins"] = float(live.controller_stats()["packet_ins"])
+        figures["verdicts"] = float(len(controller_events(live, "verdict")))
+    return figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="demo", help="name in scenarios/ or a YAML path")
+    parser.add_argument("--service", help="default: first innocent service outside the registry")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
+    base = scenario(args.scenario)
+    service = args.service or default_service(base)
     runs_dir = Path(tempfile.mkdtemp(prefix="tspulab-bench-"))
+    print(f"scenario {base.name} (profile {base.profile}), sub1 → {service}, "
+          f"{args.rounds} rounds × {args.seconds} s, runs in {runs_dir}")  # fmt: skip
     results: dict[str, list[float]] = {"tspu": [], "learning": []}
     for r in range(1, args.rounds + 1):
         for mode in ("tspu", "learning"):
-            m = measure(mode == "tspu", args.seconds, runs_dir)
+            m = in_lab(base, runs_dir, mode == "tspu",
+                       lambda live: iperf3(live, service, args.seconds))  # fmt: skip
             results[mode].append(m["received_mbit_s"])
+            dpi = (f"  packet-ins {m['packet_ins']:.0f}, verdicts {m['verdicts']:.0f}"
+                   if mode == "tspu" else "")  # fmt: skip
             print(f"round {r} {mode:8s} {m['received_mbit_s']:8.1f} Mbit/s  "
-                  f"retransmits {m['retransmits']:.0f}", flush=True)  # fmt: skip
-    tspu, learning = statistics.median(results["tspu"]), statistics.median(results["learning"])
+                  f"retransmits {m['retransmits']:.0f}{dpi}", flush=True)  # fmt: skip
+    tspu, learning = median(results["tspu"]), median(results["learning"])
     ratio = tspu / learning
     print(f"median TSPU {tspu:.1f} Mbit/s · learning switch {learning:.1f} Mbit/s · "
-          f"ratio {ratio:.3f} (goal ≥ 0.9: {'met' if ratio >= 0.9 else 'NOT met'})")  # fmt: skip
+          f"ratio {ratio:.3f} (goal ≥ 0.9: {verdict(ratio >= 0.9)})")  # fmt: skip
     return 0
 
 

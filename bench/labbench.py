@@ -1,0 +1,139 @@
+"""What the lab benchmarks share: one lab at a time, scenario variants, clean-up checks, figures.
+
+The machine is shared and noisy. Every lab benchmark alternates the set-ups it compares (TSPU,
+learning switch, TSPU, ...), one lab at a time (switch and interface names are fixed), and
+reports medians and ratios of medians; nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tspulab.lab.record import RunRecord, process_alive, process_start_time
+from tspulab.metrics.results import read_results
+from tspulab.scenario.live import LiveLab
+from tspulab.scenario.model import RegistrySource, Scenario
+from tspulab.scenario.schema import load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+#: A lab with the default switch names is up while this interface exists; labs with per-run
+#: names (`LiveLab(unique_names=True)`, the emulation tests) have a prefix before `tspu1-eth1`.
+BUSY_LINK = Path("/sys/class/net/tspu1-eth1")
+
+T = TypeVar("T")
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+def scenario(name_or_path: str) -> Scenario:
+    """`tspu-2022-sni` or a path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIOS / f"{name_or_path}.yaml"
+    return load_scenario(path)
+
+
+def with_subscribers(base: Scenario, subscribers: int) -> Scenario:
+    topology = base.topology.model_copy(update={"subscribers": subscribers})
+    return base.model_copy(update={"topology": topology})
+
+
+def with_registry_files(base: Scenario, files: Iterable[str]) -> Scenario:
+    """The scenario with its registry replaced by `data:` list files."""
+    sources = tuple(RegistrySource(file=f) for f in files)
+    return base.model_copy(update={"registry": sources})
+
+
+def other_labs() -> list[str]:
+    return sorted(p.name for p in Path("/sys/class/net").glob("*tspu1-eth1"))
+
+
+def wait_lab_free(timeout_s: float = 180.0, poll_s: float = 2.0) -> None:
+    """Wait until no other lab is up: one with our fixed names must be gone (they would clash);
+    labs with per-run names only add noise, so after the timeout we measure beside them."""
+    deadline = time.monotonic() + timeout_s
+    while other_labs():
+        if time.monotonic() > deadline:
+            if BUSY_LINK.exists():
+                raise SystemExit(f"another lab has been up for {timeout_s:.0f} s ({BUSY_LINK})")
+            print(f"note: measuring beside other labs {other_labs()}: expect noise", flush=True)
+            return
+        time.sleep(poll_s)
+
+
+def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab], T]) -> T:
+    """Bring the scenario's lab up (once the machine has no other lab), run `body`, tear down,
+    and refuse to go on if the run left anything behind."""
+    for attempt in (1, 2):
+        wait_lab_free()
+        live = LiveLab(base, runs_dir, tspu=tspu, log=quiet)
+        try:
+            live.__enter__()
+        except UnicodeDecodeError as exc:
+            # Mininet's RemoteController probes the controller port with `telnet` and decodes
+            # what comes back as UTF-8: os-ken's HELLO (a random xid) sometimes is not. The lab
+            # was torn down by LiveLab; try once more, visibly.
+            print(f"note: bring-up failed in Mininet's controller check ({exc}); "
+                  f"retrying (attempt {attempt})", flush=True)  # fmt: skip
+            if attempt == 2:
+                raise
+            continue
+        try:
+            result = body(live)
+        finally:
+            live.stop()
+        left = leftovers(live.run_dir)
+        if left or live.leftovers:
+            raise SystemExit(f"run {live.run_dir} left {left or live.leftovers}")
+        return result
+    raise AssertionError("unreachable")
+
+
+def leftovers(run_dir: Path) -> list[str]:
+    """Recorded processes still alive (same PID and start time) and recorded links present."""
+    left = []
+    for entry in RunRecord(run_dir).entries():
+        if entry["kind"] == "process":
+            pid = entry["pid"]
+            if process_start_time(pid) == entry["start"] and process_alive(pid):
+                left.append(f"process {entry['name']} ({pid})")
+        elif entry["kind"] == "link" and Path(f"/sys/class/net/{entry['name']}").exists():
+            left.append(f"link {entry['name']}")
+    return left
+
+
+def controller_events(live: LiveLab, event: str | None = None) -> list[dict[str, Any]]:
+    events = read_results(live.run_dir / "controller-events.jsonl")
+    return [e for e in events if event is None or e.get("event") == event]
+
+
+def flow_count(switch: str, cookie: int | None = None) -> int:
+    """Rules the switch holds (optionally only one cookie's), without dumping them all."""
+    argv = ["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", switch]
+    if cookie is not None:
+        argv.append(f"cookie={cookie:#x}/-1")
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return int(out.split("flow_count=")[1].split()[0])
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
