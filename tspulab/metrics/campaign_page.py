@@ -1,0 +1,282 @@
+"""The campaign report's HTML: tables and embedded figures from a Timeline (no file access)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from tspulab.metrics.expect import ExpectationResult
+from tspulab.metrics.plots import (
+    blocked_addresses_png,
+    damage_png,
+    heatmap_png,
+    performance_png,
+    rate,
+)
+from tspulab.metrics.timeline import Timeline
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _row(cells: list[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f'<p class="note">{html.escape(alt)}: not measured in this run.</p>'
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def _step_table(tl: Timeline, isp: str) -> str:
+    methods = tl.methods
+    head = [
+        "step",
+        "blocked addresses<br>(prefixes)",
+        "over-<br>blocking",
+        "intended<br>blocking",
+        "collateral<br>damage",
+        "weighted<br>by users",
+        "broken or<br>degraded",
+        *[f"via<br>{html.escape(m)}" for m in methods],
+        "goodput<br>median",
+        "TTFB<br>median",
+        "innocent services broken; degraded",
+    ]
+    rows = [_row(head, "th")]
+    for b in tl.steps:
+        p = tl.point(b, isp)
+        if p is None:
+            continue
+        s = p.summary
+        broken = [x.name for x in s.services if x.role == "innocent" and x.broken]
+        degraded = [f"{x.name} ({rate(x.goodput_kbps or 0)})" for x in s.services if x.degraded]
+        hurt = html.escape(", ".join(broken)) + (
+            f'; <span class="warn">{html.escape(", ".join(degraded))}</span>' if degraded else ""
+        )
+        prefixes = f" ({p.registry.prefixes:,})" if p.registry else ""
+        rows.append(
+            _row(
+                [
+                    f'<b>{html.escape(b.key)}</b><br><span class="note">{html.escape(tl.scenario_time(b.start_s))}</span>',
+                    _num(p.blocked_addresses) + prefixes,
+                    _num(s.overblocking_ratio, "{:,.0f}×") if p.blocked_addresses else "–",
+                    _pct(s.intended_blocking) if s.intended_blocking is not None else "–",
+                    _shade(s.collateral_damage),
+                    _shade(s.collateral_damage_weighted),
+                    _shade(s.collateral_degraded),
+                    *[_shade(p.circumvention_success(m), good_high=True) for m in methods],
+                    "–" if p.throughput_kbps is None else rate(p.throughput_kbps),
+                    _num(p.ttfb_s and 1000 * p.ttfb_s, "{:.0f} ms"),
+                    f'<span class="wrap">{hurt}</span>',
+                ]
+            )
+        )
+    return f'<table class="num">{"".join(rows)}</table>'
+
+
+def _shade(v: float | None, good_high: bool = False) -> str:
+    """A share as a percentage, coloured: red where it hurts, green where it does not."""
+    if v is None:
+        return "–"
+    bad = v < 0.5 if good_high else v > 0
+    return f'<span class="{"bad" if bad else "good"}">{_pct(v)}</span>'
+
+
+def _circumvention_table(tl: Timeline) -> str:
+    if not tl.methods:
+        return '<p class="note">No circumvention methods were used in this run.</p>'
+    rows = [_row(["method", "target", "all ISPs", *tl.isps], "th")]
+    for (method, service), (ok, tries) in sorted(tl.circumvention_table.items()):
+        per_isp = []
+        for isp in tl.isps:
+            pairs = [
+                p.circumvention_tries(method, service)
+                for (kind, _, i), p in tl.points.items()
+                if kind == "step" and i == isp
+            ]
+            i_ok, i_tries = sum(a for a, _ in pairs), sum(n for _, n in pairs)
+            per_isp.append(f"{_shade(i_ok / i_tries, True)} ({i_ok}/{i_tries})" if i_tries else "–")
+        rows.append(
+            _row(
+                [
+                    html.escape(method),
+                    html.escape(service),
+                    f"{_shade(ok / tries, True)} ({ok}/{tries})",
+                    *per_isp,
+                ]
+            )
+        )
+    return f'<table class="num">{"".join(rows)}</table>'
+
+
+def _expect_table(results: list[ExpectationResult]) -> str:
+    if not results:
+        return '<p class="note">The scenario states no expectations.</p>'
+    passed = sum(r.passed for r in results)
+    rows = [_row(["", "expectation", "observed"], "th")]
+    for r in results:
+        mark = '<b class="good">pass</b>' if r.passed else '<b class="bad">FAIL</b>'
+        rows.append(_row([mark, html.escape(r.name), html.escape(r.message)]))
+    return (
+        f"<p><b>{passed} of {len(results)}</b> expectations passed.</p>"
+        f'<table class="expect">{"".join(rows)}</table>'
+    )
+
+
+def _events_table(tl: Timeline) -> str:
+    rows = [_row(["scenario time", "entry", "what happened"], "th")]
+    for ev in tl.events:
+        rows.append(
+            _row(
+                [
+                    html.escape(tl.scenario_time(ev.t_s)),
+                    f"<b>{html.escape(ev.label)}</b>",
+                    html.escape("; ".join(ev.what)),
+                ]
+            )
+        )
+    return (
+        f"<table>{''.join(rows)}</table>"
+        if tl.events
+        else '<p class="note">No timeline entries.</p>'
+    )
+
+
+def _headline(tl: Timeline) -> str:
+    """Where the campaign ended, per ISP: the last step that measured anything."""
+    items = []
+    for isp in tl.isps:
+        last = next(
+            (p for b in reversed(tl.steps) if (p := tl.point(b, isp)) and p.summary.services), None
+        )
+        if last is None:
+            continue
+        s = last.summary
+        via = ", ".join(
+            f"via {html.escape(m)} {_pct(last.circumvention_success(m))}"
+            for m in tl.methods
+            if last.circumvention_success(m) is not None
+        )
+        items.append(
+            f"<li><b>{html.escape(isp)}</b> at step <i>{html.escape(last.bucket.key)}</i>: "
+            f"targets blocked {_pct(s.intended_blocking)}, collateral damage "
+            f"{_shade(s.collateral_damage)} ({_shade(s.collateral_damage_weighted)} weighted by users), "
+            f"{_num(last.blocked_addresses)} addresses blocked"
+            + (f"; targets reached {via}" if via else "")
+            + "</li>"
+        )
+    return f"<ul>{''.join(items)}</ul>" if items else '<p class="note">No probe results yet.</p>'
+
+
+def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
+    isps = {i.get("name"): i for i in meta.get("isps") or [] if isinstance(i, dict)}
+    rows = [_row(["ISP", "profile", "subscribers", "TSPU coverage"], "th")]
+    for name in tl.isps:
+        i = isps.get(name, {})
+        cov = i.get("coverage")
+        rows.append(
+            _row(
+                [
+                    f"<b>{html.escape(name)}</b>",
+                    html.escape(str(i.get("profile", "?"))),
+                    html.escape(", ".join(i.get("subscribers") or [])),
+                    "?" if cov is None else _pct(float(cov)),
+                ]
+            )
+        )
+    return f"<table>{''.join(rows)}</table>"
+
+
+def render_campaign_html(
+    run_dir: Path,
+    meta: dict[str, Any],
+    tl: Timeline,
+    results: list[ExpectationResult],
+    summary: dict[str, Any],
+) -> str:
+    e = html.escape
+    name = str(meta.get("name") or run_dir.name)
+    clock = meta.get("clock") or {}
+    start = (
+        f"scenario clock starts {e(str(clock['start']))}"
+        if clock.get("start")
+        else "scenario time since the run's start"
+    )
+    speed = (
+        f", {float(clock['speed']):,.0f} scenario seconds per real second"
+        if clock.get("speed")
+        else ""
+    )
+    n_probes = sum(
+        p.summary.services.__len__() and sum(s.probes for s in p.summary.services)
+        for (kind, _, _), p in tl.points.items()
+        if kind == "round"
+    )
+    netem = meta.get("netem", (summary.get("environment") or {}).get("netem"))
+    datapath = meta.get("datapath", (summary.get("environment") or {}).get("datapath", "?"))
+    env = (
+        "available: links carry the scenario's emulated delay and loss"
+        if netem
+        else "not available on this kernel: links have no emulated delay or loss, so goodput and "
+        "time to first byte are those of the host, not of a real access network"
+    )
+    per_isp = "".join(f"<h3>{e(isp)}</h3>{_step_table(tl, isp)}" for isp in tl.isps)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>tspulab report: {e(name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: .8em 0; }}
+td, th {{ border: 1px solid #ccc; padding: .25em .5em; text-align: left; font-size: 85%; vertical-align: top; }}
+th {{ background: #f0f0f0; }}
+table.num td {{ white-space: nowrap; }}
+table.num td:last-child {{ white-space: normal; min-width: 14em; }}
+table.expect td:last-child {{ font-size: 80%; color: #444; }}
+.good {{ color: #1a7f37; }} .bad {{ color: #c62828; }} .warn {{ color: #b26a00; }}
+.note {{ color: #666; font-size: 90%; }}
+img.fig {{ max-width: 100%; display: block; margin: .5em 0 1.5em; }}
+h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
+</style></head><body>
+<h1>tspulab report: {e(name)}</h1>
+<p class="note">scenario file {e(str(meta.get("scenario", "?")))} · run directory {e(str(run_dir))} ·
+{start}{speed} · {len(tl.steps)} steps, {len(tl.rounds)} probe rounds, {n_probes:,} direct reachability probes</p>
+{_isp_list(meta, tl)}
+<h2>Where it ended</h2>
+{_headline(tl)}
+<h2>Expectations</h2>
+{_expect_table(results)}
+<h2>Registry: blocked addresses over time</h2>
+{_img(blocked_addresses_png(tl), "blocked addresses over time")}
+<h2>Targets and collateral damage over time</h2>
+<p class="note">Per ISP and probe round. A service is broken when fewer than half of its probes in the
+round succeed; collateral damage is the share of innocent services broken (plain, and weighted by
+their users); "via" lines are the share of probes of target services made through a circumvention
+method that reached them.</p>
+{_img(damage_png(tl), "collateral damage and target reachability")}
+<h2>Reachability per service</h2>
+{_img(heatmap_png(tl), "service × time reachability")}
+<h2>Figures per step</h2>
+<p class="note">Each step lasts from its timeline entry to the next. Blocked addresses are those in
+effect on the ISP's TSPU at the end of the step (registry changes reach an ISP after its update
+delay); over-blocking is blocked addresses per address the targets use.</p>
+{per_isp}
+<h2>Circumvention</h2>
+<p class="note">Share of probes of each target made through each method that reached it.</p>
+{_circumvention_table(tl)}
+<h2>Throughput and time to first byte</h2>
+{_img(performance_png(tl), "goodput and time to first byte")}
+<h2>Timeline</h2>
+{_events_table(tl)}
+<h2>Environment</h2>
+<p class="note">Datapath: {e(str(datapath))}. netem (emulated delay and loss): {e(env)}.</p>
+</body></html>
+"""
