@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   ethtool iproute2 iputils-ping procps
   python3-venv python3-pip
   libndpi-bin
+  nftables             # random loss on the TSPU's egress ports (netdev egress + numgen)
+  microsocks           # a SOCKS5 proxy for circumvention in campaigns
 )
 
 if [ "$(id -u)" -ne 0 ]; then

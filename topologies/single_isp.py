@@ -63,6 +63,8 @@ class PrefixOwner(Node):  # type: ignore[misc]
             self.cmd(f"ip route add local {prefix} dev lo")
         for addr in params.get("lo_addresses", ()):
             self.cmd(f"ip addr add {addr} dev lo")
+        for dst, via in params.get("static_routes", ()):
+            self.cmd(f"ip route add {dst} via {via}")
         return result
 
 

@@ -158,10 +158,22 @@ def start_nginx(
     return proc
 
 
+def write_hosts_file(path: Path, records: dict[str, str]) -> None:
+    """The resolver's names as a hosts file (dnsmasq re-reads it on SIGHUP: services move)."""
+    path.write_text("".join(f"{addr} {name}\n" for name, addr in sorted(records.items())))
+
+
 def start_dnsmasq(
-    host: Any, address: str, records: dict[str, str], run_dir: Path, record: RunRecord
+    host: Any,
+    address: str,
+    records: dict[str, str],
+    run_dir: Path,
+    record: RunRecord,
+    hosts_file: Path | None = None,
 ) -> Any:
-    """An authoritative-only resolver: the scenario's names and nothing else (no upstream)."""
+    """An authoritative-only resolver: the scenario's names and nothing else (no upstream).
+
+    With `hosts_file`, names come from that file, so a service can move (rewrite it, SIGHUP)."""
     directory = run_dir / "services" / host.name
     directory.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -169,7 +181,11 @@ def start_dnsmasq(
         "--bind-interfaces", f"--listen-address={address}", "--pid-file=",
         "--log-facility=-", "--log-queries", "--user=root", "--group=root",
     ]  # fmt: skip
-    argv += [f"--host-record={name},{addr}" for name, addr in sorted(records.items())]
+    if hosts_file is not None:
+        write_hosts_file(hosts_file, records)
+        argv.append(f"--addn-hosts={hosts_file}")
+    else:
+        argv += [f"--host-record={name},{addr}" for name, addr in sorted(records.items())]
     proc = start_logged(host, argv, directory / "dnsmasq.log", record, f"dnsmasq {host.name}")
     if not _wait_listening(host, 53, proto="u"):
         raise ServiceError(f"dnsmasq on {host.name} is not listening; see {directory}/dnsmasq.log")

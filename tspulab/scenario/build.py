@@ -6,28 +6,36 @@ unit-tested without a network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry, load_inline, load_list, load_rkn_dump
 from tspulab.lab.services import Site
-from tspulab.scenario.model import Scenario
+from tspulab.scenario.model import RegistrySource, Scenario
 from tspulab.topologies.single_isp import CloudSpec, SingleIspSpec
 
 
 def build_registry(scenario: Scenario) -> Registry:
     """Every registry source of the scenario, merged (the exact set; aggregation comes later)."""
+    return registry_from_sources(scenario, scenario.registry, "registry")
+
+
+def registry_from_sources(
+    scenario: Scenario, sources: Sequence[RegistrySource], where: str
+) -> Registry:
+    """Registry sources (top-level or a timeline entry's) as one registry."""
     registry = Registry()
-    for index, source in enumerate(scenario.registry):
+    for index, source in enumerate(sources):
         if source.inline is not None:
             registry.merge(
-                load_inline([str(n) for n in source.inline], source=f"registry[{index}].inline")
+                load_inline([str(n) for n in source.inline], source=f"{where}[{index}].inline")
             )
             continue
         if source.domains is not None:
             for j, pattern in enumerate(source.domains):
                 registry.add_domain(
-                    pattern, MatchKind(source.match), source=f"registry[{index}].domains[{j}]"
+                    pattern, MatchKind(source.match), source=f"{where}[{index}].domains[{j}]"
                 )
             continue
         path = scenario.registry_file(source)

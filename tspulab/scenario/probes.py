@@ -84,6 +84,7 @@ def https_probe(
     round_no: int,
     path: str = "/",
     range_bytes: int = 0,
+    socks5: str | None = None,
 ) -> ProbeResult:
     """`range_bytes` > 0: download that many bytes of `path` (a goodput measurement)."""
     url = f"https://{domain}{path}"
@@ -95,6 +96,11 @@ def https_probe(
         argv[1:1] = ["-o", "/dev/null"]
     if range_bytes:
         argv[1:1] = ["-r", f"0-{range_bytes - 1}"]
+    if socks5:
+        # The proxy resolves the name (socks5h), as Telegram's clients used their proxies.
+        i = argv.index("--noproxy")
+        del argv[i : i + 2]
+        argv[1:1] = ["--socks5-hostname", socks5]
     started = time.time()
     proc = host.popen(
         client_argv(resolv_conf, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE

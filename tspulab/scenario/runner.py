@@ -151,6 +151,8 @@ def run_scenario_cli(path: str, runs_dir: str, capture: bool = False) -> int:
     if os.geteuid() != 0:
         print("tspulab run: needs root (network namespaces, Open vSwitch)", file=sys.stderr)
         return 2
+    if scenario.isps or scenario.timeline:
+        return _run_campaign_cli(scenario, Path(runs_dir))
     try:
         outcome = run_scenario(scenario, Path(runs_dir), capture=capture)
     except KeyboardInterrupt:
@@ -165,3 +167,28 @@ def run_scenario_cli(path: str, runs_dir: str, capture: bool = False) -> int:
     if outcome.leftovers:
         print(f"note: teardown still had to remove: {outcome.leftovers}", file=sys.stderr)
     return 0
+
+
+def _run_campaign_cli(scenario: Scenario, runs_dir: Path) -> int:
+    from tspulab.scenario.campaign_runner import run_campaign
+
+    try:
+        outcome = run_campaign(scenario, runs_dir)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the lab was torn down; results so far are in the run directory",
+            file=sys.stderr,
+        )
+        return 130
+    results = outcome.report.expectations
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}")
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    print(f"report: {outcome.report.path}")
+    if outcome.lateness_s > 1:
+        print(f"note: the run fell behind the scenario clock by up to {outcome.lateness_s:.1f} s "
+              "(real time); events keep their scheduled scenario times")  # fmt: skip
+    if outcome.leftovers:
+        print(f"note: teardown still had to remove: {outcome.leftovers}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,154 @@
+"""Several ISPs, each with its own TSPU, around one internet of clouds.
+
+    ISP 1:  i1s1 ─┐                                              ┌─ cl1  (owns its prefixes)
+            i1s2 ─┼─ a1 ──(1) t1 (2)── r1 ─┐                     ├─ cl2
+                  ┘  access    TSPU   border│                     ├─ ...
+    ISP 2:  i2s1 ─┬─ a2 ──(1) t2 (2)── r2 ──┼── ix (exchange) ────┼─ dns1 (resolver)
+            ...   ┘                         │                     └─ ...
+    ISP n:  ...      an ──(1) tn (2)── rn ──┘
+
+- ISP i's subscribers live in 10.i.0.0/24 behind its border router r<i> (10.i.0.1); the routers
+  and all clouds meet on an exchange network, 100.64.0.0/22 (routers at 100.64.1.i).
+- Each ISP's TSPU is a bump in the wire between its access switch and its border router, port 1
+  toward the subscribers, port 2 upstream (the TSPU sits close to users, tspu-behaviour.md §1).
+- Clouds own whole prefixes (`ip route add local`), and route each ISP's network back to its
+  router. Host names stay short because they prefix interface names (15 characters at most);
+  the scenario's names (e.g. `rostelecom-1`) map onto them in the lab plan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from mininet.topo import Topo
+
+from tspulab.topologies.single_isp import (
+    TSPU_SUBSCRIBER_PORT,
+    TSPU_UPSTREAM_PORT,
+    CloudSpec,
+    LinuxRouter,
+    PrefixOwner,
+)
+
+EXCHANGE_NET = ipaddress.ip_network("100.64.0.0/22")
+DNS_EXCHANGE_IP = "100.64.0.2"
+EXCHANGE_DPID = 3
+ACCESS_DPID_BASE = 0x100
+TSPU_DPID_BASE = 0x200
+
+
+def isp_net(i: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(f"10.{i}.0.0/24")
+
+
+def router_exchange_ip(i: int) -> str:
+    return f"100.64.1.{i}"
+
+
+def cloud_exchange_ip(j: int) -> str:
+    return str(EXCHANGE_NET.network_address + 10 + j)
+
+
+@dataclass(frozen=True)
+class IspSpec:
+    name: str
+    subscribers: int
+
+    def host(self, i: int, n: int) -> str:
+        return f"i{i}s{n}"
+
+    def subscriber_ip(self, i: int, n: int) -> str:
+        return str(isp_net(i).network_address + 10 + n)
+
+
+@dataclass(frozen=True)
+class MultiIspSpec:
+    isps: tuple[IspSpec, ...]
+    clouds: tuple[CloudSpec, ...] = ()
+    dns_address: str = "77.88.8.8"
+    switch_prefix: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def tspu_switch(self, i: int) -> str:
+        return f"{self.switch_prefix}t{i}"
+
+    def access_switch(self, i: int) -> str:
+        return f"{self.switch_prefix}a{i}"
+
+    @property
+    def exchange_switch(self) -> str:
+        return f"{self.switch_prefix}ix"
+
+    @staticmethod
+    def tspu_dpid(i: int) -> int:
+        return TSPU_DPID_BASE + i
+
+
+class MultiIspTopo(Topo):  # type: ignore[misc]
+    def build(self, spec: MultiIspSpec | None = None, **_: Any) -> None:
+        spec = spec or MultiIspSpec(isps=(IspSpec("isp", 2),))
+        if len(spec.switch_prefix) > 4:
+            raise ValueError(f"switch prefix {spec.switch_prefix!r} is longer than 4 characters")
+        sw = {"protocols": "OpenFlow13"}
+        exchange = self.addSwitch(spec.exchange_switch, dpid=f"{EXCHANGE_DPID:016x}", **sw)
+        plen = EXCHANGE_NET.prefixlen
+        isp_routes = [
+            (str(isp_net(i)), router_exchange_ip(i)) for i in range(1, len(spec.isps) + 1)
+        ]
+
+        cloud_routes = [
+            (p, cloud_exchange_ip(j)) for j, c in enumerate(spec.clouds) for p in c.prefixes
+        ]
+        cloud_routes.append((f"{spec.dns_address}/32", DNS_EXCHANGE_IP))
+        for i, isp in enumerate(spec.isps, start=1):
+            access = self.addSwitch(
+                spec.access_switch(i), dpid=f"{ACCESS_DPID_BASE + i:016x}", **sw
+            )
+            tspu = self.addSwitch(spec.tspu_switch(i), dpid=f"{spec.tspu_dpid(i):016x}", **sw)
+            router = self.addHost(
+                f"r{i}",
+                cls=LinuxRouter,
+                ip=f"10.{i}.0.1/24",
+                static_routes=tuple(cloud_routes),
+            )
+            for n in range(1, isp.subscribers + 1):
+                host = self.addHost(
+                    isp.host(i, n),
+                    ip=f"{isp.subscriber_ip(i, n)}/24",
+                    defaultRoute=f"via 10.{i}.0.1",
+                )
+                self.addLink(host, access)
+            self.addLink(access, tspu, port2=TSPU_SUBSCRIBER_PORT)
+            self.addLink(tspu, router, port1=TSPU_UPSTREAM_PORT, intfName2=f"r{i}-eth0")
+            self.addLink(
+                router, exchange, intfName1=f"r{i}-eth1",
+                params1={"ip": f"{router_exchange_ip(i)}/{plen}"},
+            )  # fmt: skip
+        for j, cloud in enumerate(spec.clouds):
+            # Clouds reach the ISPs through their routers and each other directly (a proxy in
+            # one cloud fetches from another), and the resolver.
+            others = [r for r in cloud_routes if r[1] != cloud_exchange_ip(j)]
+            host = self.addHost(
+                cloud.host,
+                cls=PrefixOwner,
+                ip=f"{cloud_exchange_ip(j)}/{plen}",
+                owned_prefixes=cloud.prefixes,
+                static_routes=tuple(isp_routes + others),
+            )
+            self.addLink(host, exchange)
+        dns = self.addHost(
+            "dns1",
+            cls=PrefixOwner,
+            ip=f"{DNS_EXCHANGE_IP}/{plen}",
+            lo_addresses=(f"{spec.dns_address}/32",),
+            static_routes=tuple(isp_routes + [r for r in cloud_routes if r[1] != DNS_EXCHANGE_IP]),
+        )
+        self.addLink(dns, exchange)
+
+
+topos = {"multi-isp": lambda n=2: MultiIspTopo(spec=MultiIspSpec(
+    isps=tuple(IspSpec(f"isp{i}", 2) for i in range(1, int(n) + 1)),
+    clouds=(CloudSpec("cl1", ("18.196.0.0/15",), "aws-fra"),),
+))}  # fmt: skip

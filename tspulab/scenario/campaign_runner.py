@@ -1,0 +1,222 @@
+"""Run a campaign: timeline entries, per-ISP registry updates with their delays, probe rounds.
+
+Time: the scenario clock runs `clock.speed` scenario seconds per real second. Events are due at
+their scenario time; probe rounds take the real time they need, and when the run falls behind the
+clock, events are applied as soon as possible, in order, still stamped with their scheduled
+scenario time (the report shows scenario time). Profile timers in the TSPUs are scaled by the same
+speed (the engine's `time_scale`), so a 10-minute idle expiry lasts 10 scenario minutes.
+
+Every measurement goes to results.jsonl as it is taken (contract: /docs/report.md): probe lines
+with isp, method, scenario time and step; registry lines when a registry version takes effect at
+an ISP; event lines for timeline entries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tspulab.dpi.domains import MatchKind
+from tspulab.dpi.registry import Registry
+from tspulab.metrics.progress import Progress
+from tspulab.metrics.report import CampaignReport, write_campaign_report
+from tspulab.scenario.build import registry_from_sources
+from tspulab.scenario.campaign_lab import CampaignLab
+from tspulab.scenario.model import Scenario, TimelineEntry
+
+
+@dataclass
+class CampaignOutcome:
+    run_dir: Path
+    report: CampaignReport
+    leftovers: list[str]
+    lateness_s: float
+
+
+def registry_without(registry: Registry, removal: Registry) -> Registry:
+    """`registry` minus the entries (addresses and domain rules) listed in `removal`."""
+    gone_nets = {str(e.network) for e in removal.address_entries()}
+    gone_rules = {(r.kind, r.name) for r in removal.domain_rules()}
+    out = Registry()
+    for e in registry.address_entries():
+        if str(e.network) not in gone_nets:
+            out.add_address(str(e.network), source=e.source)
+    for r in registry.domain_rules():
+        if (r.kind, r.name) not in gone_rules:
+            out.add_domain(r.pattern, MatchKind(r.kind), source=r.source)
+    return out
+
+
+def _copy(registry: Registry) -> Registry:
+    return Registry().merge(registry)
+
+
+class Campaign:
+    def __init__(self, lab: CampaignLab, progress: Progress | None = None) -> None:
+        self.lab = lab
+        self.scenario: Scenario = lab.scenario
+        self.published = _copy(lab.registry)
+        self.methods: list[str] = []
+        self._heap: list[tuple[float, int, int, str, Any]] = []
+        self._seq = itertools.count()
+        self.lateness_s = 0.0
+        self.progress = progress
+
+    def _push(self, t: float, order: int, kind: str, payload: Any) -> None:
+        heapq.heappush(self._heap, (t, order, next(self._seq), kind, payload))
+
+    def _stamp(self, t: float) -> dict[str, Any]:
+        clock = self.scenario.clock
+        return {
+            "scenario_t_s": t,
+            "scenario_time": clock.iso(t) if clock is not None else None,
+            "step": self.scenario.step_at(t),
+        }
+
+    def _registry_line(self, isp: str, t: float, registry: Registry) -> None:
+        self.lab.writer.write(
+            {
+                "kind": "registry",
+                "isp": isp,
+                **self._stamp(t),
+                "blocked_addresses": registry.address_count(4) + registry.address_count(6),
+                "prefixes": len(registry.aggregated_prefixes()),
+                "domains": registry.domain_count(),
+            }
+        )
+
+    def run(self) -> None:
+        for isp in self.lab.isps:
+            self._registry_line(isp.name, 0.0, self.published)
+        for entry in self.scenario.timeline:
+            self._push(entry.at_s, 0, "entry", entry)
+        for t in self.scenario.probe_times():
+            self._push(t, 2, "probe", None)
+        speed = self.lab.speed
+        start = time.monotonic()
+        while self._heap:
+            t, _, _, kind, payload = heapq.heappop(self._heap)
+            due = start + t / speed
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            else:
+                self.lateness_s = max(self.lateness_s, now - due)
+            if kind == "entry":
+                self._apply_entry(t, payload)
+            elif kind == "registry":
+                isp, registry = payload
+                reply = self.lab.push_registry(isp, registry)
+                self._registry_line(isp, t, registry)
+                self.lab.log(
+                    f"  registry → {isp}: +{reply.get('added')} −{reply.get('removed')} "
+                    f"prefixes ({registry.address_count(4):,} addresses)"
+                )
+            elif kind == "probe":
+                self._probe_round(t)
+
+    def _apply_entry(self, t: float, entry: TimelineEntry) -> None:
+        label = str(entry.label)
+        if self.progress is not None:
+            clock = self.scenario.clock
+            self.progress.stage(label, clock.iso(t) if clock is not None else None)
+        else:
+            self.lab.log(f"[{label}] {', '.join(entry.what())}")
+        self.lab.writer.write(
+            {"kind": "event", **self._stamp(t), "label": label, "what": list(entry.what())}
+        )
+        if entry.registry_add or entry.registry_remove:
+            new = _copy(self.published)
+            if entry.registry_add:
+                new.merge(registry_from_sources(self.scenario, entry.registry_add, label))
+            if entry.registry_remove:
+                new = registry_without(
+                    new, registry_from_sources(self.scenario, entry.registry_remove, label)
+                )
+            self.published = new
+            for isp in self.lab.isps:
+                self._push(t + isp.update_delay_s, 1, "registry", (isp.name, _copy(new)))
+        if entry.profile is not None:
+            for isp in self.lab.isps:
+                if entry.profile.isp in (None, isp.name):
+                    self.lab.set_profile(isp.name, entry.profile.name)
+        if entry.move_service is not None:
+            self.lab.move_service(entry.move_service.service, str(entry.move_service.address))
+        if entry.circumvention is not None:
+            change = entry.circumvention
+            self.methods = [m for m in self.methods if m not in change.stop]
+            self.methods += [m for m in change.start if m not in self.methods]
+
+    def _probe_round(self, t: float) -> None:
+        scenario = self.scenario
+        stamp = self._stamp(t)
+        for sub in scenario.probe_subscribers():
+            isp = self.lab.isp_of_host[sub]
+            for service in scenario.services:
+                methods = ["direct"] + (self.methods if service.role == "target" else [])
+                for method in methods:
+                    result = self.lab.probe(sub, service.name, method=method)
+                    record = {**result.to_json(), "isp": isp, "method": method, **stamp}
+                    self.lab.writer.write(record)
+                    if self.progress is not None:
+                        self.progress.probe_done(result)
+                    if scenario.probes.transfer_bytes and result.ok and method == "direct":
+                        transfer = self.lab.probe(
+                            sub,
+                            service.name,
+                            path="/bulk",
+                            range_bytes=scenario.probes.transfer_bytes,
+                        )
+                        self.lab.writer.write(
+                            {**transfer.to_json(), "isp": isp, "method": method, **stamp}
+                        )
+
+
+def planned_probes(scenario: Scenario) -> int:
+    """How many probes the campaign will run (direct, plus each active method for targets)."""
+    subs = len(scenario.probe_subscribers())
+    targets = sum(1 for s in scenario.services if s.role == "target")
+    total = 0
+    for t in scenario.probe_times():
+        active: list[str] = []
+        for entry in scenario.timeline:
+            if entry.at_s <= t and entry.circumvention is not None:
+                active = [m for m in active if m not in entry.circumvention.stop]
+                active += [m for m in entry.circumvention.start if m not in active]
+        total += subs * (len(scenario.services) + targets * len(active))
+    return total
+
+
+def run_campaign(
+    scenario: Scenario,
+    runs_dir: Path,
+    *,
+    unique_names: bool = False,
+    log: Any = print,
+    show_progress: bool = True,
+) -> CampaignOutcome:
+    lab = CampaignLab(scenario, runs_dir, unique_names=unique_names, log=log)
+    expect = [e.model_dump(by_alias=True, mode="json") for e in scenario.expect]
+    lab.meta["expect"] = expect
+    (lab.run_dir / "run.json").write_text(json.dumps(lab.meta, indent=1))
+    total = planned_probes(scenario)
+    progress = Progress(len(scenario.timeline), total) if show_progress else None
+    campaign = Campaign(lab, progress)
+    try:
+        with lab:
+            campaign.run()
+    finally:
+        if progress is not None:
+            progress.close()
+        summary = {
+            "lateness_s": round(campaign.lateness_s, 3),
+            "lab_timings_s": {k: round(v, 3) for k, v in lab.lab.timings.items()},
+        }
+        (lab.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    report = write_campaign_report(lab.run_dir, expect)
+    return CampaignOutcome(lab.run_dir, report, lab.leftovers, campaign.lateness_s)
