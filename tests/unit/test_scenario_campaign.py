@@ -7,6 +7,7 @@ test_scenario_schema.py); here the valid campaign is read back value by value.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -312,6 +313,16 @@ def test_validate_and_schema_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert schema["$defs"]["Expectation"]["additionalProperties"] is False
     assert "from" in schema["$defs"]["Expectation"]["properties"]
     assert "tspu-2022" in schema["$defs"]["ProfileChange"]["properties"]["name"]["enum"]
+
+
+def test_docs_campaign_example_is_valid() -> None:
+    doc = (REPO / "docs" / "scenario.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    campaigns = [b for b in blocks if "timeline:" in b]
+    assert campaigns
+    s = load_scenario_text(campaigns[0], REPO / "docs" / "example.yaml")
+    assert [e.label for e in s.timeline] == ["stage 0", "telegram moves", "stage 1", "t+5d"]
+    assert len(s.expect) == 4
 
 
 def test_every_scenario_in_the_repo_is_valid() -> None:
