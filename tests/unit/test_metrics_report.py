@@ -107,3 +107,12 @@ def test_single_step_report_still_works(tmp_path: Path) -> None:
     out = io.StringIO()
     print_summary(summary, tmp_path, Console(file=out, width=200))
     assert "intended blocking 100.0 %" in out.getvalue()
+
+
+def test_environment_notes_from_summary_json(tmp_path: Path) -> None:
+    run = write_campaign(tmp_path / "run")
+    (run / "summary.json").write_text(
+        json.dumps({"lateness_s": 2.345, "lab_timings_s": {"up": 0.9}})
+    )
+    page = write_campaign_report(run).path.read_text()
+    assert "behind its scenario clock by at most 2.3 real seconds" in page and "up 0.9 s" in page

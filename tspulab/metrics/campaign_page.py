@@ -197,6 +197,22 @@ def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
+def _run_notes(summary: dict[str, Any]) -> str:
+    """Lateness (the run fell behind scenario time) and lab bring-up times, from summary.json."""
+    notes = ""
+    late = summary.get("lateness_s")
+    if isinstance(late, int | float):
+        notes += f" The run fell behind its scenario clock by at most {late:,.1f} real seconds."
+    timings = summary.get("lab_timings_s")
+    if isinstance(timings, dict) and timings:
+        notes += (
+            " Lab bring-up: "
+            + html.escape(", ".join(f"{k} {v} s" for k, v in timings.items()))
+            + "."
+        )
+    return notes
+
+
 def render_campaign_html(
     run_dir: Path,
     meta: dict[str, Any],
@@ -243,7 +259,7 @@ table.num td:last-child {{ white-space: normal; min-width: 14em; }}
 table.expect td:last-child {{ font-size: 80%; color: #444; }}
 .good {{ color: #1a7f37; }} .bad {{ color: #c62828; }} .warn {{ color: #b26a00; }}
 .note {{ color: #666; font-size: 90%; }}
-img.fig {{ max-width: 100%; display: block; margin: .5em 0 1.5em; }}
+img.fig {{ width: 100%; max-width: 1320px; display: block; margin: .5em 0 1.5em; }}
 h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
 </style></head><body>
 <h1>tspulab report: {e(name)}</h1>
@@ -277,6 +293,6 @@ delay); over-blocking is blocked addresses per address the targets use.</p>
 <h2>Timeline</h2>
 {_events_table(tl)}
 <h2>Environment</h2>
-<p class="note">Datapath: {e(str(datapath))}. netem (emulated delay and loss): {e(env)}.</p>
+<p class="note">Datapath: {e(str(datapath))}. netem (emulated delay and loss): {e(env)}.{_run_notes(summary)}</p>
 </body></html>
 """

@@ -26,7 +26,7 @@ from tspulab.metrics.timeline import DIRECT, Timeline
 mdates: Any = matplotlib.dates  # its locator and formatter classes carry no annotations
 
 WIDTH_IN = 11.0
-DPI = 100
+DPI = 120  # ~1,300 px wide: sharp at the page width, scaled down on narrow screens
 ISP_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 # Red (unreachable) → yellow (the broken threshold, half) → green (reachable).
 REACH_CMAP = LinearSegmentedColormap.from_list(
