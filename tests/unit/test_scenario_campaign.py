@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -256,6 +257,25 @@ def test_expectation_times_and_names(tmp_path: Path) -> None:
     assert Expectation(role="innocent", state="reachable").default_name() == (
         "every innocent reachable (direct)"
     )
+
+
+def test_metric_at_a_label_or_a_time(tmp_path: Path) -> None:
+    collateral, success = _campaign().expect[2:]
+    assert (collateral.at_step, success.at_step) == ("stage 1", None)
+    for at, step in [("'+3d20h'", "stage 1"), ("2018-04-14T00:00:00Z", "start"), ("'+9d'", "t+5d")]:
+        text = _text().replace('    at: "stage 1"\n', f"    at: {at}\n")
+        s = load_scenario_text(text, tmp_path / "c.yaml")
+        assert s.expect[2].at_step == step, at
+
+
+def test_loaded_campaign_dumps_as_json_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dumped = _campaign().model_dump(mode="json", by_alias=True)
+    assert dumped["clock"]["start"] == "2018-04-13T00:00:00Z"
+    assert dumped["timeline"][0]["at"] == "2018-04-16T05:00:00Z"
+    assert dumped["expect"][0]["from"] == "stage 0"
+    assert json.loads(json.dumps(dumped)) == dumped
 
 
 def test_models_are_frozen() -> None:

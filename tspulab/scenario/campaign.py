@@ -186,12 +186,14 @@ class Expectation(Section):
     until: TimeOrLabel | None = None
     op: Op | None = None
     value: Float | None = None
-    at: Str | None = None
-    """A timeline label (or "start"): the metric over that step, from that entry to the next."""
+    at: TimeOrLabel | None = None
+    """A timeline label (or "start"): the metric over that step, from that entry to the next;
+    or a time: the step that contains it (`at_step` gives the label either way)."""
     name: Str | None = None
 
     _from_s: float | None = PrivateAttr(default=None)
     _until_s: float | None = PrivateAttr(default=None)
+    _at_step: str | None = PrivateAttr(default=None)
 
     @property
     def kind(self) -> Literal["state", "metric"]:
@@ -204,6 +206,11 @@ class Expectation(Section):
     @property
     def until_s(self) -> float | None:
         return self._until_s
+
+    @property
+    def at_step(self) -> str | None:
+        """The label of the step a metric is taken over (None: every step, the whole run)."""
+        return self._at_step
 
     def holds(self, observed: float) -> bool:
         """Whether a metric's observed value satisfies `op value`."""
@@ -222,7 +229,7 @@ class Expectation(Section):
         if self.metric is not None:
             head = f"{self.metric} {self.op} {self.value:g}" if self.value is not None else ""
             scope = [x for x in (self.isp, self.method) if x]
-            where = f" at {self.at}" if self.at else ""
+            where = f" at {_shown(self.at)}" if self.at is not None else ""
         else:
             subject = self.service or f"every {self.role}"
             head = f"{subject} {self.state}"

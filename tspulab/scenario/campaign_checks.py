@@ -287,7 +287,7 @@ def _check_expectation(ctx: Context, loc: Loc, exp: Expectation) -> Iterator[Err
                 (*loc, "value"), f"{exp.value:g} is not a count of addresses (a whole number >= 0)"
             )
     if exp.at is not None:
-        yield from ctx.unknown(ctx.labels, (*loc, "at"), exp.at)
+        yield from _check_bound(ctx, (*loc, "at"), exp.at)
 
 
 def _check_state(
@@ -302,17 +302,11 @@ def _check_state(
         yield from ctx.unknown(ctx.services, (*loc, "service"), exp.service)
     window: dict[str, float | None] = {}
     for key, value in (("from", exp.from_), ("until", exp.until)):
-        if value is None:
-            continue
-        if isinstance(value, str) and not is_relative_time(value):
-            message = ctx.labels.unknown(value)
-            if message is not None:
-                yield doc.error((*loc, key), message + "; or give a time such as '+3d'")
-            window[key] = ctx.label_at.get(value)
-        elif isinstance(value, datetime) and ctx.clock is not None and ctx.start() is None:
-            yield doc.error((*loc, key), f"the absolute time {_shown(value)} needs clock.start")
-        else:
-            window[key] = time_offset_s(value, ctx.start())
+        if value is not None:
+            errors = list(_check_bound(ctx, (*loc, key), value))
+            yield from errors
+            if not errors:
+                window[key] = _bound_s(ctx, value)
     begin, end = window.get("from"), window.get("until")
     if begin is not None and end is not None and end <= begin:
         yield doc.error(
@@ -320,6 +314,22 @@ def _check_state(
             f"the window ends (t+{format_duration(end)}) "
             f"before it begins (t+{format_duration(begin)})",
         )
+
+
+def _check_bound(ctx: Context, loc: Loc, value: str | datetime) -> Iterator[ErrorLocation]:
+    """A `from`, `until` or `at`: a known label, or a time that resolves."""
+    if isinstance(value, str) and not is_relative_time(value):
+        message = ctx.labels.unknown(value)
+        if message is not None:
+            yield ctx.doc.error(loc, message + "; or give a time such as '+3d'")
+    elif isinstance(value, datetime) and ctx.clock is not None and ctx.start() is None:
+        yield ctx.doc.error(loc, f"the absolute time {_shown(value)} needs clock.start")
+
+
+def _bound_s(ctx: Context, value: str | datetime) -> float | None:
+    if isinstance(value, str) and not is_relative_time(value):
+        return ctx.label_at.get(value)
+    return time_offset_s(value, ctx.start())
 
 
 def check_campaign(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:

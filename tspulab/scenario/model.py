@@ -303,6 +303,7 @@ class Scenario(Section):
             done = exp.model_copy(update={"method": method})
             done = done.model_copy(update={"name": exp.name or done.default_name()})
             done._from_s, done._until_s = offset(exp.from_), offset(exp.until)
+            done._at_step = _step_of(exp.at, offset(exp.at), entries)
             expectations.append(done)
         object.__setattr__(self, "isps", isps or None)
         object.__setattr__(self, "timeline", tuple(entries))
@@ -409,6 +410,18 @@ class Scenario(Section):
                 n += 1
         times.update(e.at_s for e in self.timeline if e.probe)
         return tuple(sorted(times))
+
+
+def _step_of(
+    at: str | datetime | None, at_s: float | None, entries: list[TimelineEntry]
+) -> str | None:
+    """The step label a metric's `at` names: the label itself, or the step holding a time."""
+    if at is None or (isinstance(at, str) and not is_relative_time(at)):
+        return at
+    if at_s is None or any(e._at_s is None for e in entries):
+        return None
+    i = bisect_right([float(e._at_s or 0.0) for e in entries], at_s)
+    return START_STEP if i == 0 else str(entries[i - 1].label)
 
 
 def _inherited_sets(

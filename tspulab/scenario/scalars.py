@@ -15,7 +15,15 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainValidator, Strict, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from tspulab.scenario.yamlload import did_you_mean
@@ -324,7 +332,8 @@ Duration = Annotated[
 ]
 Instant = Annotated[
     datetime,
-    PlainValidator(parse_instant),
+    # Before, not Plain: a PlainValidator datetime warns when dumped as JSON (pydantic 2.14).
+    BeforeValidator(parse_instant),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 TimeRef = Annotated[str | datetime, PlainValidator(_parse_time), WithJsonSchema(_TIME_SCHEMA)]
