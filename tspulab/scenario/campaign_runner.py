@@ -16,7 +16,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ from tspulab.metrics.report import CampaignReport, write_campaign_report
 from tspulab.scenario.build import registry_from_sources
 from tspulab.scenario.campaign_lab import CampaignLab
 from tspulab.scenario.model import Scenario, TimelineEntry
+
+#: Probes of one round run side by side; each is a curl process in a subscriber namespace.
+PARALLEL_PROBES = 12
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Campaign:
         self._seq = itertools.count()
         self.lateness_s = 0.0
         self.progress = progress
+        self._write_lock = threading.Lock()
+        self.rounds = 0
 
     def _push(self, t: float, order: int, kind: str, payload: Any) -> None:
         heapq.heappush(self._heap, (t, order, next(self._seq), kind, payload))
@@ -153,28 +160,36 @@ class Campaign:
             self.methods += [m for m in change.start if m not in self.methods]
 
     def _probe_round(self, t: float) -> None:
+        """One round: every (subscriber, service, method) probe, run in parallel (each is its
+        own curl in its own namespace), each result written as soon as it is measured."""
         scenario = self.scenario
-        stamp = self._stamp(t)
-        for sub in scenario.probe_subscribers():
-            isp = self.lab.isp_of_host[sub]
-            for service in scenario.services:
-                methods = ["direct"] + (self.methods if service.role == "target" else [])
-                for method in methods:
-                    result = self.lab.probe(sub, service.name, method=method)
-                    record = {**result.to_json(), "isp": isp, "method": method, **stamp}
-                    self.lab.writer.write(record)
-                    if self.progress is not None:
-                        self.progress.probe_done(result)
-                    if scenario.probes.transfer_bytes and result.ok and method == "direct":
-                        transfer = self.lab.probe(
-                            sub,
-                            service.name,
-                            path="/bulk",
-                            range_bytes=scenario.probes.transfer_bytes,
-                        )
-                        self.lab.writer.write(
-                            {**transfer.to_json(), "isp": isp, "method": method, **stamp}
-                        )
+        self.rounds += 1
+        stamp = {**self._stamp(t), "round": self.rounds}
+        jobs = [
+            (sub, service.name, method)
+            for sub in scenario.probe_subscribers()
+            for service in scenario.services
+            for method in ["direct"] + (self.methods if service.role == "target" else [])
+        ]
+        with ThreadPoolExecutor(max_workers=PARALLEL_PROBES) as pool:
+            futures = [pool.submit(self._probe_one, job, stamp) for job in jobs]
+            for future in futures:
+                future.result()
+
+    def _probe_one(self, job: tuple[str, str, str], stamp: dict[str, Any]) -> None:
+        sub, service, method = job
+        isp = self.lab.isp_of_host[sub]
+        result = self.lab.probe(sub, service, method=method)
+        record = {**result.to_json(), "isp": isp, "method": method, **stamp}
+        with self._write_lock:
+            self.lab.writer.write(record)
+            if self.progress is not None:
+                self.progress.probe_done(record)
+        transfer_bytes = self.scenario.probes.transfer_bytes
+        if transfer_bytes and result.ok and method == "direct":
+            transfer = self.lab.probe(sub, service, path="/bulk", range_bytes=transfer_bytes)
+            with self._write_lock:
+                self.lab.writer.write({**transfer.to_json(), "isp": isp, "method": method, **stamp})
 
 
 def planned_probes(scenario: Scenario) -> int:

@@ -1,0 +1,59 @@
+"""A campaign end to end on a real lab: two ISPs with their own TSPU and update delay, a registry
+growing on a timeline, a service moving, a SOCKS5 proxy, expectations checked, a report written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.emulation.helpers import leftovers
+from tspulab.metrics.results import read_results
+from tspulab.scenario.campaign_runner import run_campaign
+from tspulab.scenario.model import data_dir
+from tspulab.scenario.schema import load_scenario
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.yaml"
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    if not data_dir(SCENARIO).is_dir():
+        pytest.skip("reference data folder not found")
+    return run_campaign(
+        load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), unique_names=True,
+        log=lambda *_: None, show_progress=False,
+    )  # fmt: skip
+
+
+def test_every_expectation_holds(campaign) -> None:  # type: ignore[no-untyped-def]
+    results = campaign.report.expectations
+    assert len(results) == 7
+    assert all(r.passed for r in results), [r.message for r in results if not r.passed]
+    junit = (campaign.run_dir / "junit.xml").read_text()
+    assert 'tests="7"' in junit and 'failures="0"' in junit
+
+
+def test_update_delay_and_stamps(campaign) -> None:  # type: ignore[no-untyped-def]
+    records = read_results(campaign.run_dir / "results.jsonl")
+    registry = [r for r in records if r["kind"] == "registry"]
+    fast = [r["scenario_t_s"] for r in registry if r["isp"] == "fast"]
+    slow = [r["scenario_t_s"] for r in registry if r["isp"] == "slow"]
+    assert fast == [0.0, 86400.0, 172800.0]
+    assert slow == [0.0, 86400.0 + 6 * 3600, 172800.0 + 6 * 3600], "6 h later at ISP slow"
+    assert registry[-1]["blocked_addresses"] == 9_472 + 131_072
+    probes = [r for r in records if r["kind"] == "https"]
+    assert {r["isp"] for r in probes} == {"fast", "slow"}
+    assert {r["method"] for r in probes} == {"direct", "socks"}
+    assert all(r["scenario_time"].startswith("2018-04-1") for r in probes)
+    moved = [
+        r for r in probes if r["service"] == "telegram" and r["step"] == "Telegram moves into AWS"
+    ]
+    assert moved and all(r["ok"] for r in moved), "after the move, not yet listed: reachable"
+
+
+def test_report_and_teardown(campaign) -> None:  # type: ignore[no-untyped-def]
+    page = campaign.report.path.read_text()
+    assert "campaign-short" in page and "data:image/png;base64" in page
+    assert campaign.leftovers == []
+    assert leftovers(campaign.run_dir) == []
