@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tspulab.lab.network import LabError
 from tspulab.lab.record import RunRecord, process_alive, process_start_time
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
@@ -22,9 +23,10 @@ from tspulab.scenario.schema import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
-#: A lab with the default switch names is up while this interface exists; labs with per-run
-#: names (`LiveLab(unique_names=True)`, the emulation tests) have a prefix before `tspu1-eth1`.
-BUSY_LINK = Path("/sys/class/net/tspu1-eth1")
+#: Signs that a lab is up: our fixed switch names, or another private OVS with the userspace
+#: datapath (every one of them makes the tap device `ovs-netdev`, and a second one cannot:
+#: "ovs-netdev: creating tap device failed: Device or resource busy", its bridges fail).
+BUSY_LINKS = (Path("/sys/class/net/tspu1-eth1"), Path("/sys/class/net/ovs-netdev"))
 
 T = TypeVar("T")
 
@@ -52,20 +54,16 @@ def with_registry_files(base: Scenario, files: Iterable[str]) -> Scenario:
     return base.model_copy(update={"registry": sources})
 
 
-def other_labs() -> list[str]:
-    return sorted(p.name for p in Path("/sys/class/net").glob("*tspu1-eth1"))
+def lab_up() -> bool:
+    return any(p.exists() for p in BUSY_LINKS)
 
 
 def wait_lab_free(timeout_s: float = 180.0, poll_s: float = 2.0) -> None:
-    """Wait until no other lab is up: one with our fixed names must be gone (they would clash);
-    labs with per-run names only add noise, so after the timeout we measure beside them."""
+    """Wait until no other lab is up (ours, the lead's, a test's): two cannot run at once."""
     deadline = time.monotonic() + timeout_s
-    while other_labs():
+    while lab_up():
         if time.monotonic() > deadline:
-            if BUSY_LINK.exists():
-                raise SystemExit(f"another lab has been up for {timeout_s:.0f} s ({BUSY_LINK})")
-            print(f"note: measuring beside other labs {other_labs()}: expect noise", flush=True)
-            return
+            raise SystemExit(f"another lab has been up for {timeout_s:.0f} s; try again later")
         time.sleep(poll_s)
 
 
@@ -77,12 +75,13 @@ def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab],
         live = LiveLab(base, runs_dir, tspu=tspu, log=quiet)
         try:
             live.__enter__()
-        except UnicodeDecodeError as exc:
-            # Mininet's RemoteController probes the controller port with `telnet` and decodes
-            # what comes back as UTF-8: os-ken's HELLO (a random xid) sometimes is not. The lab
-            # was torn down by LiveLab; try once more, visibly.
-            print(f"note: bring-up failed in Mininet's controller check ({exc}); "
-                  f"retrying (attempt {attempt})", flush=True)  # fmt: skip
+        except (UnicodeDecodeError, LabError) as exc:
+            # UnicodeDecodeError: Mininet's RemoteController probes the controller port with
+            # `telnet` and decodes the reply as UTF-8, which os-ken's HELLO (random xid) often is
+            # not. LabError: another lab came up between our check and our bring-up. LiveLab has
+            # torn ours down; try once more, visibly.
+            print(f"note: bring-up failed ({type(exc).__name__}: {exc}); see {live.run_dir}",
+                  flush=True)  # fmt: skip
             if attempt == 2:
                 raise
             continue

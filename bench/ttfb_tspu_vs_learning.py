@@ -96,6 +96,11 @@ def main() -> int:
         print(f"  {label}: TSPU median {median(t):.3f}, p90 {percentile(t, 0.9):.3f} "
               f"(n={len(t)}) · learning switch median {median(lrn):.3f}, "
               f"p90 {percentile(lrn, 0.9):.3f} (n={len(lrn)})")  # fmt: skip
+    slow = {mode: all_[mode]["cross_later"] for mode in all_}
+    share = {m: sum(1 for x in v if x > 0.5) / max(1, len(v)) * 100 for m, v in slow.items()}
+    print(f"  later packets slower than 0.5 ms (replies that reached the switch before the "
+          f"flow's judged rules): TSPU {share['tspu']:.1f} %, learning switch "
+          f"{share['learning']:.1f} %")  # fmt: skip
     print(f"added time to first byte: {added:+.2f} ms median (goal ≤ 2 ms: "
           f"{verdict(added <= 2.0)})")  # fmt: skip
     return 0
