@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md). Both install what is missing first.
 SHELL := /bin/bash
 VENV := .venv
-SCENARIO ?= scenarios/demo.yaml
+SCENARIO ?= scenarios/telegram-2018.yaml
 
 .PHONY: setup demo test lint bench clean
 
@@ -19,6 +19,7 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/python bench/throughput_tspu_vs_learning.py
+	$(VENV)/bin/python bench/bringup_scale.py
 
 clean: setup
 	$(VENV)/bin/tspulab clean
