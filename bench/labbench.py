@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tspulab.lab.network import LabError
 from tspulab.lab.record import RunRecord, process_alive, process_start_time
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
@@ -75,11 +74,12 @@ def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab],
         live = LiveLab(base, runs_dir, tspu=tspu, log=quiet)
         try:
             live.__enter__()
-        except (UnicodeDecodeError, LabError) as exc:
-            # UnicodeDecodeError: Mininet's RemoteController probes the controller port with
-            # `telnet` and decodes the reply as UTF-8, which os-ken's HELLO (random xid) often is
-            # not. LabError: another lab came up between our check and our bring-up. LiveLab has
-            # torn ours down; try once more, visibly.
+        except Exception as exc:
+            # Seen here: UnicodeDecodeError (Mininet's RemoteController probes the controller
+            # port with `telnet` and decodes the reply as UTF-8, which os-ken's HELLO, with its
+            # random xid, often is not); LabError or Mininet's "Error creating interface pair"
+            # when another lab came up between our check and our bring-up. LiveLab has torn
+            # ours down; try once more, visibly.
             print(f"note: bring-up failed ({type(exc).__name__}: {exc}); see {live.run_dir}",
                   flush=True)  # fmt: skip
             if attempt == 2:

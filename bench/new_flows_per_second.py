@@ -203,9 +203,18 @@ def main() -> int:
     modes = ("tspu",) if args.no_learning else ("tspu", "learning")
     for mode in modes:
         results[mode] = in_lab(base, runs_dir, mode == "tspu", lambda live: ramp(live, args))
-    best = max((r["offered"] for r in results["tspu"] if sustained(r, True)), default=0.0)
+    good = [r for r in results["tspu"] if sustained(r, True)]
+    best = max((r["offered"] for r in good), default=0.0)
     print(f"sustained: {best:.0f} new flows/s judged and served through the TSPU "
           f"(goal ≥ 3,000/s: {'met' if best >= 3000 else 'NOT met'})")  # fmt: skip
+    if good:
+        top = max(good, key=lambda r: r["offered"])
+        ms = {k: v * 10 / top["offered"] for k, v in top["cpu_pct"].items()}  # % of a core → ms
+        print(f"CPU per judged flow at {top['offered']:.0f}/s: controller "
+              f"{ms['controller']:.2f} ms, ovs-vswitchd {ms['ovs-vswitchd']:.2f} ms, "
+              f"nginx {ms['nginx']:.2f} ms, clients "
+              f"{ms['clients']:.2f} ms; a controller with a core of its own would top out near "
+              f"{1000 / ms['controller']:.0f} flows/s")  # fmt: skip
     if "learning" in results:
         lbest = max((r["offered"] for r in results["learning"] if sustained(r, False)),
                     default=0.0)  # fmt: skip
