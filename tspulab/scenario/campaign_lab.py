@@ -47,7 +47,7 @@ from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PO
 
 class CampaignLab:
     def __init__(
-        self, scenario: Scenario, runs_dir: Path, *, unique_names: bool = False, log: Any = print
+        self, scenario: Scenario, runs_dir: Path, *, unique_names: bool = True, log: Any = print
     ) -> None:
         self.scenario = scenario
         self.log = log

@@ -211,7 +211,7 @@ def run_campaign(
     scenario: Scenario,
     runs_dir: Path,
     *,
-    unique_names: bool = False,
+    unique_names: bool = True,
     log: Any = print,
     show_progress: bool = True,
 ) -> CampaignOutcome:

@@ -71,7 +71,7 @@ class LiveLab:
         tspu: bool = True,
         capture: bool = False,
         fail_mode: str = "closed",
-        unique_names: bool = False,
+        unique_names: bool = True,
         log: Any = print,
     ) -> None:
         """`unique_names`: prefix the switches with a tag of this run, so that several labs can

@@ -38,7 +38,7 @@ def run_scenario(
     tspu: bool = True,
     bulk_transfer: bool = True,
     capture: bool = False,
-    unique_names: bool = False,
+    unique_names: bool = True,
     log: Any = print,
 ) -> RunOutcome:
     """Run one scenario end to end. `tspu=False` runs the TSPU position as a learning switch."""
