@@ -106,16 +106,18 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
         frame = bytes(msg.data)
         with box.lock:
             decision = box.judge(frame, time.time(), from_sub)
-            self._carry_out(datapath, decision, frame, in_port, out_port)
-            event = box.verdict_event(decision)
-            if event is not None:
-                self.event_log.write("verdict", **event)
+            # Rules first: the switch handles messages in order, so the reply to the packet sent
+            # on below already meets the flow's rule instead of climbing to the controller.
             plan = box.take_over(decision)
             if plan is not None:
                 for meter in plan.meters:
                     datapath.send_msg(meter_mod(datapath, meter))
                 for rule in plan.rules:
                     datapath.send_msg(flow_mod(datapath, rule))
+            self._carry_out(datapath, decision, frame, in_port, out_port)
+            event = box.verdict_event(decision)
+            if event is not None:
+                self.event_log.write("verdict", **event)
             for detection in box.new_detections():
                 self.event_log.write("detect", **detection)
 
