@@ -129,13 +129,16 @@ class Lab:
         self.timings["mininet_s"] = time.monotonic() - t1
 
     def _delete_nft_tables(self) -> None:
-        """The controller's nftables table (random loss) goes with the controller."""
+        """The controller's state outside the run directory goes with the controller: its
+        nftables tables (random loss) and its control socket."""
         for entry in self.record.entries():
             if entry["kind"] == "nft-table":
                 subprocess.run(
                     ["nft", "delete", "table", entry["family"], entry["name"]],
                     check=False, capture_output=True,
                 )  # fmt: skip
+            elif entry["kind"] == "file":
+                Path(entry["path"]).unlink(missing_ok=True)
 
     def _apply_fail_mode(self) -> None:
         """What the TSPU switch does if its controller dies (a profile/scenario setting).

@@ -97,6 +97,10 @@ class RunRecord:
         """Record an nftables table the run (its controller) creates in the root namespace."""
         self._append({"kind": "nft-table", "family": family, "name": name})
 
+    def file(self, path: Path) -> None:
+        """Record a file the run makes outside its directory (e.g. the control socket)."""
+        self._append({"kind": "file", "path": str(path)})
+
     def note(self, **fields: Any) -> None:
         """Record a fact about the run (not something to remove): ports, versions, capabilities."""
         self._append({"kind": "note", **fields})
@@ -191,6 +195,9 @@ def cleanup(record: RunRecord) -> list[str]:
             )  # fmt: skip
             if gone.returncode == 0:
                 removed.append(f"nft table {entry['family']} {entry['name']}")
+        elif kind == "file" and Path(entry["path"]).exists():
+            Path(entry["path"]).unlink(missing_ok=True)
+            removed.append(f"file {entry['path']}")
         elif kind == "link" and _link_exists(entry["name"]):
             subprocess.run(["ip", "link", "del", entry["name"]], check=False, capture_output=True)
             removed.append(f"link {entry['name']}")

@@ -41,6 +41,7 @@ from tspulab.scenario.build import build_registry
 from tspulab.scenario.live import make_run_dir, netem_available
 from tspulab.scenario.model import Scenario
 from tspulab.scenario.probes import ProbeResult, https_probe
+from tspulab.scenario.tspu_config import control_socket_path
 from tspulab.topologies.multi_isp import IspSpec, MultiIspSpec, MultiIspTopo, isp_net
 from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT, CloudSpec
 
@@ -139,6 +140,7 @@ class CampaignLab:
                 + hashlib.blake2b(f"{self.run_dir}/{isp.name}".encode(), digest_size=5).hexdigest()
             )
             self.record.nft_table("netdev", nft)
+            self.record.file(control_socket_path(self.run_dir))
             subs = [n for n, owner in self.isp_of_host.items() if owner == isp.name]
             uncovered = subs[: math.floor(len(subs) * (1 - isp.coverage) + 1e-9)]
             tspu = self.spec.tspu_switch(i)
@@ -157,7 +159,7 @@ class CampaignLab:
                     "subscriber_nets": [str(isp_net(i))],
                     "time_scale": 1.0 / self.speed,
                     "nft_table": nft,
-                    "control_socket": str(self.run_dir / "controller.sock"),
+                    "control_socket": str(control_socket_path(self.run_dir)),
                     "fail_mode": isp.fail_mode,
                     "bypass_hosts": [self.address_of_host[n] for n in uncovered],
                 }
@@ -247,14 +249,14 @@ class CampaignLab:
         write_registry(path, registry)
         dpid = self.spec.tspu_dpid(self.isp_index[isp])
         reply: dict[str, Any] = send_command(
-            self.run_dir / "controller.sock", {"cmd": "registry", "file": str(path), "dpid": dpid}
+            control_socket_path(self.run_dir), {"cmd": "registry", "file": str(path), "dpid": dpid}
         )
         return reply
 
     def set_profile(self, isp: str, name: str) -> dict[str, Any]:
         dpid = self.spec.tspu_dpid(self.isp_index[isp])
         reply: dict[str, Any] = send_command(
-            self.run_dir / "controller.sock", {"cmd": "profile", "name": name, "dpid": dpid}
+            control_socket_path(self.run_dir), {"cmd": "profile", "name": name, "dpid": dpid}
         )
         return reply
 

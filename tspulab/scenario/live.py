@@ -31,7 +31,7 @@ from tspulab.parity import CAPTURE_NAME
 from tspulab.scenario.build import build_registry, plan_lab
 from tspulab.scenario.model import Scenario
 from tspulab.scenario.probes import ProbeResult, https_probe
-from tspulab.scenario.tspu_config import tspu_controller_config
+from tspulab.scenario.tspu_config import control_socket_path, tspu_controller_config
 from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, SingleIspTopo
 
 
@@ -231,12 +231,12 @@ class LiveLab:
         path = self.run_dir / f"registry-{self.registry_versions}.json"
         write_registry(path, registry)
         reply: dict[str, Any] = send_command(
-            self.run_dir / "controller.sock", {"cmd": "registry", "file": str(path)}
+            control_socket_path(self.run_dir), {"cmd": "registry", "file": str(path)}
         )
         self.registry = registry
         self.prefixes = registry.aggregated_prefixes()
         return reply
 
     def controller_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = send_command(self.run_dir / "controller.sock", {"cmd": "stats"})
+        stats: dict[str, Any] = send_command(control_socket_path(self.run_dir), {"cmd": "stats"})
         return stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ from tspulab.topologies.single_isp import (
     TSPU_SUBSCRIBER_PORT,
     TSPU_UPSTREAM_PORT,
 )
+
+
+def control_socket_path(run_dir: Path) -> Path:
+    """The controller's control socket: a short path (AF_UNIX allows 108 bytes, and run
+    directories under pytest's temporary folders are longer), named after the run directory."""
+    digest = hashlib.blake2b(str(run_dir).encode(), digest_size=6).hexdigest()
+    return Path(tempfile.gettempdir()) / f"tspulab-{digest}.sock"
 
 
 def tspu_controller_config(
@@ -36,6 +44,7 @@ def tspu_controller_config(
     write_registry(registry_file, registry)
     nft_table = "tspulab_" + hashlib.blake2b(str(run_dir).encode(), digest_size=5).hexdigest()
     record.nft_table("netdev", nft_table)
+    record.file(control_socket_path(run_dir))
     return {
         "dpid": TSPU_DPID,
         "subscriber_port": TSPU_SUBSCRIBER_PORT,
@@ -48,7 +57,7 @@ def tspu_controller_config(
         "subscriber_nets": [str(ISP_NET)],
         "time_scale": time_scale,
         "nft_table": nft_table,
-        "control_socket": str(run_dir / "controller.sock"),
+        "control_socket": str(control_socket_path(run_dir)),
         "fail_mode": fail_mode,
         "profile_sets": {name: list(entries) for name, entries in (sets or {}).items()},
     }
