@@ -32,6 +32,19 @@ from tspulab.metrics.results import read_results
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
 
 
+def running_vswitchd() -> list[int]:
+    """PIDs of ovs-vswitchd processes running on this machine (any, not only ours)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_bytes().strip() == b"ovs-vswitchd":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 class OsKenController(RemoteController):  # type: ignore[misc]
     """Mininet's RemoteController, minus its telnet probe of the port.
 
@@ -84,9 +97,10 @@ class Lab:
     def start(self) -> None:
         setLogLevel("warning")
         t0 = time.monotonic()
-        if Path("/sys/class/net/ovs-netdev").exists():
-            # The userspace datapath makes one "ovs-netdev" tap per machine: a second private
-            # OVS cannot create its datapath while another lab is up.
+        if running_vswitchd() and Path("/sys/class/net/ovs-netdev").exists():
+            # The userspace datapath uses one "ovs-netdev" tap per machine: a second private OVS
+            # cannot create its datapath while another one holds it (the tap itself outlives a
+            # stopped vswitchd harmlessly).
             raise LabError(
                 "another userspace Open vSwitch is running (interface ovs-netdev exists): one lab "
                 "at a time on this machine; wait for it, or `tspulab clean` after a killed run"
