@@ -25,7 +25,7 @@ from mininet.topo import Topo
 from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
 from tspulab.lab.ovs import PrivateOVS
-from tspulab.lab.record import RunRecord, cleanup
+from tspulab.lab.record import RunRecord, cleanup, process_alive
 from tspulab.lab.services import stop_servers
 from tspulab.metrics.results import read_results
 
@@ -38,7 +38,9 @@ def running_vswitchd() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_bytes().strip() == b"ovs-vswitchd":
+                if (entry / "comm").read_bytes().strip() == b"ovs-vswitchd" and process_alive(
+                    int(entry.name)
+                ):  # a zombie (this VM's init reaps slowly) holds nothing
                     pids.append(int(entry.name))
             except OSError:
                 continue
