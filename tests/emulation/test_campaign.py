@@ -57,3 +57,22 @@ def test_report_and_teardown(campaign) -> None:  # type: ignore[no-untyped-def]
     assert "campaign-short" in page and "data:image/png;base64" in page
     assert campaign.leftovers == []
     assert leftovers(campaign.run_dir) == []
+
+
+def test_http_and_ping_probe_kinds(tmp_path: Path) -> None:
+    """Plain HTTP and ICMP probes in a campaign lab: an IP block stops both (§2.2 IP)."""
+    from tspulab.dpi.registry import Registry
+    from tspulab.scenario.campaign_lab import CampaignLab
+
+    scenario = load_scenario(SCENARIO)
+    with CampaignLab(scenario, tmp_path, log=lambda *_: None) as lab:
+        for kind in ("http", "ping", "https"):
+            assert lab.probe("fast-1", "yandex", kind=kind).ok, kind
+        blocked = Registry()
+        blocked.add_address("77.88.55.0/24", source="test")
+        assert lab.push_registry("fast", blocked)["ok"]
+        for kind in ("http", "ping"):
+            result = lab.probe("fast-1", "yandex", kind=kind, timeout_s=1)
+            assert not result.ok and result.kind == kind
+        assert lab.probe("slow-1", "yandex", kind="ping").ok, "the other ISP is not updated"
+    assert leftovers(lab.run_dir) == []

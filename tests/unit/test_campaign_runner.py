@@ -44,3 +44,51 @@ def test_planned_probes_counts_methods_once_they_start() -> None:
     # the SOCKS method for the one target in the two rounds from day 2 on.
     assert scenario.probe_times() == (0.0, 86400.0, 129600.0, 172800.0, 216000.0)
     assert planned_probes(scenario) == 5 * 2 * 3 + 2 * 2 * 1
+
+
+def _campaign_text(extra_probe: str = "", isp_extra: str = "") -> str:
+    return f"""version: 1
+name: runnable
+topology: {{name: single-isp}}
+profile: rkn-2018-ip
+isps:
+  - {{name: a, subscribers: 1{isp_extra}}}
+clouds:
+  - {{name: c, prefixes: [18.196.0.0/15]}}
+services:
+  - {{name: t, role: target, domains: [t.example], cloud: c, address: 18.196.0.10}}
+  - {{name: i, role: innocent, domains: [i.example], cloud: c, address: 18.196.0.11}}
+probes: {{timeout_s: 2{extra_probe}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("probe", "isp", "message"),
+    [
+        (", kinds: [https, dns]", "", "probes.kinds: dns not implemented yet"),
+        (", kinds: [quic]", "", "probes.kinds: quic not implemented yet"),
+        ("", ", old_filter: true", "isps[a].old_filter: the ISP's own older filter"),
+    ],
+)
+def test_runner_refuses_what_it_cannot_do(
+    tmp_path: Path, probe: str, isp: str, message: str
+) -> None:
+    from tspulab.scenario.campaign_runner import NotImplementedInRunner, check_runnable
+    from tspulab.scenario.schema import load_scenario_text
+
+    scenario = load_scenario_text(_campaign_text(probe, isp), tmp_path / "s.yaml")
+    with pytest.raises(
+        NotImplementedInRunner, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
+        check_runnable(scenario)
+
+
+def test_runnable_kinds_pass(tmp_path: Path) -> None:
+    from tspulab.scenario.campaign_runner import check_runnable
+    from tspulab.scenario.schema import load_scenario_text
+
+    scenario = load_scenario_text(
+        _campaign_text(", kinds: [https, http, ping, ttfb]"), tmp_path / "s.yaml"
+    )
+    check_runnable(scenario)
+    assert planned_probes(scenario) == 1 * 3 * 2  # ttfb rides on https

@@ -40,7 +40,7 @@ from tspulab.metrics.results import ResultWriter
 from tspulab.scenario.build import build_registry
 from tspulab.scenario.live import make_run_dir, netem_available
 from tspulab.scenario.model import Scenario
-from tspulab.scenario.probes import ProbeResult, https_probe
+from tspulab.scenario.probes import ProbeResult, https_probe, ping_probe
 from tspulab.scenario.tspu_config import control_socket_path
 from tspulab.topologies.multi_isp import IspSpec, MultiIspSpec, MultiIspTopo, isp_net
 from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT, CloudSpec
@@ -270,8 +270,16 @@ class CampaignLab:
         round_no: int = 0,
         path: str = "/",
         range_bytes: int = 0,
+        kind: str = "https",
     ) -> ProbeResult:
         spec = next(s for s in self.scenario.services if s.name == service)
+        timeout = timeout_s if timeout_s is not None else self.scenario.probes.timeout_s
+        if kind == "ping":
+            return ping_probe(
+                self.lab.host(self.host_of[subscriber]), subscriber=subscriber, service=service,
+                role=spec.role, address=self.addresses[service], timeout_s=timeout,
+                round_no=round_no,
+            )  # fmt: skip
         socks = None
         if method != "direct":
             m = next(c for c in self.scenario.circumvention if c.name == method)
@@ -289,6 +297,7 @@ class CampaignLab:
             path=path,
             range_bytes=range_bytes,
             socks5=socks,
+            scheme="http" if kind == "http" else "https",
         )
 
 

@@ -8,6 +8,7 @@ the body names the expected service (so reaching a different host is not counted
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -85,9 +86,10 @@ def https_probe(
     path: str = "/",
     range_bytes: int = 0,
     socks5: str | None = None,
+    scheme: str = "https",
 ) -> ProbeResult:
     """`range_bytes` > 0: download that many bytes of `path` (a goodput measurement)."""
-    url = f"https://{domain}{path}"
+    url = f"{scheme}://{domain}{path}"
     argv = [
         "curl", "-sS", "--max-time", f"{timeout_s:g}", "--cacert", str(ca),
         "--noproxy", "*", "-w", "\\n%{json}", url,
@@ -126,7 +128,7 @@ def https_probe(
     else:
         outcome, ok = CURL_ERRORS.get(code, f"curl-exit-{code}"), False
     return ProbeResult(
-        kind="transfer" if range_bytes else "https",
+        kind="transfer" if range_bytes else scheme,
         subscriber=subscriber,
         service=service,
         role=role,
@@ -147,3 +149,23 @@ def https_probe(
         speed_download_bps=_float(info.get("speed_download")),
         extra={"stderr": stderr.strip()[-300:]} if stderr.strip() else {},
     )
+
+
+def ping_probe(
+    host: Any, *, subscriber: str, service: str, role: str, address: str, timeout_s: float,
+    round_no: int,
+) -> ProbeResult:  # fmt: skip
+    """One ICMP echo to the service's address (IP blocking drops ICMP too, §2.2 IP)."""
+    started = time.time()
+    proc = host.popen(
+        ["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout_s))), address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=timeout_s + 10)
+    match = re.search(r"time=([0-9.]+) ms", out.decode(errors="replace"))
+    ok = proc.returncode == 0
+    return ProbeResult(
+        kind="ping", subscriber=subscriber, service=service, role=role, target=address,
+        round=round_no, ok=ok, outcome="ok" if ok else "timeout", started=started,
+        time_total_s=float(match.group(1)) / 1000 if match else None,
+    )  # fmt: skip

@@ -170,10 +170,13 @@ def run_scenario_cli(path: str, runs_dir: str, capture: bool = False) -> int:
 
 
 def _run_campaign_cli(scenario: Scenario, runs_dir: Path) -> int:
-    from tspulab.scenario.campaign_runner import run_campaign
+    from tspulab.scenario.campaign_runner import NotImplementedInRunner, run_campaign
 
     try:
         outcome = run_campaign(scenario, runs_dir)
+    except NotImplementedInRunner as err:
+        print(err, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "interrupted: the lab was torn down; results so far are in the run directory",
