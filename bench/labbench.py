@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tspulab.lab.record import RunRecord, process_alive, process_start_time
+from tspulab.lab.record import remaining
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import RegistrySource, Scenario
@@ -97,16 +97,8 @@ def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab],
 
 
 def leftovers(run_dir: Path) -> list[str]:
-    """Recorded processes still alive (same PID and start time) and recorded links present."""
-    left = []
-    for entry in RunRecord(run_dir).entries():
-        if entry["kind"] == "process":
-            pid = entry["pid"]
-            if process_start_time(pid) == entry["start"] and process_alive(pid):
-                left.append(f"process {entry['name']} ({pid})")
-        elif entry["kind"] == "link" and Path(f"/sys/class/net/{entry['name']}").exists():
-            left.append(f"link {entry['name']}")
-    return left
+    """Everything of the run still there (tspulab.lab.record.remaining)."""
+    return remaining(run_dir)
 
 
 def controller_events(live: LiveLab, event: str | None = None) -> list[dict[str, Any]]:

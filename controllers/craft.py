@@ -50,13 +50,24 @@ def _build(
     return bytes(out.data)
 
 
-def rst_replacing(frame: bytes) -> bytes | None:
-    """SNI-I: a RST/ACK in place of `frame` (same direction, same numbers), or None if not TCP."""
+def _parse(
+    frame: bytes,
+) -> tuple[packet.Packet, ethernet.ethernet, ipv4.ipv4 | ipv6.ipv6, tcp.tcp] | None:
+    """The frame's Ethernet, IP and TCP headers, or None if it is not TCP over IP."""
     pkt = packet.Packet(frame)
     eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
     ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
     if eth is None or seg is None or ip is None:
         return None
+    return pkt, eth, ip, seg
+
+
+def rst_replacing(frame: bytes) -> bytes | None:
+    """SNI-I: a RST/ACK in place of `frame` (same direction, same numbers), or None if not TCP."""
+    parsed = _parse(frame)
+    if parsed is None:
+        return None
+    _, eth, ip, seg = parsed
     return _build(
         eth, ip, swap=False, src_port=seg.src_port, dst_port=seg.dst_port,
         seq=seg.seq, ack=seg.ack, ip_id=1,
@@ -66,11 +77,10 @@ def rst_replacing(frame: bytes) -> bytes | None:
 def rst_to_sender(frame: bytes) -> bytes | None:
     """A RST/ACK back to the sender of `frame`, as if from its peer (e.g. to a client after its
     ClientHello): seq = the ack the sender expects, ack = past the sender's payload."""
-    pkt = packet.Packet(frame)
-    eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
-    ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
-    if eth is None or seg is None or ip is None:
+    parsed = _parse(frame)
+    if parsed is None:
         return None
+    pkt, eth, ip, seg = parsed
     advance = _payload_len(pkt, seg) + (1 if seg.bits & (tcp.TCP_SYN | tcp.TCP_FIN) else 0)
     return _build(
         eth, ip, swap=True, src_port=seg.dst_port, dst_port=seg.src_port,
@@ -80,11 +90,10 @@ def rst_to_sender(frame: bytes) -> bytes | None:
 
 def rst_to_receiver(frame: bytes) -> bytes | None:
     """A RST/ACK to the receiver of `frame`, as if from its sender, sent after it."""
-    pkt = packet.Packet(frame)
-    eth, seg = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(tcp.tcp)
-    ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
-    if eth is None or seg is None or ip is None:
+    parsed = _parse(frame)
+    if parsed is None:
         return None
+    pkt, eth, ip, seg = parsed
     advance = _payload_len(pkt, seg) + (1 if seg.bits & (tcp.TCP_SYN | tcp.TCP_FIN) else 0)
     return _build(
         eth, ip, swap=False, src_port=seg.src_port, dst_port=seg.dst_port,

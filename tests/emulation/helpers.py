@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tspulab.lab.record import RunRecord, process_alive, process_start_time
+from tspulab.lab.record import RunRecord, process_start_time, remaining
 
 
 def leftovers(run_dir: Path) -> list[str]:
-    """Recorded processes still alive (same PID and start time) and recorded links still present."""
-    left = []
-    for entry in RunRecord(run_dir).entries():
-        if entry["kind"] == "process":
-            pid = entry["pid"]
-            if process_start_time(pid) == entry["start"] and process_alive(pid):
-                left.append(f"process {entry['name']} ({pid})")
-        elif entry["kind"] == "link" and Path(f"/sys/class/net/{entry['name']}").exists():
-            left.append(f"link {entry['name']}")
-    return left
+    """Everything of the run still there (tspulab.lab.record.remaining)."""
+    return remaining(run_dir)
 
 
 def mininet_namespaces_gone(run_dir: Path) -> bool:

@@ -169,6 +169,30 @@ def _link_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
 
+def remaining(run_dir: Path) -> list[str]:
+    """What of a run is still there: recorded processes alive (same PID and start time), links,
+    nftables tables and files. Empty after a complete teardown."""
+    left = []
+    for entry in RunRecord(run_dir).entries():
+        kind = entry["kind"]
+        if kind == "process":
+            pid = entry["pid"]
+            if process_start_time(pid) == entry["start"] and process_alive(pid):
+                left.append(f"process {entry['name']} ({pid})")
+        elif kind == "link" and _link_exists(entry["name"]):
+            left.append(f"link {entry['name']}")
+        elif kind == "file" and Path(entry["path"]).exists():
+            left.append(f"file {entry['path']}")
+        elif kind == "nft-table":
+            listed = subprocess.run(
+                ["nft", "list", "table", entry["family"], entry["name"]],
+                check=False, capture_output=True,
+            )  # fmt: skip
+            if listed.returncode == 0:
+                left.append(f"nft table {entry['name']}")
+    return left
+
+
 def cleanup(record: RunRecord) -> list[str]:
     """Remove what `record` lists, newest first. Returns a description of what was removed."""
     removed: list[str] = []

@@ -18,7 +18,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tspulab.controllers.config import ControllerConfig, write_registry
@@ -38,6 +37,7 @@ from tspulab.lab.services import (
 )
 from tspulab.metrics.results import ResultWriter
 from tspulab.scenario.build import build_registry
+from tspulab.scenario.labrun import LabRun
 from tspulab.scenario.live import make_run_dir, netem_available
 from tspulab.scenario.model import Scenario
 from tspulab.scenario.probes import ProbeResult, https_probe, ping_probe
@@ -46,7 +46,7 @@ from tspulab.topologies.multi_isp import IspSpec, MultiIspSpec, MultiIspTopo, is
 from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT, CloudSpec
 
 
-class CampaignLab:
+class CampaignLab(LabRun):
     def __init__(
         self, scenario: Scenario, runs_dir: Path, *, unique_names: bool = True, log: Any = print
     ) -> None:
@@ -126,7 +126,6 @@ class CampaignLab:
         self.lab = Lab(self.run_dir, MultiIspTopo(spec=self.spec), config, self.record)
         self.writer = ResultWriter(self.run_dir / "results.jsonl")
         self.leftovers: list[str] = []
-        self._previous_sigterm: Any = None
         self._dnsmasq: Any = None
         self.versions = 0
 
@@ -168,23 +167,6 @@ class CampaignLab:
 
     # --- bring-up and teardown ---------------------------------------------------------------
 
-    def __enter__(self) -> CampaignLab:
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         self.log(f"run directory: {self.run_dir}")
         self.lab.start()
@@ -221,16 +203,6 @@ class CampaignLab:
                     self.record,
                     f"microsocks {method.name}",
                 )
-
-    def stop(self) -> list[str]:
-        self.writer.close()
-        try:
-            self.leftovers = self.lab.stop()
-        finally:
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
-        return self.leftovers
 
     # --- acting on the running campaign -------------------------------------------------------
 
@@ -299,7 +271,3 @@ class CampaignLab:
             socks5=socks,
             scheme="http" if kind == "http" else "https",
         )
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from tspulab.controllers.config import ControllerConfig, write_registry
@@ -29,18 +28,11 @@ from tspulab.lab.services import start_dnsmasq, start_nginx, write_resolv_conf
 from tspulab.metrics.results import ResultWriter
 from tspulab.parity import CAPTURE_NAME
 from tspulab.scenario.build import build_registry, plan_lab
+from tspulab.scenario.labrun import LabRun
 from tspulab.scenario.model import Scenario
 from tspulab.scenario.probes import ProbeResult, https_probe
 from tspulab.scenario.tspu_config import control_socket_path, tspu_controller_config
 from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, SingleIspTopo
-
-
-class Interrupted(KeyboardInterrupt):
-    pass
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
 
 
 def make_run_dir(runs_dir: Path, name: str) -> Path:
@@ -60,7 +52,7 @@ def netem_available() -> bool:
     return Path("/sys/module/sch_netem").exists()
 
 
-class LiveLab:
+class LiveLab(LabRun):
     """Everything of one run between bring-up and teardown."""
 
     def __init__(
@@ -117,28 +109,10 @@ class LiveLab:
         )
         self.writer = ResultWriter(self.run_dir / "results.jsonl")
         self._tcpdump: subprocess.Popen[bytes] | None = None
-        self._previous_sigterm: Any = None
         self.leftovers: list[str] = []
         self.registry_versions = 0
 
     # --- bring-up and teardown ---------------------------------------------------------------
-
-    def __enter__(self) -> LiveLab:
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.log(f"run directory: {self.run_dir}")
@@ -156,18 +130,10 @@ class LiveLab:
         start_dnsmasq(self.lab.host("dns1"), dns, self.plan.dns_records, self.run_dir, self.record)
         self.resolv = write_resolv_conf(self.run_dir, dns)
 
-    def stop(self) -> list[str]:
+    def _before_teardown(self) -> None:
         if self._tcpdump is not None:
             self._stop_capture(self._tcpdump)
             self._tcpdump = None
-        self.writer.close()
-        try:
-            self.leftovers = self.lab.stop()
-        finally:
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
-        return self.leftovers
 
     def _start_capture(self) -> subprocess.Popen[bytes]:
         """tcpdump on the TSPU switch's subscriber-side port (root namespace): what subscribers
