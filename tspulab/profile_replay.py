@@ -12,7 +12,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from tspulab.dpi.engine import ProfileReplay, TspuEngine, replay_with_profile
+from tspulab.dpi.engine import TspuEngine
+from tspulab.dpi.engine_replay import ProfileReplay, replay_with_profile
 from tspulab.dpi.errors import Malformed
 from tspulab.dpi.flow import Network
 from tspulab.dpi.pcap import read_capture

@@ -8,7 +8,7 @@ SIGKILL of the runner the file is still there, and `tspulab clean` replays it ba
   is never signalled; the whole process group is ended, because servers such as nginx fork workers
   that outlive a killed master;
 - interfaces are deleted by name only if they still exist;
-- nothing is ever matched by pattern (no `mn -c`, `pkill -f` or `killall`).
+- nothing is ever matched by pattern: no Mininet-wide clean-up, no kill by process name.
 
 A run directory whose record ends with a `clean` entry has been cleaned.
 """
