@@ -25,7 +25,7 @@ technical_details/JA4.md: ``{t|q|d}{version}{d|i}{nn ciphers}{nn extensions}{alp
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from tspulab.dpi.errors import Malformed, NeedData
@@ -62,11 +62,23 @@ class Ext(IntEnum):
 
 
 _CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+# Plain ints for the hot loops: comparing against an IntEnum member costs an attribute lookup.
+_SERVER_NAME = int(Ext.SERVER_NAME)
+_ALPN = int(Ext.ALPN)
+_SUPPORTED_VERSIONS = int(Ext.SUPPORTED_VERSIONS)
+_SUPPORTED_GROUPS = int(Ext.SUPPORTED_GROUPS)
+_EC_POINT_FORMATS = int(Ext.EC_POINT_FORMATS)
+_SIGNATURE_ALGORITHMS = int(Ext.SIGNATURE_ALGORITHMS)
+_ENCRYPTED_CLIENT_HELLO = int(Ext.ENCRYPTED_CLIENT_HELLO)
 
 
 def is_grease(value: int) -> bool:
     """RFC 8701 GREASE values: 0x?a?a with equal bytes."""
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+
+
+_GREASE = frozenset(v for v in range(0x10000) if is_grease(v))
+"""The 16 GREASE values, for set membership in the fingerprint loops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +127,43 @@ class ClientHello:
     signature_algorithms: tuple[int, ...]
     has_ech: bool
     """encrypted_client_hello (0xfe0d) present."""
-    ja3: str
-    ja3_hash: str
-    ja4: str
-    """JA4 with the ``t`` (TCP) prefix; ``ja4_fingerprint(ch, "q")`` gives the QUIC form."""
+    # Fingerprints are computed on first use and cached here: most readers of a ClientHello
+    # (policy, Tor traits, the QUIC path that wants only the "q" JA4) never need all of them.
+    _ja3: str | None = field(default=None, init=False, repr=False, compare=False)
+    _ja3_hash: str | None = field(default=None, init=False, repr=False, compare=False)
+    _ja4_tail: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def ja3(self) -> str:
+        """JA3 text: ``version,ciphers,extensions,groups,point_formats``, GREASE removed."""
+        text = self._ja3
+        if text is None:
+            text = _ja3_text(self)
+            object.__setattr__(self, "_ja3", text)
+        return text
+
+    @property
+    def ja3_hash(self) -> str:
+        """md5 of ``ja3``, hex."""
+        digest = self._ja3_hash
+        if digest is None:
+            digest = hashlib.md5(self.ja3.encode(), usedforsecurity=False).hexdigest()
+            object.__setattr__(self, "_ja3_hash", digest)
+        return digest
+
+    @property
+    def ja4(self) -> str:
+        """JA4 with the ``t`` (TCP) prefix; ``ja4_fingerprint(ch, "q")`` gives the QUIC form."""
+        return "t" + self.ja4_tail
+
+    @property
+    def ja4_tail(self) -> str:
+        """JA4 without its one-character transport prefix (the same for ``t``, ``q``, ``d``)."""
+        tail = self._ja4_tail
+        if tail is None:
+            tail = _ja4_tail(self)
+            object.__setattr__(self, "_ja4_tail", tail)
+        return tail
 
 
 def _u16_list(body: bytes, name: str) -> tuple[int, ...]:
@@ -265,31 +310,21 @@ def _build(
         if etype in seen:  # first occurrence wins
             continue
         seen.add(etype)
-        if etype == Ext.SERVER_NAME:
+        if etype == _SERVER_NAME:
             sni = _parse_sni(body) if body else None  # empty body: server's ack form
-        elif etype == Ext.ALPN:
+        elif etype == _ALPN:
             alpn = _parse_alpn(body)
-        elif etype == Ext.SUPPORTED_VERSIONS:
+        elif etype == _SUPPORTED_VERSIONS:
             versions = _parse_supported_versions(body)
-        elif etype == Ext.SUPPORTED_GROUPS:
+        elif etype == _SUPPORTED_GROUPS:
             groups = _u16_list(body, "supported_groups")
-        elif etype == Ext.EC_POINT_FORMATS:
+        elif etype == _EC_POINT_FORMATS:
             point_formats = _parse_point_formats(body)
-        elif etype == Ext.SIGNATURE_ALGORITHMS:
+        elif etype == _SIGNATURE_ALGORITHMS:
             sig_algs = _u16_list(body, "signature_algorithms")
-        elif etype == Ext.ENCRYPTED_CLIENT_HELLO:
+        elif etype == _ENCRYPTED_CLIENT_HELLO:
             has_ech = True
-    ext_types = [t for t, _ in extensions]
-    ja3 = ",".join(
-        (
-            str(legacy_version),
-            "-".join(str(c) for c in ciphers if not is_grease(c)),
-            "-".join(str(t) for t in ext_types if not is_grease(t)),
-            "-".join(str(g) for g in groups if not is_grease(g)),
-            "-".join(str(f) for f in point_formats),
-        )
-    )
-    ch = ClientHello(
+    return ClientHello(
         legacy_version=legacy_version,
         random=random,
         session_id=session_id,
@@ -303,12 +338,20 @@ def _build(
         ec_point_formats=point_formats,
         signature_algorithms=sig_algs,
         has_ech=has_ech,
-        ja3=ja3,
-        ja3_hash=hashlib.md5(ja3.encode(), usedforsecurity=False).hexdigest(),
-        ja4="",
     )
-    object.__setattr__(ch, "ja4", ja4_fingerprint(ch, "t"))
-    return ch
+
+
+def _ja3_text(ch: ClientHello) -> str:
+    grease = _GREASE
+    return ",".join(
+        (
+            str(ch.legacy_version),
+            "-".join([str(c) for c in ch.cipher_suites if c not in grease]),
+            "-".join([str(t) for t, _ in ch.extensions if t not in grease]),
+            "-".join([str(g) for g in ch.supported_groups if g not in grease]),
+            "-".join([str(f) for f in ch.ec_point_formats]),
+        )
+    )
 
 
 _JA4_VERSIONS = {
@@ -343,19 +386,24 @@ def _sha12(text: str) -> str:
 
 def ja4_fingerprint(ch: ClientHello, transport: str = "t") -> str:
     """JA4 of a ClientHello; ``transport`` is ``t`` (TCP), ``q`` (QUIC) or ``d`` (DTLS)."""
-    versions = [v for v in ch.supported_versions if not is_grease(v)]
+    return transport + ch.ja4_tail
+
+
+def _ja4_tail(ch: ClientHello) -> str:
+    """Everything of JA4 after the transport character (cached by ``ClientHello.ja4_tail``)."""
+    grease = _GREASE
+    versions = [v for v in ch.supported_versions if v not in grease]
     version = _JA4_VERSIONS.get(max(versions) if versions else ch.legacy_version, "00")
-    ciphers = [c for c in ch.cipher_suites if not is_grease(c)]
-    ext_types = [t for t, _ in ch.extensions if not is_grease(t)]
-    has_sni = any(t == Ext.SERVER_NAME for t in ext_types)
+    ciphers = sorted([c for c in ch.cipher_suites if c not in grease])
+    ext_types = [t for t, _ in ch.extensions if t not in grease]
+    has_sni = _SERVER_NAME in ext_types
     part_a = (
-        f"{transport}{version}{'d' if has_sni else 'i'}"
+        f"{version}{'d' if has_sni else 'i'}"
         f"{min(len(ciphers), 99):02d}{min(len(ext_types), 99):02d}{_ja4_alpn(ch.alpn)}"
     )
-    part_b = _sha12(",".join(f"{c:04x}" for c in sorted(ciphers)))
-    ext_for_hash = sorted(t for t in ext_types if t not in (Ext.SERVER_NAME, Ext.ALPN))
-    ext_text = ",".join(f"{t:04x}" for t in ext_for_hash)
-    sig_text = ",".join(f"{s:04x}" for s in ch.signature_algorithms)
+    part_b = _sha12(",".join([f"{c:04x}" for c in ciphers]))
+    ext_text = ",".join([f"{t:04x}" for t in sorted(ext_types) if t != _SERVER_NAME and t != _ALPN])
+    sig_text = ",".join([f"{s:04x}" for s in ch.signature_algorithms])
     part_c = _sha12(f"{ext_text}_{sig_text}" if sig_text else ext_text)
     return f"{part_a}_{part_b}_{part_c}"
 
