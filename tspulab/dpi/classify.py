@@ -309,8 +309,9 @@ class Classifier:
         if not flow.from_client:
             return None  # server Initials use server keys; the client's side decides
         if self.mode is ReassemblyMode.NONE or insp.quic_assembler is None:
-            # none: the ClientHello must be complete inside this one datagram
-            insp.quic_assembler = quic.QuicInitialAssembler()
+            # none: the ClientHello must be complete inside this one datagram; the flow's derived
+            # Initial keys are kept (same DCID, same keys), the CRYPTO data is not
+            insp.quic_assembler = quic.QuicInitialAssembler(keys_from=insp.quic_assembler)
         progress = insp.quic_assembler.feed(payload)
         if progress.client_hello is None:
             insp.note = f"quic {progress.outcome}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -252,19 +253,20 @@ class InitialKeys:
 class _Opener:
     """Ciphers built once per key set: building them costs more than one decryption."""
 
-    __slots__ = ("aead", "hp_ecb", "iv")
+    __slots__ = ("aead", "hp_mask", "iv")
 
     def __init__(self, keys: InitialKeys) -> None:
         self.aead = AESGCM(keys.key)
-        self.hp_ecb = Cipher(algorithms.AES(keys.hp), modes.ECB())
+        # ECB keeps no state between blocks and the sample is always one block (parse_long_header
+        # guarantees 20 bytes after pn_offset), so one encryptor context serves every packet.
+        self.hp_mask = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
         self.iv = keys.iv
 
     def open(self, datagram: bytes, header: QuicLongHeader, largest_pn: int) -> tuple[int, bytes]:
         """Remove header protection and decrypt (RFC 9001 §5.4.1, §5.3). Raises InvalidTag."""
         pn_offset = header.pn_offset
         sample = datagram[pn_offset + 4 : pn_offset + 20]
-        encryptor = self.hp_ecb.encryptor()
-        mask = encryptor.update(sample) + encryptor.finalize()
+        mask = self.hp_mask.update(sample)
         first = header.first_byte ^ (mask[0] & 0x0F)  # long header: low 4 bits protected
         pn_len = (first & 0x03) + 1
         pn_bytes = bytes(
@@ -304,6 +306,15 @@ class FrameType(IntEnum):
     ACK_ECN = 0x03
     CRYPTO = 0x06
     CONNECTION_CLOSE = 0x1C
+
+
+# Plain ints for the frame loop (an IntEnum comparison costs an attribute lookup each time).
+_PADDING = int(FrameType.PADDING)
+_PING = int(FrameType.PING)
+_ACK = int(FrameType.ACK)
+_ACK_ECN = int(FrameType.ACK_ECN)
+_CRYPTO = int(FrameType.CRYPTO)
+_CONNECTION_CLOSE = int(FrameType.CONNECTION_CLOSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,24 +357,57 @@ def pull_connection_close_frame(buf: Buffer) -> None:
     buf.pull_bytes(buf.pull_varint())  # reason phrase
 
 
+def _pull_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """``Buffer.pull_varint`` without the cursor object: (value, next position)."""
+    if pos >= len(data):
+        raise NeedData(f"need 1 byte at offset {pos}")
+    first = data[pos]
+    if first < 0x40:
+        return first, pos + 1
+    end = pos + (1 << (first >> 6))
+    if end > len(data):
+        raise NeedData(
+            f"need {end - pos - 1} bytes at offset {pos + 1}, have {len(data) - pos - 1}"
+        )
+    # The two length bits are the top bits of the first byte: mask them off the whole integer.
+    return int.from_bytes(data[pos:end], "big") & ((1 << (8 * (end - pos) - 2)) - 1), end
+
+
+_NOT_ZERO = re.compile(rb"[^\x00]")
+
+
 def parse_initial_frames(plain: bytes) -> InitialFrames:
-    """Walk the frames of a decrypted Initial payload. Raises NeedData / Malformed."""
-    buf = Buffer(plain)
+    """Walk the frames of a decrypted Initial payload. Raises NeedData / Malformed.
+
+    The hot frames (PADDING, PING, CRYPTO: Chrome's chaos protection sends dozens of small CRYPTO
+    and PING frames per packet) are read inline; ACK and CONNECTION_CLOSE go through ``Buffer``.
+    """
     crypto: list[tuple[int, bytes]] = []
-    while not buf.eof():
-        frame_type = buf.pull_varint()
-        if frame_type == FrameType.PADDING:
+    end = len(plain)
+    pos = 0
+    while pos < end:
+        frame_type, pos = _pull_varint(plain, pos)
+        if frame_type == _PADDING:
             # https://www.rfc-editor.org/rfc/rfc9000#section-19.1: runs of zero bytes, skipped in C.
-            rest = plain[buf.pos :]
-            buf.pos += len(rest) - len(rest.lstrip(b"\x00"))
-        elif frame_type == FrameType.PING:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.2
+            nonzero = _NOT_ZERO.search(plain, pos)
+            pos = end if nonzero is None else nonzero.start()
+        elif frame_type == _PING:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.2
             pass
-        elif frame_type in (FrameType.ACK, FrameType.ACK_ECN):
-            pull_ack_frame(buf, ecn=frame_type == FrameType.ACK_ECN)
-        elif frame_type == FrameType.CRYPTO:
-            crypto.append(pull_crypto_frame(buf))
-        elif frame_type == FrameType.CONNECTION_CLOSE:
+        elif frame_type == _CRYPTO:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.6
+            offset, pos = _pull_varint(plain, pos)
+            length, pos = _pull_varint(plain, pos)
+            if pos + length > end:
+                raise NeedData(f"need {length} bytes at offset {pos}, have {end - pos}")
+            crypto.append((offset, plain[pos : pos + length]))
+            pos += length
+        elif frame_type in (_ACK, _ACK_ECN):
+            buf = Buffer(plain, pos)
+            pull_ack_frame(buf, ecn=frame_type == _ACK_ECN)
+            pos = buf.pos
+        elif frame_type == _CONNECTION_CLOSE:
+            buf = Buffer(plain, pos)
             pull_connection_close_frame(buf)
+            pos = buf.pos
         else:
             # https://www.rfc-editor.org/rfc/rfc9000#section-12.4: any other type is a protocol
             # violation in an Initial; its extent is unknown, so stop but keep what came before.
@@ -418,8 +462,12 @@ class QuicInitialAssembler:
     keys (RFC 9001 §5.2), so both are tried.
     """
 
-    def __init__(self) -> None:
-        self._openers: dict[tuple[int, bytes], _Opener] = {}
+    def __init__(self, keys_from: QuicInitialAssembler | None = None) -> None:
+        # ``keys_from``: another assembler of the same flow whose derived keys may be reused (the
+        # derivation is a pure function of version and DCID); nothing else is carried over.
+        self._openers: dict[tuple[int, bytes], _Opener] = (
+            {} if keys_from is None else keys_from._openers
+        )
         self._version: int | None = None
         self._first_dcid: bytes | None = None
         self._largest_pn = -1
