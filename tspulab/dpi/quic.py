@@ -18,27 +18,21 @@ AES-128-GCM for the payload, HMAC-SHA256 for HKDF).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tspulab.dpi.errors import DecodeError, Malformed, NeedData
+from tspulab.dpi.quic_keys import (  # re-exported: callers import them from quic
+    InitialKeys,
+    Opener,
+    QuicVersion,
+    _is_v2,
+    initial_salt,
+)
 from tspulab.dpi.tls import ClientHello, ja4_fingerprint, parse_client_hello_message
-
-
-class QuicVersion(IntEnum):
-    """Wire version numbers this module can decrypt (plus the one it must refuse)."""
-
-    NEGOTIATION = 0x00000000
-    VERSION_1 = 0x00000001
-    VERSION_2 = 0x6B3343CF
-    DRAFT_29 = 0xFF00001D
 
 
 class PacketType(IntEnum):
@@ -49,36 +43,6 @@ class PacketType(IntEnum):
     HANDSHAKE = 2
     RETRY = 3
     VERSION_NEGOTIATION = 4
-
-
-# https://www.rfc-editor.org/rfc/rfc9001#section-5.2 (v1),
-# https://www.rfc-editor.org/rfc/rfc9369#section-3.3.1 (v2), and the drafts' own section 5.2.
-_SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
-_SALT_V2 = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
-_SALT_DRAFT_29 = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
-_SALT_DRAFT_23 = bytes.fromhex("c3eef712c72ebb5a11a7d2432bb46365bef9f502")
-_SALT_DRAFT_22 = bytes.fromhex("7fbcdb0e7c66bbe9193a96cd21519ebd7a02644a")
-
-
-def initial_salt(version: int) -> bytes | None:
-    """The Initial salt for `version`, or None if this module cannot decrypt that version."""
-    if version == QuicVersion.VERSION_1:
-        return _SALT_V1
-    if version == QuicVersion.VERSION_2:
-        return _SALT_V2
-    if 0xFF000021 <= version <= 0xFF000022:  # drafts 33-34 already use the RFC 9001 salt
-        return _SALT_V1
-    if 0xFF00001D <= version <= 0xFF000020:  # drafts 29-32
-        return _SALT_DRAFT_29
-    if 0xFF000017 <= version <= 0xFF00001C:  # drafts 23-28
-        return _SALT_DRAFT_23
-    if version == 0xFF000016:  # draft 22
-        return _SALT_DRAFT_22
-    return None
-
-
-def _is_v2(version: int) -> bool:
-    return version == QuicVersion.VERSION_2
 
 
 # https://www.rfc-editor.org/rfc/rfc9369#section-3.2: v2 rotates the two type bits.
@@ -209,89 +173,6 @@ def matches_2022_quic_rule(dst_port: int, payload: bytes) -> bool:
     """The March-2022 TSPU rule (tspu-behaviour.md §5.3): UDP dst 443, payload >= 1001 B,
     bytes 1..4 == 00000001 (the QUIC v1 version field). The first byte is not looked at."""
     return dst_port == 443 and len(payload) >= 1001 and payload[1:5] == b"\x00\x00\x00\x01"
-
-
-# --- keys: https://www.rfc-editor.org/rfc/rfc9001#section-5.2 ----------------------------------
-
-
-def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
-    """HKDF-Extract with SHA-256 (RFC 5869 §2.2) is one HMAC."""
-    return hmac.digest(salt, ikm, hashlib.sha256)
-
-
-def hkdf_expand_label(secret: bytes, label: str, length: int) -> bytes:
-    """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1); length <= 32 is 1 block."""
-    full = b"tls13 " + label.encode("ascii")
-    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
-
-
-@dataclass(frozen=True, slots=True)
-class InitialKeys:
-    """The client's Initial packet protection keys for one DCID and version."""
-
-    key: bytes
-    iv: bytes
-    hp: bytes
-
-    @classmethod
-    def derive(cls, dcid: bytes, version: int, is_client: bool = True) -> InitialKeys:
-        salt = initial_salt(version)
-        if salt is None:
-            raise Malformed(f"no Initial salt for version {version:#010x}")
-        initial_secret = hkdf_extract(salt, dcid)
-        secret = hkdf_expand_label(initial_secret, "client in" if is_client else "server in", 32)
-        # https://www.rfc-editor.org/rfc/rfc9369#section-3.3.2: v2 renames the labels.
-        prefix = "quicv2 " if _is_v2(version) else "quic "
-        return cls(
-            key=hkdf_expand_label(secret, prefix + "key", 16),
-            iv=hkdf_expand_label(secret, prefix + "iv", 12),
-            hp=hkdf_expand_label(secret, prefix + "hp", 16),
-        )
-
-
-class _Opener:
-    """Ciphers built once per key set: building them costs more than one decryption."""
-
-    __slots__ = ("aead", "hp_mask", "iv")
-
-    def __init__(self, keys: InitialKeys) -> None:
-        self.aead = AESGCM(keys.key)
-        # ECB keeps no state between blocks and the sample is always one block (parse_long_header
-        # guarantees 20 bytes after pn_offset), so one encryptor context serves every packet.
-        self.hp_mask = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
-        self.iv = keys.iv
-
-    def open(self, datagram: bytes, header: QuicLongHeader, largest_pn: int) -> tuple[int, bytes]:
-        """Remove header protection and decrypt (RFC 9001 §5.4.1, §5.3). Raises InvalidTag."""
-        pn_offset = header.pn_offset
-        sample = datagram[pn_offset + 4 : pn_offset + 20]
-        mask = self.hp_mask.update(sample)
-        first = header.first_byte ^ (mask[0] & 0x0F)  # long header: low 4 bits protected
-        pn_len = (first & 0x03) + 1
-        pn_bytes = bytes(
-            b ^ m for b, m in zip(datagram[pn_offset : pn_offset + pn_len], mask[1:], strict=False)
-        )
-        truncated = int.from_bytes(pn_bytes, "big")
-        packet_number = decode_packet_number(truncated, pn_len * 8, largest_pn)
-        aad = bytes([first]) + datagram[header.start + 1 : pn_offset] + pn_bytes
-        nonce = (int.from_bytes(self.iv, "big") ^ packet_number).to_bytes(12, "big")
-        plain = self.aead.decrypt(nonce, datagram[pn_offset + pn_len : header.end], aad)
-        return packet_number, plain
-
-
-def decode_packet_number(truncated: int, pn_nbits: int, largest_pn: int) -> int:
-    """https://www.rfc-editor.org/rfc/rfc9000#appendix-A.3"""
-    expected = largest_pn + 1
-    pn_win = 1 << pn_nbits
-    pn_hwin = pn_win // 2
-    pn_mask = pn_win - 1
-    candidate = (expected & ~pn_mask) | truncated
-    if candidate <= expected - pn_hwin and candidate < (1 << 62) - pn_win:
-        return candidate + pn_win
-    if candidate > expected + pn_hwin and candidate >= pn_win:
-        return candidate - pn_win
-    return candidate
 
 
 # --- frames: https://www.rfc-editor.org/rfc/rfc9000#section-19 ---------------------------------
@@ -465,7 +346,7 @@ class QuicInitialAssembler:
     def __init__(self, keys_from: QuicInitialAssembler | None = None) -> None:
         # ``keys_from``: another assembler of the same flow whose derived keys may be reused (the
         # derivation is a pure function of version and DCID); nothing else is carried over.
-        self._openers: dict[tuple[int, bytes], _Opener] = (
+        self._openers: dict[tuple[int, bytes], Opener] = (
             {} if keys_from is None else keys_from._openers
         )
         self._version: int | None = None
@@ -538,12 +419,12 @@ class QuicInitialAssembler:
             return plain
         raise InvalidTag()
 
-    def _opener(self, version: int, dcid: bytes) -> _Opener:
+    def _opener(self, version: int, dcid: bytes) -> Opener:
         opener = self._openers.get((version, dcid))
         if opener is None:
             if len(self._openers) >= _MAX_KEY_SETS:
                 self._openers.pop(next(iter(self._openers)))
-            opener = _Opener(InitialKeys.derive(dcid, version))
+            opener = Opener(InitialKeys.derive(dcid, version))
             self._openers[(version, dcid)] = opener
         return opener
 
