@@ -16,7 +16,7 @@ from scapy.contrib.wireguard import (
 from scapy.layers.tls.extensions import ServerName, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
 
-from tests.unit.dpi.fingerprint_captures import (
+from tests.unit.dpi.ndpi_captures import (
     ALL_CAPTURES,
     needs_data,
     random_payloads,

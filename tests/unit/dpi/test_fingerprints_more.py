@@ -14,7 +14,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRROPT
 from scapy.layers.tls.extensions import ServerName, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
 
-from tests.unit.dpi.fingerprint_captures import (
+from tests.unit.dpi.ndpi_captures import (
     ALL_CAPTURES,
     RELAYS,
     first_client_payloads,

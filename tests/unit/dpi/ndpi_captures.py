@@ -1,4 +1,4 @@
-"""Reading nDPI captures for the fingerprint tests (shared by test_fingerprints*.py)."""
+"""Reading the nDPI reference captures with dpkt (shared by the fingerprint and QUIC tests)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ class Segment:
     payload: bytes
 
 
-def segments(name: str) -> Iterator[Segment]:
-    path = PCAPS / name
+def ip_packets(path: Path) -> Iterator[dpkt.ip.IP | dpkt.ip6.IP6]:
+    """The IP packets of a pcap or pcapng capture, via dpkt (linktypes 0, 1, 101, 113): an
+    independent reader, so tests do not check tspulab's decoder with itself."""
     with path.open("rb") as fh:
         reader: dpkt.pcap.Reader | dpkt.pcapng.Reader
         try:
@@ -44,31 +45,35 @@ def segments(name: str) -> Iterator[Segment]:
             fh.seek(0)
             reader = dpkt.pcapng.Reader(fh)
         linktype = reader.datalink()
-        syn: set[tuple[str, int, str, int]] = set()
         for _, frame in reader:
             if linktype == dpkt.pcap.DLT_NULL:
                 ip = dpkt.loopback.Loopback(frame).data
-            elif linktype == 101:
+            elif linktype == 101:  # raw IP
                 ip = dpkt.ip.IP(frame) if frame[0] >> 4 == 4 else dpkt.ip6.IP6(frame)
-            elif linktype == 113:
+            elif linktype == 113:  # Linux cooked
                 ip = dpkt.sll.SLL(frame).data
             else:
                 ip = dpkt.ethernet.Ethernet(frame).data
-            if not isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6):
-                continue
-            l4 = ip.data
-            if not isinstance(l4, dpkt.udp.UDP | dpkt.tcp.TCP):
-                continue
-            src, dst = str(ipaddress.ip_address(ip.src)), str(ipaddress.ip_address(ip.dst))
-            key, rev = (src, l4.sport, dst, l4.dport), (dst, l4.dport, src, l4.sport)
-            udp = isinstance(l4, dpkt.udp.UDP)
-            flow = rev if (udp, rev) in _seen else key
-            _seen.add((udp, flow))
-            if not udp and l4.flags & dpkt.tcp.TH_SYN and not l4.flags & dpkt.tcp.TH_ACK:
-                syn.add(key)
-            if l4.data:
-                yield Segment(udp, flow, flow == key, flow in syn, bytes(l4.data))
-        _seen.clear()
+            if isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6):
+                yield ip
+
+
+def segments(name: str) -> Iterator[Segment]:
+    syn: set[tuple[str, int, str, int]] = set()
+    for ip in ip_packets(PCAPS / name):
+        l4 = ip.data
+        if not isinstance(l4, dpkt.udp.UDP | dpkt.tcp.TCP):
+            continue
+        src, dst = str(ipaddress.ip_address(ip.src)), str(ipaddress.ip_address(ip.dst))
+        key, rev = (src, l4.sport, dst, l4.dport), (dst, l4.dport, src, l4.sport)
+        udp = isinstance(l4, dpkt.udp.UDP)
+        flow = rev if (udp, rev) in _seen else key
+        _seen.add((udp, flow))
+        if not udp and l4.flags & dpkt.tcp.TH_SYN and not l4.flags & dpkt.tcp.TH_ACK:
+            syn.add(key)
+        if l4.data:
+            yield Segment(udp, flow, flow == key, flow in syn, bytes(l4.data))
+    _seen.clear()
 
 
 _seen: set[tuple[bool, tuple[str, int, str, int]]] = set()
