@@ -20,7 +20,6 @@ unlisted one is not. Goal (issue 6): ≤ 10 s.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,9 @@ from tspulab.dpi.registry import Registry, load_list
 from tspulab.scenario.build import build_registry
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario
+from tspulab.scenario.paths import data_dir
 
-DATA = Path(
-    os.environ.get(
-        "TSPULAB_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
-)
+DATA = data_dir()
 STAGES = sorted((DATA / "telegram-2018").glob("stage*.txt"))
 
 

@@ -1,6 +1,6 @@
 """Registry at Roskomnadzor scale: load time, lookup rates, memory, and the alternatives measured.
 
-Run: ``.venv/bin/python bench/registry_scale.py`` (reads $TSPULAB_DATA_DIR, default ../shared/data).
+Run: ``.venv/bin/python bench/registry_scale.py`` (reads the shipped data/, or $TSPULAB_DATA_DIR).
 
 Goals (issue 5): the four Telegram 2018 stages plus the 2026 Re-filter lists load in <= 3 s, >= 1 M
 address lookups/s, >= 300 k SNI lookups/s, <= 500 MB RSS. Then the two full dumps are loaded and
@@ -15,7 +15,6 @@ import gc
 import gzip
 import io
 import ipaddress
-import os
 import random
 import re
 import resource
@@ -35,12 +34,9 @@ from tspulab.dpi.registry import (
     load_list,
     load_rkn_dump,
 )
+from tspulab.scenario.paths import data_dir
 
-DATA = Path(
-    os.environ.get(
-        "TSPULAB_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
-)
+DATA = data_dir()
 STAGES = sorted((DATA / "telegram-2018").glob("stage*.txt"))
 REFILTER = DATA / "rkn-registry" / "refilter-2026-07"
 DUMPS = {

@@ -26,7 +26,6 @@ import argparse
 import cProfile
 import ipaddress
 import math
-import os
 import pstats
 import shutil
 import subprocess
@@ -43,14 +42,15 @@ from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowTable
 from tspulab.dpi.packet import LINKTYPE_RAW, decode
 from tspulab.dpi.pcap import read_capture
+from tspulab.scenario.paths import data_dir as shipped_data_dir
 
 Frame = tuple[float, int, bytes]
 _IP_OFFSET = {0: 4, 12: 0, 101: 0, 113: 16, 228: 0, 229: 0, 276: 20}
 
 
 def data_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("TSPULAB_DATA_DIR", default))
+    """The shipped reference data (``data/``), or ``$TSPULAB_DATA_DIR``."""
+    return shipped_data_dir()
 
 
 def ip_offset(linktype: int, frame: bytes) -> int | None:

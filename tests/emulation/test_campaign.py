@@ -10,7 +10,6 @@ import pytest
 from tests.emulation.helpers import leftovers
 from tspulab.metrics.results import read_results
 from tspulab.scenario.campaign_runner import run_campaign
-from tspulab.scenario.model import data_dir
 from tspulab.scenario.schema import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.yaml"
@@ -18,8 +17,6 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.y
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    if not data_dir(SCENARIO).is_dir():
-        pytest.skip("reference data folder not found")
     return run_campaign(
         load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), unique_names=True,
         log=lambda *_: None, show_progress=False,

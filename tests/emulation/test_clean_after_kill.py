@@ -9,19 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.emulation.helpers import leftovers, mininet_namespaces_gone
 from tspulab.lab.record import RunRecord
 from tspulab.metrics.results import read_results
-from tspulab.scenario.model import data_dir
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
 def test_sigkill_then_clean(tmp_path: Path) -> None:
-    if not data_dir(DEMO).is_dir():
-        pytest.skip("reference data folder not found")
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tspulab.cli", "run", str(DEMO), "--runs-dir", str(runs)],

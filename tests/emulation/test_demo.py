@@ -10,7 +10,6 @@ import pytest
 from tests.emulation.helpers import leftovers, mininet_namespaces_gone
 from tspulab.controllers.pipeline import COOKIE_REGISTRY
 from tspulab.metrics.results import read_results
-from tspulab.scenario.model import data_dir
 from tspulab.scenario.runner import run_scenario
 from tspulab.scenario.schema import load_scenario
 
@@ -19,8 +18,6 @@ DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    if not data_dir(DEMO).is_dir():
-        pytest.skip(f"reference data folder not found ({data_dir(DEMO)})")
     return run_scenario(
         load_scenario(DEMO), tmp_path_factory.mktemp("runs"), unique_names=True, log=lambda *_: None
     )

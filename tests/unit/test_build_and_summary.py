@@ -8,20 +8,13 @@ import pytest
 
 from tspulab.metrics.summary import ServiceSpec, summarise
 from tspulab.scenario.build import build_registry, plan_lab
-from tspulab.scenario.model import data_dir
 from tspulab.scenario.probes import parse_curl_output
 from tspulab.scenario.schema import load_scenario
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
-def _need_data() -> None:
-    if not data_dir(DEMO).is_dir():
-        pytest.skip(f"reference data folder not found ({data_dir(DEMO)}); set TSPULAB_DATA_DIR")
-
-
 def test_demo_registry_counts_and_aggregation() -> None:
-    _need_data()
     registry = build_registry(load_scenario(DEMO))
     # Telegram's own subnets under 2-1779/2018: 9,472 addresses (timeline.csv), + one AWS /15.
     assert registry.address_count(4) == 9_472 + 131_072
@@ -32,7 +25,6 @@ def test_demo_registry_counts_and_aggregation() -> None:
 
 
 def test_demo_plan() -> None:
-    _need_data()
     plan = plan_lab(load_scenario(DEMO))
     assert plan.cloud_hosts == {"telegram": "cl1", "aws-fra": "cl2", "gcp": "cl3", "yandex": "cl4"}
     assert [s.name for s in plan.sites["cl2"]] == ["telegram-aws", "viber"]

@@ -9,7 +9,6 @@ import pytest
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry
 from tspulab.scenario.campaign_runner import planned_probes, registry_without
-from tspulab.scenario.model import data_dir
 from tspulab.scenario.schema import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -37,8 +36,6 @@ def test_registry_without_removes_exactly_the_listed_entries() -> None:
 
 
 def test_planned_probes_counts_methods_once_they_start() -> None:
-    if not data_dir(SCENARIOS / "campaign-short.yaml").is_dir():
-        pytest.skip("reference data folder not found")
     scenario = load_scenario(SCENARIOS / "campaign-short.yaml")
     # Rounds at 0 (start), day 1, day 1.5, day 2, day 2.5; 2 subscribers × 3 services each, plus
     # the SOCKS method for the one target in the two rounds from day 2 on.

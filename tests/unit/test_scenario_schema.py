@@ -66,16 +66,9 @@ def _inline_demo(tmp_path: Path) -> str:
     return text.replace(old, "  - inline: [91.108.4.0/22]\n")
 
 
-needs_data = pytest.mark.skipif(
-    not (data_dir(DEMO) / "telegram-2018").is_dir(),
-    reason=f"reference data folder {data_dir(DEMO)} absent (set TSPULAB_DATA_DIR)",
-)
-
-
 # --- the valid demo -------------------------------------------------------------------------
 
 
-@needs_data
 def test_demo_loads_as_written() -> None:
     s = load_scenario(DEMO)
     assert (s.version, s.name, s.profile) == (1, "demo", "rkn-2018-ip")
@@ -288,13 +281,10 @@ def test_resolve_data_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("TSPULAB_DATA_DIR", str(tmp_path / "ref"))
     assert resolve_data_path("data:x/y.txt", scenario) == tmp_path / "ref" / "x" / "y.txt"
     monkeypatch.delenv("TSPULAB_DATA_DIR")
-    (tmp_path / "repo" / "scenarios").mkdir(parents=True)
-    (tmp_path / "repo" / "pyproject.toml").write_text("")
-    inside = tmp_path / "repo" / "scenarios" / "s.yaml"
-    assert resolve_data_path("data:x.txt", inside) == tmp_path / "shared" / "data" / "x.txt"
-    monkeypatch.chdir(tmp_path / "repo")
-    outside = Path("/") / "s.yaml"  # no pyproject.toml above: relative to the CWD
-    assert resolve_data_path("data:x.txt", outside) == tmp_path / "shared" / "data" / "x.txt"
+    # By default data: is the project's own data/ folder, wherever the scenario lives.
+    shipped = Path(__file__).resolve().parents[2] / "data"
+    assert resolve_data_path("data:x.txt", scenario) == shipped / "x.txt"
+    assert (shipped / "README.md").is_file()
 
 
 def test_known_profiles_follow_shipped_files(

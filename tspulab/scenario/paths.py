@@ -1,4 +1,8 @@
-"""Where scenario paths point: `data:` into the reference data folder, others beside the file."""
+"""Where scenario paths point: `data:` into the reference data folder, others beside the file.
+
+The reference data ships with the project in ``data/`` (provenance and licences in
+``data/README.md``); ``$TSPULAB_DATA_DIR`` overrides it, e.g. for a larger private set.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,22 @@ from pathlib import Path
 
 DATA_PREFIX = "data:"
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The clone this package runs from (setup.sh installs it editable)."""
 
-def _repo_root(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return None
+SHIPPED_DATA = PROJECT_ROOT / "data"
 
 
-def data_dir(scenario_path: Path) -> Path:
-    """The reference data folder: $TSPULAB_DATA_DIR, else <repo>/../shared/data."""
+def data_dir(scenario_path: Path | None = None) -> Path:
+    """The reference data folder: $TSPULAB_DATA_DIR, else the project's own ``data/``.
+
+    ``scenario_path`` is accepted for callers that resolve relative to a scenario; the shipped
+    folder does not depend on it.
+    """
     env = os.environ.get("TSPULAB_DATA_DIR")
     if env:
         return Path(env)
-    root = _repo_root(scenario_path.resolve().parent)
-    return (root / ".." / "shared" / "data").resolve() if root else Path("../shared/data").resolve()
+    return SHIPPED_DATA
 
 
 def resolve_data_path(raw: str, scenario_path: Path) -> Path:

@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
-import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-DATA = Path(os.environ.get("TSPULAB_DATA_DIR", REPO.parent / "shared" / "data"))
-PCAPS = DATA / "pcaps" / "ndpi" / "pcap"
-RELAYS = DATA / "tor" / "ndpi_tor_relays_2024-10.txt"
-needs_data = pytest.mark.skipif(not PCAPS.is_dir(), reason=f"reference captures absent: {PCAPS}")
+from tests.datapaths import PCAPS, TOR_RELAYS
+
+RELAYS = TOR_RELAYS
 
 
 # --- reading captures with dpkt -------------------------------------------------------------------

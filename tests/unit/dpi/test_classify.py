@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import ICMP, IP, UDP, fragment
 from scapy.layers.l2 import Ether
 
+from tests.datapaths import PCAPS
 from tspulab.dpi.classify import Classification, Classifier, Protocol
 from tspulab.dpi.flow import FlowTable
 from tspulab.dpi.packet import Packet, decode
@@ -226,10 +226,8 @@ def test_google_quic_version_tag() -> None:
 
 
 def _capture(name: str) -> Path:
-    root = Path(os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[4] / "shared" / "data"))
-    path = root / "pcaps" / "ndpi" / "pcap" / name
-    if not path.exists():
-        pytest.skip(f"{path} not found (set TSPULAB_DATA_DIR)")
+    path = PCAPS / name
+    assert path.exists(), f"shipped capture missing: {path}"
     return path
 
 

@@ -18,7 +18,6 @@ from scapy.layers.tls.handshake import TLSClientHello
 
 from tests.unit.dpi.ndpi_captures import (
     ALL_CAPTURES,
-    needs_data,
     random_payloads,
     segments,
 )
@@ -40,7 +39,6 @@ def openvpn_flows(name: str) -> dict[tuple[str, int, str, int], list[openvpn.Ope
     return flows
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("name", "client_resets", "confirmed", "wrappings"),
     [
@@ -63,7 +61,6 @@ def test_openvpn_captures(
     assert sum(openvpn.confirms_handshake(c, s) for c, s in pairs) == confirmed
 
 
-@needs_data
 def test_obfuscated_openvpn() -> None:
     """openvpn_obfuscated.pcapng (NordVPN) holds three flows. The XOR-scrambled ones (TCP to 465,
     UDP to 1214) match nothing, in either direction. The TCP flow to 443 is OpenVPN whose client
@@ -150,7 +147,6 @@ def test_openvpn_random_false_positive_rate() -> None:
 # --- WireGuard ------------------------------------------------------------------------------------
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -247,7 +243,6 @@ def test_dtls_fragment_and_rejects() -> None:
     assert dtls.match_client_hello(good[:-3]) is None  # truncated
 
 
-@needs_data
 @pytest.mark.parametrize("name", ALL_CAPTURES)
 def test_no_dtls_in_captures_without_dtls(name: str) -> None:
     """None of nDPI's 51 captures holds DTLS (signal.pcap is TCP, telegram.pcap's UDP is MTProto
@@ -258,7 +253,6 @@ def test_no_dtls_in_captures_without_dtls(name: str) -> None:
 # --- SSH ------------------------------------------------------------------------------------------
 
 
-@needs_data
 def test_ssh_capture_banners() -> None:
     banners = [(s.from_client, ssh.match(s.payload)) for s in segments("ssh.pcap")]
     found = [(side, m) for side, m in banners if m is not None]

@@ -18,7 +18,6 @@ from tests.unit.dpi.ndpi_captures import (
     ALL_CAPTURES,
     RELAYS,
     first_client_payloads,
-    needs_data,
     random_payloads,
     segments,
 )
@@ -29,14 +28,12 @@ from tspulab.dpi.tls import ClientHello, parse_client_hello_message
 # --- DNS ------------------------------------------------------------------------------------------
 
 
-@needs_data
 def test_dns_capture() -> None:
     found = [dns.match_udp(s.payload) for s in segments("dns.pcap") if s.udp]
     assert all(m is not None for m in found) and len(found) == 3
     assert {m.qname for m in found if m is not None} >= {"www.example.com"}
 
 
-@needs_data
 @pytest.mark.parametrize("name", ALL_CAPTURES)
 def test_dns_recall_and_precision_on_captures(name: str) -> None:
     """Every UDP/53 payload matches; off port 53 only the DNS-format protocols mDNS (5353) and
@@ -83,13 +80,11 @@ def tls_client_hellos(name: str) -> Iterator[ClientHello]:
                 continue  # a ClientHello spread over several segments
 
 
-@needs_data
 def test_tor_client_hellos_have_tor_traits() -> None:
     hellos = list(tls_client_hellos("tor.pcap"))
     assert len(hellos) == 7 and all(tor.tls_traits(ch) for ch in hellos)
 
 
-@needs_data
 @pytest.mark.parametrize("name", [n for n in ALL_CAPTURES if n != "tor.pcap"])
 def test_tor_traits_absent_elsewhere(name: str) -> None:
     assert not any(tor.tls_traits(ch) for ch in tls_client_hellos(name))
@@ -183,7 +178,6 @@ PLAINTEXT_CAPTURES = [
 ]
 
 
-@needs_data
 @pytest.mark.parametrize("name", PLAINTEXT_CAPTURES)
 def test_fully_encrypted_spares_tls_http_ssh(name: str) -> None:
     firsts = [p for _, p in first_client_payloads(name, udp=False)]
@@ -191,7 +185,6 @@ def test_fully_encrypted_spares_tls_http_ssh(name: str) -> None:
     assert [p[:8].hex() for p in firsts if fully_encrypted.match(p)] == []
 
 
-@needs_data
 @pytest.mark.parametrize(
     ("name", "port"), [("shadowsocks.pcap", 8388), ("tls_heur__shadowsocks-tcp.pcapng", 1234)]
 )

@@ -14,29 +14,17 @@ no longer happens (so the list cannot go stale).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests.datapaths import NDPI, TOR_RELAYS
 from tspulab.dpi.classify import Protocol
 from tspulab.dpi.fingerprints import tor
 from tspulab.dpi.tls import normalise_hostname
 from tspulab.replay import FlowReport, replay_file
-
-
-def _data_dir() -> Path:
-    default = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    return Path(os.environ.get("TSPULAB_DATA_DIR", default))
-
-
-NDPI = _data_dir() / "pcaps" / "ndpi"
-pytestmark = pytest.mark.skipif(
-    not (NDPI / "result").is_dir(), reason=f"nDPI captures and results not found under {NDPI}"
-)
 
 NDPI_TO_PROTOCOL = {
     "TLS": Protocol.TLS,
@@ -146,7 +134,7 @@ class Comparison:
 
 @pytest.fixture(scope="module")
 def comparisons() -> list[Comparison]:
-    relays = tor.load_relays(_data_dir() / "tor" / "ndpi_tor_relays_2024-10.txt")
+    relays = tor.load_relays(TOR_RELAYS)
     result = []
     for out in sorted((NDPI / "result").glob("*.out")):
         capture = out.name.removesuffix(".out")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
 
+from tests.datapaths import PCAPS
 from tspulab.dpi.errors import DecodeError, Malformed, NeedData, Unsupported
 from tspulab.dpi.packet import (
     LINKTYPE_LINUX_SLL,
@@ -145,16 +145,13 @@ def test_bad_frames_give_typed_errors(
 
 
 def _captures() -> list[Path]:
-    root = Path(
-        os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
-    )
-    return sorted((root / "pcaps" / "ndpi" / "pcap").glob("*.pcap*"))
+    captures = sorted(PCAPS.glob("*.pcap*"))
+    assert captures, f"shipped nDPI captures missing under {PCAPS}"
+    return captures
 
 
 def test_every_real_frame_decodes_or_is_typed() -> None:
     captures = _captures()
-    if not captures:
-        pytest.skip("nDPI captures not found under $TSPULAB_DATA_DIR/pcaps/ndpi/pcap")
     decoded = refused = 0
     for path in captures:
         for _, linktype, frame in read_capture(path):
@@ -169,8 +166,6 @@ def test_every_real_frame_decodes_or_is_typed() -> None:
 
 def test_fast_path_equals_general_path_on_real_frames() -> None:
     captures = _captures()
-    if not captures:
-        pytest.skip("nDPI captures not found under $TSPULAB_DATA_DIR/pcaps/ndpi/pcap")
     compared = 0
     for path in captures:
         for _, linktype, frame in read_capture(path):

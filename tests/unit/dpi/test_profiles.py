@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.datapaths import PCAPS
 from tests.unit.dpi.policy_flows import Conn, engine, hello_record
 from tspulab.dpi.flow import FlowState
 from tspulab.dpi.policy import HostBlock, decide
@@ -181,17 +181,9 @@ def test_verdict_json_is_declarative() -> None:
     }  # fmt: skip
 
 
-DATA = Path(
-    os.environ.get(
-        "TSPULAB_DATA_DIR", Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    )
-)
-CHROME = DATA / "pcaps" / "ndpi" / "pcap" / "chrome.pcap"
+CHROME = PCAPS / "chrome.pcap"
 
 
-@pytest.mark.skipif(
-    not CHROME.is_file(), reason=f"reference capture {CHROME} absent (TSPULAB_DATA_DIR)"
-)
 def test_cli_replay_with_profile_prints_per_flow_verdicts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

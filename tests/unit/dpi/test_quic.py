@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -30,13 +28,6 @@ from tspulab.dpi.quic import (
     matches_2022_quic_rule,
     parse_initial_frames,
     parse_long_header,
-)
-
-REPO = Path(__file__).resolve().parents[3]
-DATA = Path(os.environ.get("TSPULAB_DATA_DIR", REPO.parent / "shared" / "data"))
-NDPI = DATA / "pcaps" / "ndpi"
-needs_data = pytest.mark.skipif(
-    not (NDPI / "pcap").is_dir(), reason=f"reference captures absent: {NDPI}/pcap"
 )
 
 # --- RFC 9001 Appendix A / RFC 9369 Appendix A ----------------------------------------------------

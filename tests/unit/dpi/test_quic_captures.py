@@ -10,7 +10,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests.unit.dpi.ndpi_captures import PCAPS, ip_packets, needs_data
+from tests.unit.dpi.ndpi_captures import PCAPS, ip_packets
 from tspulab.dpi.quic import QuicInitialAssembler
 
 NDPI = PCAPS.parent
@@ -81,7 +81,6 @@ IETF_CAPTURES = [
 ]
 
 
-@needs_data
 @pytest.mark.parametrize("name", IETF_CAPTURES)
 def test_sni_and_ja4_agree_with_ndpi(name: str) -> None:
     expected = ndpi_quic_flows(name)
@@ -99,7 +98,6 @@ def test_sni_and_ja4_agree_with_ndpi(name: str) -> None:
     assert sum(isinstance(v, QuicInitialAssembler) for v in ours.values()) == len(expected)
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["gquic.pcap", "quic.pcap"])
 def test_google_quic_is_not_an_initial(name: str) -> None:
     """gQUIC (Q0xx) is not IETF QUIC: no ClientHello is claimed, nothing raises."""

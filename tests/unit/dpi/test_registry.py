@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import os
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.datapaths import DATA
 from tspulab.dpi.registry import (
     AddressError,
     MatchKind,
@@ -23,9 +23,6 @@ from tspulab.dpi.registry import (
     parse_network,
 )
 
-DATA = Path(
-    os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[3].parent / "shared" / "data")
-)
 STAGES = [
     "stage0_telegram_own_2-1779-2018.txt",
     "stage1_2018-04-16_aws_gcp_first6.txt",
@@ -36,8 +33,8 @@ STAGES = [
 
 def telegram_stage(index: int) -> Path:
     path = DATA / "telegram-2018" / STAGES[index]
-    if not path.exists():
-        pytest.skip(f"reference data {path} absent (set TSPULAB_DATA_DIR)")
+    if not path.exists():  # shipped in data/: absent means a broken checkout
+        raise AssertionError(f"shipped reference data missing: {path}")
     return path
 
 

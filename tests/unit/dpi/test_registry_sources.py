@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 
+from tests.datapaths import DATA
 from tspulab.dpi.registry import (
     MatchKind,
     Registry,
@@ -21,9 +21,6 @@ from tspulab.dpi.registry import (
     load_rkn_dump,
 )
 
-DATA = Path(
-    os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[3].parent / "shared" / "data")
-)
 DUMP_2018 = "rkn-registry/z-i_dump_2018-05-05_partial.cp1251.csv.gz"
 DUMP_2016 = "rkn-registry/z-i_dump_2016-06-13.cp1251.csv.gz"
 TELEGRAM_DECISIONS = {
@@ -35,8 +32,8 @@ TELEGRAM_DECISIONS = {
 
 def data(relative: str) -> Path:
     path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"reference data {path} absent (set TSPULAB_DATA_DIR)")
+    if not path.exists():  # shipped in data/: absent means a broken checkout
+        raise AssertionError(f"shipped reference data missing: {path}")
     return path
 
 

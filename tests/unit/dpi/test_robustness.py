@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 from functools import cache
-from pathlib import Path
 
 import pytest
 from crafting import client_hello, handshake_records, record, tcp_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.datapaths import PCAPS
 from tspulab.dpi.classify import Classification, Classifier
 from tspulab.dpi.errors import DecodeError, Malformed, NeedData
 from tspulab.dpi.flow import FlowTable
@@ -100,9 +99,8 @@ def test_stream_reassembles_any_order_and_duplication(data: st.DataObject) -> No
 
 @cache
 def _real_frames() -> list[tuple[int, bytes]]:
-    root = Path(os.environ.get("TSPULAB_DATA_DIR", Path(__file__).parents[4] / "shared" / "data"))
     frames: list[tuple[int, bytes]] = []
-    for path in sorted((root / "pcaps" / "ndpi" / "pcap").glob("*.pcap*")):
+    for path in sorted(PCAPS.glob("*.pcap*")):
         frames += [(lt, fr) for _, lt, fr in list(read_capture(path))[:40]]
     synthetic = [record(22, HELLO), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]
     frames += [(1, tcp_frame(p, 1)) for p in synthetic]

@@ -2,7 +2,7 @@
 
 Russia's December 2021 Tor block was IP blocking of relays and bridges (tspu-behaviour.md §5.2),
 so the relay set is the main signal. ``load_relays`` reads a list of addresses or small prefixes,
-one a line with ``#`` comments, such as /work/shared/data/tor/ndpi_tor_relays_2024-10.txt (nDPI's
+one a line with ``#`` comments, such as data/tor/ndpi_tor_relays_2024-10.txt (nDPI's
 generated relay list), and expands prefixes up to /20 so that ``is_relay`` is one set lookup.
 
 TLS traits of Tor's client handshake (link protocol), used by ``tls_traits``; verified in Tor's
