@@ -10,7 +10,8 @@ in one entry. Each entry knows
   client address is in one of them; with none configured, the first sender is inside by definition
   (the TSPU sits at the subscriber edge and sees subscribers' packets first);
 - per-direction packet and byte counts (IP bytes), first and last activity;
-- the classifier's per-flow inspection state and its cached verdict (``classification``).
+- the classifier's per-flow inspection state and its cached verdict (``classification``);
+- the engine's verdict and enforcement record (``judgement``).
 
 Time is always an argument. A flow idle longer than ``idle_timeout`` is forgotten, and a TCP SYN
 (without ACK) on a flow that already saw FIN or RST starts a new flow (port reuse). IP fragments
@@ -29,6 +30,7 @@ from tspulab.dpi.packet import PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Pa
 
 if TYPE_CHECKING:
     from tspulab.dpi.classify import Classification
+    from tspulab.dpi.engine import Judgement
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 FlowKey = tuple[int, bytes, int, bytes, int]
@@ -63,6 +65,9 @@ class FlowState:
     """The classifier's cached verdict once decided; set by the classifier only."""
     inspection: object | None = field(default=None, repr=False)
     """The classifier's per-flow inspection state (opaque to the table)."""
+    judgement: Judgement | None = field(default=None, repr=False)
+    """The engine's per-flow record (verdict, budget, enforcement counters); set by the engine
+    only. Kept here so the flow's state lives and expires in one place, the table."""
 
     @property
     def packets(self) -> int:
