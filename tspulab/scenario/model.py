@@ -28,6 +28,7 @@ from tspulab.scenario.campaign import (
     ProbeKind,
     ProfileChange,
 )
+from tspulab.scenario.links import Links
 from tspulab.scenario.paths import DATA_PREFIX, data_dir, resolve_data_path
 from tspulab.scenario.scalars import (
     BUILTIN_PROFILES,
@@ -243,6 +244,8 @@ class Scenario(Section):
     circumvention: tuple[Circumvention, ...] = ()
     timeline: tuple[TimelineEntry, ...] = ()
     expect: tuple[Expectation, ...] = ()
+    links: Links | None = None
+    """Link delay, jitter and loss per link class (tspulab.scenario.links); None: no delays."""
 
     @field_validator("version", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from tspulab.scenario.campaign_checks import check_campaign
 from tspulab.scenario.check_context import check_registry_sources, valid_items
+from tspulab.scenario.links import check_links
 from tspulab.scenario.model import (
     KNOWN_TOPOLOGIES,
     Cloud,
@@ -181,6 +182,7 @@ def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
         yield from _check_roles(doc, services)
     yield from check_registry_sources(doc, ("registry",), data.get("registry"), path)
     yield from check_campaign(doc, path)
+    yield from check_links(doc)
 
 
 def _structure_errors(doc: YamlDocument, err: ValidationError) -> Iterator[ErrorLocation]:
