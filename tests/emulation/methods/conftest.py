@@ -1,0 +1,148 @@
+"""A plain three-namespace network of its own for the circumvention tools (no OVS, no Mininet).
+
+    sub (subscriber)  192.0.2.2 ── veth ── 192.0.2.1  srv (tool servers)  198.51.100.1 ── veth ── 198.51.100.10  tgt (nginx)
+
+The subscriber has no route to 198.51.100.0/24 and the server does not forward unless a VPN
+method turns forwarding on: the target is reachable from the subscriber *only* through a
+method, so a probe that succeeds proves the tool carried it. Names resolve from a hosts file per
+namespace (`ip netns exec` bind-mounts /etc/netns/<ns>/hosts): `target.example` is the target.
+Everything is made by the fixture and removed after the module, by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tspulab.lab.pki import RunCA
+from tspulab.lab.record import RunRecord
+from tspulab.lab.services import BULK_BYTES, Site, start_nginx, stop_servers
+
+TARGET_IP = "198.51.100.10"
+TARGET_NAME = "target.example"
+SERVER_IP = "192.0.2.1"
+SUBSCRIBER_IP = "192.0.2.2"
+
+
+class NetnsNode:
+    """A network namespace with the two methods of a Mininet host the methods use."""
+
+    def __init__(self, ns: str, name: str) -> None:
+        self.ns = ns
+        self.name = name
+
+    def cmd(self, command: str) -> str:
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.ns, "sh", "-c", command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout + done.stderr
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *argv], start_new_session=True, **kwargs
+        )
+
+
+@dataclass
+class World:
+    sub: NetnsNode
+    srv: NetnsNode
+    tgt: NetnsNode
+    run_dir: Path
+    record: RunRecord
+    ca: RunCA
+
+    url: str = f"https://{TARGET_NAME}/"
+    bulk_url: str = f"https://{TARGET_NAME}/bulk"
+
+
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    tag = f"tm{os.getpid() % 100000}"
+    names = {role: f"{tag}{role}" for role in ("sub", "srv", "tgt")}
+    run_dir = tmp_path_factory.mktemp("methods")
+    made_ns: list[str] = []
+    hosts_dirs: list[Path] = []
+    try:
+        for ns in names.values():
+            _sh("ip", "netns", "add", ns)
+            made_ns.append(ns)
+            _sh("ip", "-n", ns, "link", "set", "lo", "up")
+            hosts = Path("/etc/netns") / ns
+            hosts.mkdir(parents=True, exist_ok=True)
+            hosts_dirs.append(hosts)
+            (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{TARGET_IP} {TARGET_NAME}\n")
+        sub, srv, tgt = names["sub"], names["srv"], names["tgt"]
+        _sh(
+            "ip",
+            "link",
+            "add",
+            f"{tag}a",
+            "netns",
+            sub,
+            "type",
+            "veth",
+            "peer",
+            f"{tag}b",
+            "netns",
+            srv,
+        )
+        _sh(
+            "ip",
+            "link",
+            "add",
+            f"{tag}c",
+            "netns",
+            srv,
+            "type",
+            "veth",
+            "peer",
+            f"{tag}d",
+            "netns",
+            tgt,
+        )
+        for ns, dev, addr in (
+            (sub, f"{tag}a", f"{SUBSCRIBER_IP}/24"),
+            (srv, f"{tag}b", f"{SERVER_IP}/24"),
+            (srv, f"{tag}c", "198.51.100.1/24"),
+            (tgt, f"{tag}d", f"{TARGET_IP}/24"),
+        ):
+            _sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            _sh("ip", "-n", ns, "link", "set", dev, "up")
+        # The target answers the tunnel addresses the server masquerades anyway; a default route
+        # back to the server keeps replies of un-NATed tools (none today) on the path.
+        _sh("ip", "-n", tgt, "route", "add", "default", "via", "198.51.100.1")
+        record = RunRecord(run_dir)
+        ca = RunCA(run_dir / "pki")
+        world = World(
+            NetnsNode(sub, "sub"), NetnsNode(srv, "srv"), NetnsNode(tgt, "tgt"), run_dir, record, ca
+        )
+        start_nginx(world.tgt, [Site("target", (TARGET_NAME,), TARGET_IP)], ca, run_dir, record)
+        yield world
+    finally:
+        stop_servers()
+        for ns in made_ns:
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        for d in hosts_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+__all__ = ["BULK_BYTES", "SERVER_IP", "TARGET_IP", "TARGET_NAME", "NetnsNode", "World", "world"]
