@@ -68,17 +68,20 @@ def _add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from tspulab.scenario.check_context import path_notes
     from tspulab.scenario.schema import ScenarioError, load_scenario
 
     status = 0
     for path in args.scenario:
         try:
-            load_scenario(path)
+            scenario = load_scenario(path)
         except ScenarioError as err:
             print(err, file=sys.stderr)
             status = 1
         else:
             print(f"{path}: ok")
+            for note in path_notes(scenario):  # files read from outside the scenario's folder
+                print(f"{path}: note: {note}")
     return status
 
 

@@ -120,10 +120,10 @@ def test_scenario_is_frozen(tmp_path: Path) -> None:
 def test_defaults_when_optional_sections_are_left_out(tmp_path: Path) -> None:
     text = (
         "version: 1\nname: tiny\ntopology: {name: single-isp}\nprofile: rkn-2018-ip\n"
-        "clouds: [{name: c, prefixes: ['2001:db8::/32', 10.0.0.0/8]}]\n"
+        "clouds: [{name: c, prefixes: ['2001:db8::/32', 198.51.100.0/24]}]\n"
         "services:\n"
         "  - {name: a, role: target, domains: [A.Example.COM.], cloud: c, address: '2001:db8::1'}\n"
-        "  - {name: b, role: innocent, domains: [b.example.com], cloud: c, address: 10.1.2.3}\n"
+        "  - {name: b, role: innocent, domains: [b.example.com], cloud: c, address: 198.51.100.3}\n"
     )
     s = load_scenario(_write(tmp_path, text))
     assert s.topology.subscribers == 2 and s.registry == () and s.description == ""

@@ -16,6 +16,7 @@ from typing import Any
 from tspulab.scenario.campaign import DIRECT, SHARE_METRICS, Circumvention, Expectation
 from tspulab.scenario.check_context import (
     Context,
+    check_lab_addresses,
     check_profile_sets,
     check_registry_sources,
     default_label,
@@ -336,6 +337,7 @@ def check_campaign(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
     """Every cross-section problem of the campaign keys (and of profile_sets)."""
     if not isinstance(doc.data, dict):
         return
+    yield from check_lab_addresses(doc)
     ctx = make_context(doc, path)
     yield from _check_isps(ctx)
     yield from _check_circumvention(ctx)

@@ -23,18 +23,22 @@ from tspulab.scenario.model import (
     DEFAULT_ISP,
     START_STEP,
     Cloud,
+    Dns,
     RegistrySource,
+    Scenario,
     Service,
     TimelineEntry,
     Topology,
 )
-from tspulab.scenario.paths import DATA_PREFIX, resolve_data_path
+from tspulab.scenario.paths import DATA_PREFIX, data_path_problem, outside_note, resolve_data_path
 from tspulab.scenario.scalars import (
     IPAddress,
+    IPNetwork,
     format_duration,
+    lab_address_problem,
     time_offset_s,
 )
-from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, did_you_mean
+from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, did_you_mean, format_loc
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -108,12 +112,61 @@ def check_registry_sources(
         assert src.file is not None
         if src.decisions is not None and src.format != "rkn-dump":
             yield doc.error((*loc, "decisions"), "'decisions' applies only with format: rkn-dump")
+        problem = data_path_problem(src.file)
+        if problem is not None:
+            yield doc.error((*loc, "file"), problem)
+            continue
         resolved = resolve_data_path(src.file, path)
         if not resolved.is_file():
             hint = (
                 " (data: resolves via TSPULAB_DATA_DIR)" if src.file.startswith(DATA_PREFIX) else ""
             )
             yield doc.error((*loc, "file"), f"registry file not found: {resolved}{hint}")
+
+
+def path_notes(scenario: Scenario) -> list[str]:
+    """`registry[1].file: reads /srv/lists/x.txt, an absolute path of your own`: each registry
+    file of a valid scenario that is read from outside its folder (not an error: the user's own
+    files may live anywhere; `tspulab validate` shows them so nothing is read unseen)."""
+    sources: list[tuple[Loc, RegistrySource]] = [
+        (("registry", i), src) for i, src in enumerate(scenario.registry)
+    ]
+    for i, entry in enumerate(scenario.timeline):
+        for key in ("registry_add", "registry_remove"):
+            sources += [(("timeline", i, key, k), s) for k, s in enumerate(getattr(entry, key))]
+    notes = []
+    for loc, src in sources:
+        note = outside_note(src.file, scenario.path) if src.file is not None else None
+        if note is not None:
+            notes.append(f"{format_loc((*loc, 'file'))}: {note}")
+    return notes
+
+
+# --- addresses a lab host cannot have ------------------------------------------------------
+
+
+def check_lab_addresses(doc: YamlDocument) -> Iterator[ErrorLocation]:
+    """Loopback, link-local, multicast, unspecified and the lab's own ranges, wherever the file
+    gives a host an address or a cloud a prefix (`scalars.lab_address_problem` has the list)."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    dns = valid(Dns, data.get("dns", {}))
+    found: list[tuple[Loc, IPAddress | IPNetwork]] = []
+    if dns is not None and "dns" in data:
+        found.append((("dns", "address"), dns.address))
+    for i, cloud in valid_items(Cloud, data.get("clouds")):
+        found += [(("clouds", i, "prefixes", k), p) for k, p in enumerate(cloud.prefixes)]
+    for i, svc in valid_items(Service, data.get("services")):
+        found.append((("services", i, "address"), svc.address))
+    for i, method in valid_items(Circumvention, data.get("circumvention")):
+        if method.address is not None:
+            found.append((("circumvention", i, "address"), method.address))
+    for i, entry in valid_items(TimelineEntry, data.get("timeline")):
+        if entry.move_service is not None:
+            found.append((("timeline", i, "move_service", "address"), entry.move_service.address))
+    for loc, value in found:
+        problem = lab_address_problem(value)
+        if problem is not None:
+            yield doc.error(loc, problem)
 
 
 # --- profiles and their sets -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Annotated
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -37,6 +38,43 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+
+
+# Addresses a lab host cannot have. The lab's own ranges are those the topologies assign
+# (topologies/single_isp.py and multi_isp.py; a unit test keeps the two in step): subscriber
+# networks 10.<n>.0.0/24, and the transit/exchange network where routers, clouds and the resolver
+# meet. The rest are special-purpose ranges (RFC 6890) that no host on a path can answer on.
+SPECIAL_RANGES: tuple[tuple[IPv4Network | IPv6Network, str], ...] = (
+    (IPv4Network("0.0.0.0/32"), "the unspecified address"),
+    (IPv4Network("0.0.0.0/8"), "'this network' (RFC 1122), never a destination"),
+    (IPv4Network("127.0.0.0/8"), "loopback: it never leaves the host"),
+    (IPv4Network("169.254.0.0/16"), "link-local: not routed"),
+    (IPv4Network("224.0.0.0/4"), "multicast"),
+    (IPv4Network("240.0.0.0/4"), "reserved (and 255.255.255.255, broadcast)"),
+    (IPv6Network("::/128"), "the unspecified address"),
+    (IPv6Network("::1/128"), "loopback: it never leaves the host"),
+    (IPv6Network("::ffff:0:0/96"), "IPv4-mapped: write the IPv4 address itself"),
+    (IPv6Network("fe80::/10"), "link-local: not routed"),
+    (IPv6Network("ff00::/8"), "multicast"),
+)
+LAB_RANGES: tuple[tuple[IPv4Network | IPv6Network, str], ...] = (
+    (IPv4Network("10.0.0.0/8"), "the lab's own subscriber networks (10.<n>.0.0/24)"),
+    (IPv4Network("100.64.0.0/22"), "the lab's own transit network (routers, clouds, resolver)"),
+)
+
+
+def lab_address_problem(value: IPv4Address | IPv6Address | IPv4Network | IPv6Network) -> str | None:
+    """Why an address (or a prefix, for a cloud) cannot be a lab host's: the special or lab range
+    it lies in or overlaps, with the reason; None when it is a usable unicast address."""
+    for network, reason in (*SPECIAL_RANGES, *LAB_RANGES):
+        if network.version != value.version:
+            continue
+        if isinstance(value, IPv4Network | IPv6Network):
+            if value.overlaps(network):
+                return f"{value} overlaps {network}, {reason}; a cloud needs public prefixes"
+        elif value in network:
+            return f"{value} is in {network}, {reason}; a lab host needs a public unicast address"
+    return None
 
 
 def known_profiles() -> tuple[str, ...]:
@@ -148,7 +186,8 @@ ScenarioName = Annotated[str, Strict(), AfterValidator(_slug_check(40)), _slug_s
 CloudName = Annotated[str, Strict(), AfterValidator(_slug_check(20)), _slug_schema(20)]
 ServiceName = Annotated[str, Strict(), AfterValidator(_slug_check(40)), _slug_schema(40)]
 Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+"""A finite number: `.inf` and `.nan` are refused (a wait of .inf seconds never ends)."""
 Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
 
@@ -172,18 +211,33 @@ _UNITS = (("d", 86400), ("h", 3600), ("m", 60))
 DURATION_HINT = "a duration such as '2h', '1d12h', '90s' (units d, h, m, s in that order)"
 
 
+MAX_DURATION_S = 100 * 365 * 86400
+"""The longest duration or scenario time: 100 years (36500d), far past any censorship episode; it
+also keeps numbers of thousands of digits out of int() and float()."""
+
+
 def parse_duration(text: str) -> float:
-    """Seconds in `<n>d<n>h<n>m<n>s` ("1d12h" -> 129600.0); ValueError when it is not one."""
+    """Seconds in `<n>d<n>h<n>m<n>s` ("1d12h" -> 129600.0); ValueError when it is not one or is
+    longer than `MAX_DURATION_S`."""
     match = _DURATION.fullmatch(text)
     if not text or match is None:
         raise ValueError(f"'{text}' is not {DURATION_HINT}")
     days, hours, minutes, seconds = match.groups()
-    return (
-        int(days or 0) * 86400
-        + int(hours or 0) * 3600
-        + int(minutes or 0) * 60
-        + float(seconds or 0)
-    )
+    if any(len(part) > 15 for part in match.groups() if part):
+        seconds_total = float("inf")
+    else:
+        seconds_total = (
+            int(days or 0) * 86400
+            + int(hours or 0) * 3600
+            + int(minutes or 0) * 60
+            + float(seconds or 0)
+        )
+    if seconds_total > MAX_DURATION_S:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+        raise ValueError(
+            f"'{shown}' is longer than the limit of {MAX_DURATION_S // 86400}d (100 years)"
+        )
+    return seconds_total
 
 
 def format_duration(seconds: float) -> str:
@@ -273,6 +327,10 @@ def _parse_duration_value(value: object) -> str:
 def _parse_time(value: object) -> str | datetime:
     """A relative time string kept as written, or an absolute instant (datetime, UTC)."""
     if isinstance(value, str) and is_relative_time(value):
+        try:
+            parse_duration(value.removeprefix("+"))
+        except ValueError as err:
+            raise PydanticCustomError("time", str(err)) from None
         return value
     if isinstance(value, str) and not _looks_absolute(value):
         raise PydanticCustomError(

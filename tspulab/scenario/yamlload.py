@@ -5,6 +5,13 @@ A scenario file is parsed twice over in one pass: ruamel.yaml's round-trip loade
 item, and `to_plain` turns that tree into plain dicts, lists and scalars for pydantic. A pydantic
 error location such as `('services', 2, 'address')` is then walked back through the tree to the
 line of the offending key. Errors are `ErrorLocation`s, collected into one `ScenarioError`.
+
+Files come from people the user may not trust (CI runs scenarios it did not write), so the loader
+is bounded before it builds anything (`YamlLimits`): the file's size, the nesting depth, the items
+of one mapping or list, and the number of values once aliases are expanded (nine nested anchors,
+the "billion laughs", stand for 10^9 values in a few hundred bytes). A first pass over the parser's
+events measures these without composing a node, and a value ruamel cannot construct (month 13, an
+integer of 5000 digits) is reported at its position instead of escaping as a Python exception.
 """
 
 from __future__ import annotations
@@ -20,8 +27,15 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    ScalarEvent,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -212,6 +226,8 @@ def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         return f"{value!r} is out of range: must be {words} {ctx.get(key)}"
+    if kind == "finite_number":
+        return f"{value!r} is not a finite number"
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length')} item(s)"
     return err["msg"]
@@ -265,20 +281,172 @@ def _yaml_error(file: str, text: str, err: MarkedYAMLError) -> ErrorLocation:
     return ErrorLocation(file, line, col, field, f"YAML: {problem}")
 
 
-def read_yaml(path: Path, file: str) -> YamlDocument:
-    """Parse `path` (named `file` in errors); syntax errors and duplicate keys -> ScenarioError."""
+# --- limits ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """What one YAML file may hold; the shipped scenarios and profiles use a small part of each
+    (at most 6 KB, 6 levels, 28 items in one collection, 421 values)."""
+
+    max_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    """Mappings and lists nested in each other, counted after aliases are expanded."""
+    max_items: int = 10_000
+    """Keys of one mapping or items of one list (long lists belong in a registry `file:`)."""
+    max_values: int = 100_000
+    """Scalars, mappings and lists of the whole file once every alias is expanded."""
+
+
+LIMITS = YamlLimits()
+
+
+class _Limited(MarkedYAMLError):
+    """A limit of `YamlLimits` was passed, at the mark of the event that passed it."""
+
+
+@dataclass
+class _Open:
+    """A mapping or list whose end event has not come yet."""
+
+    anchor: str | None
+    is_mapping: bool
+    children: int = 0
+    values: int = 1
+    depth: int = 1
+    """Levels of this collection and below (aliases expanded)."""
+
+
+def _check_events(yaml: YAML, text: str, limits: YamlLimits) -> None:
+    """Walk the parser's events once and raise `_Limited` at the first limit passed.
+
+    Anchored nodes are remembered by their expanded size and depth, so an alias costs what it
+    stands for. An alias to a collection that is still open would make a recursive structure,
+    which no scenario needs and which no plain-data conversion survives: refused too.
+    """
+    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) once expanded
+    stack: list[_Open] = []
+    total = 0
+
+    def fail(event: Any, message: str) -> None:
+        raise _Limited(problem=message, problem_mark=event.start_mark)
+
+    def count(event: Any, values: int) -> None:
+        nonlocal total
+        total += values
+        if total > limits.max_values:
+            fail(
+                event,
+                f"more than {limits.max_values} values once aliases are expanded "
+                "(limit on alias expansion)",
+            )
+
+    def add(event: Any, values: int, depth: int) -> None:
+        """A finished child of `values` values and `depth` levels joins the open collection."""
+        if not stack:
+            return
+        parent = stack[-1]
+        parent.children += 1
+        parent.values += values
+        parent.depth = max(parent.depth, depth + 1)
+        if len(stack) - 1 + parent.depth > limits.max_depth:
+            fail(event, f"nested deeper than {limits.max_depth} levels (limit on nesting depth)")
+        per_item = 2 if parent.is_mapping else 1
+        if parent.children > limits.max_items * per_item:
+            what = (
+                "a mapping with more than {} keys"
+                if parent.is_mapping
+                else ("a list with more than {} items")
+            )
+            fail(event, what.format(limits.max_items) + " (limit on collection size)")
+
+    for event in yaml.parse(text):
+        if isinstance(event, CollectionStartEvent):
+            if len(stack) + 1 > limits.max_depth:
+                fail(
+                    event, f"nested deeper than {limits.max_depth} levels (limit on nesting depth)"
+                )
+            count(event, 1)
+            stack.append(_Open(event.anchor, isinstance(event, MappingStartEvent)))
+        elif isinstance(event, CollectionEndEvent):
+            done = stack.pop()
+            if done.anchor is not None:
+                anchored[done.anchor] = (done.values, done.depth)
+            add(event, done.values, done.depth)  # its values were counted as they came
+        elif isinstance(event, ScalarEvent):
+            if event.anchor is not None:
+                anchored[event.anchor] = (1, 0)
+            count(event, 1)
+            add(event, 1, 0)
+        elif isinstance(event, AliasEvent):
+            if any(frame.anchor == event.anchor for frame in stack):
+                fail(
+                    event,
+                    f"alias *{event.anchor} refers to a mapping or list that contains it "
+                    "(a recursive structure)",
+                )
+            if event.anchor in anchored:  # else the composer reports the undefined alias
+                values, depth = anchored[event.anchor]
+                count(event, values)
+                add(event, values, depth)
+
+
+class _Constructor(RoundTripConstructor):
+    """The round-trip constructor, with a value it cannot build reported at its position."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError, TypeError) as err:
+            shown = str(node.value) if isinstance(node.value, str) else ""
+            if len(shown) > 40:
+                shown = f"{shown[:20]}...({len(shown)} characters)"
+            raise ConstructorError(
+                problem=f"cannot read the value {shown!r}: {err}", problem_mark=node.start_mark
+            ) from err
+
+
+def read_yaml(path: Path, file: str, limits: YamlLimits = LIMITS) -> YamlDocument:
+    """Parse `path` (named `file` in errors); syntax errors, duplicate keys and passed limits ->
+    ScenarioError. At most `limits.max_bytes` + 1 bytes are read."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        with path.open("rb") as handle:
+            raw = handle.read(limits.max_bytes + 1)
+    except OSError as err:
         raise ScenarioError([ErrorLocation(file, 0, 0, "", f"cannot read: {err}")]) from err
-    return parse_yaml(text, file)
+    if len(raw) > limits.max_bytes:
+        raise ScenarioError([_too_big(file, raw, limits)])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError([ErrorLocation(file, 0, 0, "", f"cannot read: {err}")]) from err
+    return parse_yaml(text, file, limits)
 
 
-def parse_yaml(text: str, file: str) -> YamlDocument:
-    """Parse YAML text (named `file` in errors); syntax errors, duplicate keys -> ScenarioError."""
+def _too_big(file: str, head: bytes, limits: YamlLimits) -> ErrorLocation:
+    before = head[: limits.max_bytes].decode("utf-8", errors="replace")
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return ErrorLocation(
+        file,
+        line,
+        column,
+        "",
+        f"the file is longer than the limit of {limits.max_bytes} bytes for a YAML file "
+        "(long lists belong in a registry file)",
+    )
+
+
+def parse_yaml(text: str, file: str, limits: YamlLimits = LIMITS) -> YamlDocument:
+    """Parse YAML text (named `file` in errors); syntax errors, duplicate keys, values that
+    cannot be built and passed limits -> ScenarioError."""
+    if len(text.encode("utf-8")) > limits.max_bytes:
+        raise ScenarioError([_too_big(file, text.encode("utf-8"), limits)])
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     yaml.allow_duplicate_keys = False
     try:
+        _check_events(yaml, text, limits)
         tree = yaml.load(text)
     except MarkedYAMLError as err:
         raise ScenarioError([_yaml_error(file, text, err)]) from err

@@ -1,0 +1,277 @@
+"""Input from people the user may not trust: the YAML loader's limits, `data:` paths that stay in
+the data folder, and addresses no lab host can have (issue 16, the three input findings).
+
+The invalid files under tests/scenarios/invalid/ (yaml_*, data_path_*, dns_loopback, ...) show
+each error as a user sees it; here are the boundaries (a file exactly at a limit loads), the cost
+(the billion laughs is refused in milliseconds and a few MB) and the notes `validate` prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from tspulab import cli
+from tspulab.scenario import scalars
+from tspulab.scenario.paths import data_path_problem, outside_note, resolve_data_path
+from tspulab.scenario.scalars import lab_address_problem, parse_duration
+from tspulab.scenario.schema import ScenarioError, load_scenario, load_scenario_text
+from tspulab.scenario.yamlload import LIMITS, YamlLimits, parse_yaml, read_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "scenarios" / "demo.yaml"
+INVALID = REPO / "tests" / "scenarios" / "invalid"
+
+
+def _only(err: pytest.ExceptionInfo[ScenarioError]) -> str:
+    (one,) = err.value.errors
+    return str(one)
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    for n in range(1, levels):
+        lines.append(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+# --- YAML limits ------------------------------------------------------------------------------
+
+
+def test_billion_laughs_is_refused_fast_and_small() -> None:
+    tracemalloc.start()
+    began = time.perf_counter()
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml(_laughs(9), "laughs.yaml")
+    took = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert _only(err).startswith("laughs.yaml:6:")
+    assert "more than 100000 values once aliases are expanded" in _only(err)
+    assert took < 1.0 and peak < 20 * 1024 * 1024, (took, peak)
+
+
+def test_alias_expansion_exactly_at_the_limit_loads() -> None:
+    # The mapping, then per level a key, a list and its items: l0's list is 4 values, l1's
+    # 1 + 3 * 4 = 13 and l2's 1 + 3 * 13 = 40.
+    text = _laughs(3, width=3)
+    values = 1 + (1 + 4) + (1 + 13) + (1 + 40)
+    doc = parse_yaml(text, "x.yaml", YamlLimits(max_values=values))
+    assert len(doc.data["l2"]) == 3 and doc.data["l2"][0] == [["lol"] * 3] * 3
+    with pytest.raises(ScenarioError, match="more than 60 values"):
+        parse_yaml(text, "x.yaml", YamlLimits(max_values=values - 1))
+
+
+def test_nesting_depth_boundary_and_through_aliases() -> None:
+    limits = YamlLimits(max_depth=4)
+    parse_yaml("a: [[[1]]]\n", "x.yaml", limits)  # mapping + 3 lists = 4 levels
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml("a: [[[[1]]]]\n", "x.yaml", limits)
+    assert _only(err) == "x.yaml:1:7: YAML: nested deeper than 4 levels (limit on nesting depth)"
+    # Shallow where it is written, too deep where the alias lands.
+    with pytest.raises(ScenarioError, match="nested deeper than 4 levels") as err:
+        parse_yaml("a: &d [[1]]\nb: [[*d]]\n", "x.yaml", limits)
+    assert _only(err).startswith("x.yaml:2:6:")
+
+
+def test_collection_size_boundary() -> None:
+    limits = YamlLimits(max_items=3)
+    parse_yaml("a: [1, 2, 3]\nb: {x: 1, y: 2}\nc: 3\n", "x.yaml", limits)
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml("a: [1, 2, 3, 4]\n", "x.yaml", limits)
+    assert (
+        _only(err) == "x.yaml:1:14: YAML: a list with more than 3 items (limit on collection size)"
+    )
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml("a: 1\nb: 2\nc: 3\nd: 4\n", "x.yaml", limits)
+    assert _only(err) == (
+        "x.yaml:4:1: YAML: a mapping with more than 3 keys (limit on collection size)"
+    )
+
+
+def test_real_collection_limit_on_a_scenario(tmp_path: Path) -> None:
+    entries = ", ".join(f"1.{i // 256}.{i % 256}.0/24" for i in range(LIMITS.max_items + 1))
+    text = DEMO.read_text().replace("  - inline: [18.196.0.0/15]", f"  - inline: [{entries}]")
+    path = tmp_path / "long.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert "a list with more than 10000 items (limit on collection size)" in _only(err)
+    assert _only(err).startswith(f"{path}:23:")
+
+
+def test_recursive_alias_is_refused() -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml("a: &r {b: *r}\n", "x.yaml")
+    assert "alias *r refers to a mapping or list that contains it" in _only(err)
+    # An alias to a finished sibling is fine, and is expanded in the plain data.
+    assert parse_yaml("a: &r {b: 1}\nc: *r\n", "x.yaml").data == {"a": {"b": 1}, "c": {"b": 1}}
+
+
+def test_file_size_limit_reads_no_more_than_the_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("a: 1\n" + "# padding\n" * 200)
+    limits = YamlLimits(max_bytes=100)
+    with pytest.raises(ScenarioError) as err:
+        read_yaml(big, "big.yaml", limits)
+    assert _only(err) == (
+        "big.yaml:11:6: the file is longer than the limit of 100 bytes for a YAML file "
+        "(long lists belong in a registry file)"
+    )
+    # An endless file (a device) is refused after max_bytes + 1 bytes, not read to its end.
+    began = time.perf_counter()
+    with pytest.raises(ScenarioError, match="longer than the limit of 1048576 bytes"):
+        load_scenario("/dev/zero")
+    assert time.perf_counter() - began < 5
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("2018-13-01T00:00:00Z", "month must be in 1..12"),
+        ("2018-02-30", "day is out of range for month"),
+        ("1" * 5000, "'11111111111111111111...(5000 characters)': Exceeds the limit (4300 digits)"),
+        ("!!int x", "cannot read the value 'x'"),
+        ("!!float x", "cannot read the value 'x'"),
+    ],
+)
+def test_values_ruamel_cannot_build_are_positioned_errors(value: str, fragment: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse_yaml(f"version: 1\nat: {value}\n", "x.yaml")
+    assert _only(err).startswith("x.yaml:2:5: YAML: cannot read the value")
+    assert fragment in _only(err)
+
+
+def test_shipped_scenarios_and_profiles_are_far_below_the_limits() -> None:
+    tight = YamlLimits(max_bytes=16_000, max_depth=8, max_items=40, max_values=1_000)
+    files = [*(REPO / "scenarios").glob("*.yaml"), *(REPO / "tspulab" / "profiles").glob("*.yaml")]
+    assert len(files) >= 10
+    for path in files:
+        read_yaml(path, path.name, tight)
+
+
+def test_durations_and_times_are_bounded() -> None:
+    assert parse_duration("36500d") == scalars.MAX_DURATION_S
+    for text in ("36501d", "9" * 400 + "d", "1" * 5000 + "s"):
+        with pytest.raises(ValueError, match=r"longer than the limit of 36500d \(100 years\)"):
+            parse_duration(text)
+    text = DEMO.read_text() + "timeline:\n  - {at: '+" + "9" * 400 + "d', probe: true}\n"
+    with pytest.raises(ScenarioError) as err:
+        load_scenario_text(text, "t.yaml")
+    assert "timeline[0].at" in str(err.value) and "longer than the limit" in str(err.value)
+
+
+# --- data: paths -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["data:../../../../etc/shadow", "data:..", "data:a/../../b", "data:/etc/shadow", "data:\\x"],
+)
+def test_data_paths_leaving_the_data_folder_are_refused(raw: str, tmp_path: Path) -> None:
+    assert data_path_problem(raw) is not None
+    with pytest.raises(ValueError, match="data folder"):
+        resolve_data_path(raw, tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize("raw", ["data:a.txt", "data:a/../b.txt", "data:./x/y.txt", "lists/a"])
+def test_data_paths_inside_are_kept(raw: str) -> None:
+    assert data_path_problem(raw) is None
+
+
+def test_own_paths_outside_the_scenario_folder_are_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    own = tmp_path / "lists" / "mine.txt"
+    own.parent.mkdir()
+    own.write_text("18.196.0.0/15\n")
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "beside.txt").write_text("18.196.0.0/15\n")
+    scenario = folder / "s.yaml"
+    assert outside_note("beside.txt", scenario) is None
+    assert outside_note("data:x.txt", scenario) is None
+    assert outside_note(str(own), scenario) == f"reads {own}, an absolute path of your own"
+    assert outside_note("../lists/mine.txt", scenario) == (
+        f"reads {own}, outside the scenario's folder ({folder})"
+    )
+    text = DEMO.read_text().replace(
+        "  - inline: [18.196.0.0/15]",
+        f"  - file: {own}\n  - file: beside.txt\n  - file: ../lists/mine.txt",
+    )
+    scenario.write_text(text)
+    assert cli.main(["validate", str(scenario)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{scenario}: ok",
+        f"{scenario}: note: registry[1].file: reads {own}, an absolute path of your own",
+        f"{scenario}: note: registry[3].file: reads {own}, outside the scenario's folder "
+        f"({folder})",
+    ]
+
+
+# --- addresses no lab host can have ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("127.0.0.1", "127.0.0.0/8, loopback"),
+        ("::1", "::1/128, loopback"),
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.251", "multicast"),
+        ("ff02::fb", "multicast"),
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("0.1.2.3", "'this network'"),
+        ("255.255.255.255", "broadcast"),
+        ("::ffff:127.0.0.1", "IPv4-mapped"),
+        ("10.10.0.11", "the lab's own subscriber networks"),
+        ("100.64.0.2", "the lab's own transit network"),
+    ],
+)
+def test_special_and_lab_addresses_are_refused(value: str, fragment: str) -> None:
+    problem = lab_address_problem(ipaddress.ip_address(value))
+    assert problem is not None and fragment in problem
+
+
+@pytest.mark.parametrize("value", ["77.88.8.8", "100.64.4.1", "2a00:1450::1", "11.0.0.1"])
+def test_public_addresses_are_usable(value: str) -> None:
+    assert lab_address_problem(ipaddress.ip_address(value)) is None
+
+
+def test_cloud_prefixes_overlapping_special_ranges_are_refused() -> None:
+    assert "overlaps 10.0.0.0/8" in str(lab_address_problem(ipaddress.ip_network("8.0.0.0/6")))
+    assert lab_address_problem(ipaddress.ip_network("0.0.0.0/0")) is not None
+    assert lab_address_problem(ipaddress.ip_network("18.196.0.0/15")) is None
+
+
+def test_lab_ranges_cover_every_address_the_topologies_assign() -> None:
+    from tspulab.topologies import multi_isp, single_isp
+
+    assigned = [
+        single_isp.ISP_NET,
+        single_isp.TRANSIT_NET,
+        ipaddress.ip_network(single_isp.ROUTER_TRANSIT_IP),
+        ipaddress.ip_network(single_isp.DNS_TRANSIT_IP),
+        multi_isp.EXCHANGE_NET,
+        *(multi_isp.isp_net(i) for i in (1, 2, 20)),
+        *(ipaddress.ip_network(multi_isp.router_exchange_ip(i)) for i in (1, 20)),
+        *(ipaddress.ip_network(multi_isp.cloud_exchange_ip(j)) for j in (0, 200)),
+    ]
+    ranges = [net for net, _ in scalars.LAB_RANGES]
+    for net in assigned:
+        assert any(net.subnet_of(r) for r in ranges if r.version == net.version), net  # type: ignore[arg-type]
+
+
+def test_loopback_dns_through_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    path = INVALID / "dns_loopback.yaml"
+    assert cli.main(["validate", str(path)]) == 1
+    assert (
+        f"{path}:17:3: dns.address: 127.0.0.1 is in 127.0.0.0/8, loopback: it never leaves the "
+        "host; a lab host needs a public unicast address"
+    ) in capsys.readouterr().err
