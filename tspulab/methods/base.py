@@ -68,8 +68,6 @@ class MethodContext:
     port: int
     options: Options
     record: RunRecord | None = None
-    resolv_conf: Path | None = None
-    """The lab's resolver as a resolv.conf, for servers that resolve names (None: no DNS)."""
     local_port: int = 0
     """The client's local proxy port (0: derived from the name)."""
     ca: MethodCA | None = field(default=None, repr=False)

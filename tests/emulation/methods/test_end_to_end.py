@@ -29,6 +29,17 @@ CASES: list[tuple[str, str, int, dict[str, Any], tuple[str, ...]]] = [
     ("openvpn-tcp", "openvpn", 1194, {"proto": "tcp"}, ("openvpn",)),
     ("openvpn-udp-tls-crypt", "openvpn", 1195, {"proto": "udp", "tls_crypt": True}, ("openvpn",)),
     ("openvpn-tcp-tls-crypt", "openvpn", 1195, {"proto": "tcp", "tls_crypt": True}, ("openvpn",)),
+    ("wireguard", "wireguard", 51820, {}, ("wireguard-go", "wg")),
+    ("ss-chacha20", "shadowsocks", 8388, {}, ("ss-server", "ss-local")),
+    ("ss-aes-256-gcm", "shadowsocks", 8389, {"cipher": "aes-256-gcm"}, ("ss-server",)),
+    ("ss-2022-aes-128", "shadowsocks", 8390, {"cipher": "2022-blake3-aes-128-gcm"}, ()),
+    ("ss-2022-chacha20", "shadowsocks", 8391, {"cipher": "2022-blake3-chacha20-poly1305"}, ()),
+    ("socks5-microsocks", "socks5", 1080, {}, ("microsocks",)),
+    ("socks5-dante", "socks5", 1081, {"server": "dante"}, ("danted",)),
+    ("http-connect", "http-connect", 3128, {}, ("tinyproxy",)),
+    ("hysteria2", "hysteria2", 443, {}, ()),
+    ("hysteria2-salamander", "hysteria2", 8443, {"obfs": "salamander"}, ()),
+    ("tuic", "tuic", 4443, {}, ()),
 ]
 
 
