@@ -40,6 +40,12 @@ CASES: list[tuple[str, str, int, dict[str, Any], tuple[str, ...]]] = [
     ("hysteria2", "hysteria2", 443, {}, ()),
     ("hysteria2-salamander", "hysteria2", 8443, {"obfs": "salamander"}, ()),
     ("tuic", "tuic", 4443, {}, ()),
+    ("ssh", "ssh", 22, {}, ("ssh", "/usr/sbin/sshd")),
+    ("ssh-aes-gcm", "ssh", 2222, {"cipher": "aes128-gcm@openssh.com"}, ("ssh",)),
+    ("stunnel", "stunnel", 443, {}, ("stunnel4", "microsocks")),
+    ("trojan", "trojan", 8444, {"server_name": "cdn.example.net"}, ("trojan",)),
+    ("vmess", "vmess", 10086, {}, ("v2ray",)),
+    ("vmess-chacha20", "vmess", 10087, {"security": "chacha20-poly1305"}, ("v2ray",)),
 ]
 
 
