@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   libndpi-bin
   nftables             # random loss on the TSPU's egress ports (netdev egress + numgen)
   microsocks           # a SOCKS5 proxy for circumvention in campaigns
+  iptables libnetfilter-queue-dev gcc python3-dev  # strategies: -j NFQUEUE (nft queue fails here)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
