@@ -25,16 +25,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 from tspulab.controllers.pipeline import (
+    Direction,
     DirectionTreatment,
     FlowEndpoints,
     FlowRule,
     MeterSpec,
     judged_rules,
 )
-from tspulab.dpi.verdict import Action, Fate, Verdict
+from tspulab.dpi.verdict import (
+    Allow,
+    Detect,
+    Drop,
+    DropAfter,
+    Fate,
+    FreezeAfterBytes,
+    HostBlock,
+    Police,
+    RandomLoss,
+    Reset,
+    Verdict,
+)
 
 #: The smallest meter rate OpenFlow can express (1 kbit/s): after the burst, a full-size
 #: segment needs ~12 s of tokens, so the transfer is frozen for practical purposes.
@@ -46,8 +58,25 @@ class LossRule:
     """Random loss of one direction of one flow, applied where the switch sends it out."""
 
     ep: FlowEndpoints
-    direction: Literal["up", "down"]
+    direction: Direction
     probability: float
+
+
+@dataclass(frozen=True)
+class LossAdd:
+    """Work for the nftables worker: start dropping a share of one direction of one flow."""
+
+    loss: LossRule
+
+
+@dataclass(frozen=True)
+class LossRemove:
+    """Work for the nftables worker: a flow's loss rules go (its judged rules expired)."""
+
+    ep: FlowEndpoints
+
+
+LossWork = LossAdd | LossRemove
 
 
 @dataclass
@@ -72,9 +101,14 @@ def switch_can_take_over(verdict: Verdict, fate: Fate) -> bool:
     """Whether this decision can be pushed into the switch now (no more packet-ins needed)."""
     if not verdict.final:
         return False
-    if verdict.action in (Action.DROP_AFTER, Action.RESET):
+    if isinstance(verdict, DropAfter | Reset):
         return fate is Fate.DROP  # the engine's count is spent / the RST has been sent
     return True
+
+
+def _directions(direction: str) -> tuple[bool, bool]:
+    """(client→server affected, server→client affected)."""
+    return direction in ("both", "client-to-server"), direction in ("both", "server-to-client")
 
 
 def _kbps(bits_per_second: int) -> int:
@@ -98,19 +132,15 @@ def plan_for(
     idle = _seconds(verdict.idle_timeout_s)
     hard = _seconds(verdict.hard_timeout_s)
     fwd, drop = DirectionTreatment("forward"), DirectionTreatment("drop")
-    action = verdict.action
     plan = SwitchPlan()
-    up_dirs = verdict.direction in ("both", "client-to-server")
-    down_dirs = verdict.direction in ("both", "server-to-client")
-
-    if action in (Action.ALLOW, Action.DETECT, Action.HOST_BLOCK):
+    if isinstance(verdict, Allow | Detect | HostBlock):
         up, down = fwd, fwd
-    elif action in (Action.DROP, Action.DROP_AFTER, Action.RESET):
+    elif isinstance(verdict, Drop | DropAfter | Reset):
         up, down = drop, drop
-    elif action is Action.POLICE:
-        rate, burst = _kbps(verdict.rate_bps or 0), _kbits(verdict.burst_bytes or 0)
+    elif isinstance(verdict, Police):
+        rate, burst = _kbps(verdict.rate_bps), _kbits(verdict.burst_bytes)
         treat = []
-        for policed in (up_dirs, down_dirs):
+        for policed in _directions(verdict.direction):
             if policed:
                 meter = MeterSpec(meter_ids.pop(), rate, burst)
                 plan.meters.append(meter)
@@ -118,18 +148,16 @@ def plan_for(
             else:
                 treat.append(fwd)
         up, down = treat[0], treat[1]
-    elif action is Action.FREEZE_AFTER_BYTES:
-        meter = MeterSpec(meter_ids.pop(), FREEZE_RATE_KBPS, _kbits(verdict.freeze_bytes or 0))
+    elif isinstance(verdict, FreezeAfterBytes):
+        meter = MeterSpec(meter_ids.pop(), FREEZE_RATE_KBPS, _kbits(verdict.freeze_bytes))
         plan.meters.append(meter)
         up, down = fwd, DirectionTreatment("meter", meter.meter_id)
-    elif action is Action.RANDOM_LOSS:
+    elif isinstance(verdict, RandomLoss):
         up, down = fwd, fwd
-        p = verdict.loss or 0.0
-        if up_dirs:
-            plan.losses.append(LossRule(ep, "up", p))
-        if down_dirs:
-            plan.losses.append(LossRule(ep, "down", p))
-    else:  # a new action kind must be mapped here before it can be enforced
-        raise ValueError(f"no switch mapping for {action}")
+        for direction, lossy in zip(("up", "down"), _directions(verdict.direction), strict=True):
+            if lossy:
+                plan.losses.append(LossRule(ep, direction, verdict.loss))
+    else:  # a new verdict type must be mapped here before it can be enforced
+        raise ValueError(f"no switch mapping for {verdict.action}")
     plan.rules = judged_rules(ep, up, down, idle_timeout=idle, hard_timeout=hard)
     return plan

@@ -1,4 +1,4 @@
-"""Random per-packet loss on the TSPU switch's ports, with nftables.
+"""Random per-packet loss on the TSPU switch's ports, with nftables, on a worker thread.
 
 OpenFlow 1.3 cannot drop a random fraction of one flow's packets: a select group picks its bucket
 by a hash of the flow, so every packet of a flow lands in the same bucket. This kernel has no
@@ -8,83 +8,135 @@ Open vSwitch's userspace datapath sends through AF_PACKET, and such frames do pa
 TSPU switch's egress port drops the chosen fraction of one direction of one flow, in the kernel,
 after the switch forwarded it: the TSPU box dropping on its way out.
 
-One table per run (`netdev <name>`, recorded by the lab for cleanup), one egress chain per port.
+Each `nft` call is a process (~5-10 ms): the box only returns `LossAdd` / `LossRemove` work, and
+`submit` queues it for one worker thread, so no packet-in waits for nftables. One table per run
+(`netdev <name>`, recorded by the lab for cleanup), one egress chain per port.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import queue
 import re
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 
-from tspulab.controllers.enforcement import LossRule
+from tspulab.controllers.enforcement import LossAdd, LossRemove, LossRule
+from tspulab.controllers.pipeline import FlowEndpoints
 
 SCALE = 1_000_000
 
+Runner = Callable[[Sequence[str]], str]
+"""Runs `nft` with these arguments and returns its stdout; raises on failure."""
+
+
+def run_nft(args: Sequence[str]) -> str:
+    return subprocess.run(
+        ["nft", *args], check=True, capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+def rule_text(loss: LossRule) -> str:
+    """The nft rule expression dropping `loss.probability` of one direction of one flow."""
+    ep = loss.ep
+    if loss.direction == "up":
+        src, sport, dst, dport = ep.client, ep.client_port, ep.server, ep.server_port
+    else:
+        src, sport, dst, dport = ep.server, ep.server_port, ep.client, ep.client_port
+    fam = "ip" if ipaddress.ip_address(src).version == 4 else "ip6"
+    l4 = "tcp" if ep.proto == 6 else "udp"
+    threshold = round(loss.probability * SCALE)
+    return (
+        f"{fam} saddr {src} {fam} daddr {dst} {l4} sport {sport} {l4} dport {dport} "
+        f"numgen random mod {SCALE} < {threshold} counter drop"
+    )
+
 
 class NftLoss:
-    def __init__(self, table: str, subscriber_if: str, upstream_if: str) -> None:
+    def __init__(
+        self,
+        table: str,
+        subscriber_if: str,
+        upstream_if: str,
+        *,
+        runner: Runner = run_nft,
+        log: Callable[..., None] | None = None,
+    ) -> None:
         self.table = table
         self.interfaces = {"down": subscriber_if, "up": upstream_if}
-        self._handles: dict[tuple[object, str], int] = {}
-        self._lock = threading.Lock()
+        self._run = runner
+        self._log = log or (lambda event, **fields: None)
+        self._handles: dict[tuple[FlowEndpoints, str], int] = {}
         self._ready = False
+        self._queue: queue.Queue[LossAdd | LossRemove | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="tspulab-nft", daemon=True)
+        self._thread.start()
 
-    def _nft(self, *args: str) -> str:
-        return subprocess.run(
-            ["nft", *args], check=True, capture_output=True, text=True, timeout=10
-        ).stdout
+    # --- called from the packet path: never blocks on nft --------------------------------------
+
+    def submit(self, work: LossAdd | LossRemove) -> None:
+        self._queue.put(work)
+
+    def wait_idle(self) -> None:
+        """Block until every submitted piece of work is done (tests, shutdown)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Finish the queued work, stop the worker and delete the table."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        if self._ready:
+            self._call("delete", "table", "netdev", self.table)
+            self._ready = False
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            work = self._queue.get()
+            try:
+                if work is None:
+                    return
+                if isinstance(work, LossAdd):
+                    self._add(work.loss)
+                else:
+                    self._remove(work.ep)
+            except Exception as exc:  # one failed rule must not stop the others
+                self._log("nft-error", table=self.table, work=repr(work), error=repr(exc))
+            finally:
+                self._queue.task_done()
+
+    def _call(self, *args: str) -> str | None:
+        try:
+            return self._run(args)
+        except (subprocess.SubprocessError, OSError) as exc:
+            self._log("nft-error", table=self.table, args=list(args), error=repr(exc))
+            return None
 
     def _ensure(self) -> None:
         if self._ready:
             return
-        self._nft("add", "table", "netdev", self.table)
+        self._run(("add", "table", "netdev", self.table))
         for direction, ifname in self.interfaces.items():
-            self._nft(
-                "add", "chain", "netdev", self.table, direction,
-                f"{{ type filter hook egress device {ifname} priority 0 ; }}",
+            self._run(
+                ("add", "chain", "netdev", self.table, direction,
+                 f"{{ type filter hook egress device {ifname} priority 0 ; }}")
             )  # fmt: skip
         self._ready = True
 
-    def add(self, loss: LossRule) -> None:
-        ep = loss.ep
-        if loss.direction == "up":
-            src, sport, dst, dport = ep.client, ep.client_port, ep.server, ep.server_port
-        else:
-            src, sport, dst, dport = ep.server, ep.server_port, ep.client, ep.client_port
-        fam = "ip" if ipaddress.ip_address(src).version == 4 else "ip6"
-        l4 = "tcp" if ep.proto == 6 else "udp"
-        threshold = round(loss.probability * SCALE)
-        with self._lock:
-            self._ensure()
-            out = self._nft(
-                "--echo", "--handle", "add", "rule", "netdev", self.table, loss.direction,
-                f"{fam} saddr {src} {fam} daddr {dst} {l4} sport {sport} {l4} dport {dport} "
-                f"numgen random mod {SCALE} < {threshold} counter drop",
-            )  # fmt: skip
-            match = re.search(r"# handle (\d+)", out)
-            if match:
-                self._handles[(ep, loss.direction)] = int(match.group(1))
+    def _add(self, loss: LossRule) -> None:
+        self._ensure()
+        out = self._run(
+            ("--echo", "--handle", "add", "rule", "netdev", self.table, loss.direction,
+             rule_text(loss))
+        )  # fmt: skip
+        match = re.search(r"# handle (\d+)", out)
+        if match:
+            self._handles[(loss.ep, loss.direction)] = int(match.group(1))
 
-    def remove_flow(self, ep: object) -> None:
-        with self._lock:
-            for direction in ("up", "down"):
-                handle = self._handles.pop((ep, direction), None)
-                if handle is not None:
-                    subprocess.run(
-                        ["nft", "delete", "rule", "netdev", self.table, direction,
-                         "handle", str(handle)],
-                        check=False, capture_output=True, timeout=10,
-                    )  # fmt: skip
-
-    def close(self) -> None:
-        with self._lock:
-            if self._ready:
-                subprocess.run(
-                    ["nft", "delete", "table", "netdev", self.table],
-                    check=False,
-                    capture_output=True,
-                    timeout=10,
-                )
-                self._ready = False
+    def _remove(self, ep: FlowEndpoints) -> None:
+        for direction in ("up", "down"):
+            handle = self._handles.pop((ep, direction), None)
+            if handle is not None:
+                self._call("delete", "rule", "netdev", self.table, direction, "handle", str(handle))

@@ -36,13 +36,19 @@ COOKIE_REGISTRY = 0x7370_0001
 COOKIE_FORWARD = 0x7370_0002
 COOKIE_INSPECT = 0x7370_0003
 COOKIE_JUDGED = 0x7370_0004
-COOKIE_HOST_BLOCK = 0x7370_0005
+COOKIE_BYPASS = 0x7370_0006
+#: the inspect table's SYN rule: copies to the controller, forwards at switch speed (fast path)
+COOKIE_MIRROR = 0x7370_0007
 COOKIE_MISS = 0x7370_00FF
 
 PRIORITY_REGISTRY = 100
-PRIORITY_HOST_BLOCK = 300
 PRIORITY_JUDGED = 200
+PRIORITY_BYPASS = 400
 PRIORITY_INSPECT = 10
+PRIORITY_MIRROR = 20
+
+#: TCP flag bits, for the mirror rule's `tcp_flags` match (value, mask)
+TCP_FLAG_SYN = 0x002
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ PIPELINE: tuple[Table, ...] = (
         "judged",
         1,
         "Flows the controller has decided, one rule per direction (allow, drop, police through "
-        "a meter, or hand a direction to the controller), and time-limited host blocks.",
+        "a meter, or hand a direction to the controller); a host block's flows are drops with "
+        "the block's remaining time as hard timeout.",
         next_tables=("forward", "inspect"),
         miss="inspect",
     ),
@@ -123,7 +130,9 @@ class Meter:
 
 
 Action = Output | GotoTable | Meter
-MatchValue = int | str | tuple[str, str]
+RuleKind = Literal["registry", "forward", "miss", "inspect", "mirror", "judged", "bypass"]
+#: an exact value, or (value, mask): an address prefix as (address, netmask), flags as (int, int)
+MatchValue = int | str | tuple[str, str] | tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -137,9 +146,22 @@ class FlowRule:
     cookie: int = 0
     idle_timeout: int = 0
     hard_timeout: int = 0
-    kind: Literal["registry", "forward", "miss", "inspect", "judged", "host-block"] = "forward"
+    kind: RuleKind = "forward"
     #: ask the switch for a FlowRemoved message when the rule expires (state expiry is logged)
     notify_removed: bool = False
+
+    def __post_init__(self) -> None:
+        table(self.table)  # an unknown table name fails here, not in the switch
+        for a in self.actions:
+            if isinstance(a, GotoTable):
+                goto(self.table, a.table)  # refuses an edge the pipeline does not declare
+
+    def goto_table_id(self) -> int | None:
+        """The table id this rule continues in (checked against the pipeline), or None."""
+        for a in self.actions:
+            if isinstance(a, GotoTable):
+                return goto(self.table, a.table)
+        return None
 
     @property
     def is_drop(self) -> bool:
@@ -197,12 +219,16 @@ def registry_rules(prefixes: Iterable[IPNetwork]) -> list[FlowRule]:
     return rules
 
 
-def base_rules(ports: TspuPorts, *, inspect: bool = True) -> list[FlowRule]:
+def base_rules(ports: TspuPorts, *, inspect: bool = True, mirror: bool = False) -> list[FlowRule]:
     """Table-miss gotos, the inspection rules and the bump-in-the-wire forwarding.
 
     `inspect=False` gives the registry-only TSPU of the 2018 profile: no flow ever climbs to the
-    controller, judged stays empty.
+    controller, judged stays empty. `mirror=True` (profiles under which a packet without payload
+    cannot be dropped, `tspu_box.mirror_safe`): TCP packets with SYN set (SYN, SYN/ACK) of flows
+    not yet judged are *copied* to the controller and forwarded at once, instead of waiting for
+    the controller's packet-out: two controller round trips off every TCP connect.
     """
+    # OpenFlow 1.3's own table miss is drop: each table's declared miss is a real rule.
     misses = [
         FlowRule(
             table=t.name,
@@ -213,9 +239,25 @@ def base_rules(ports: TspuPorts, *, inspect: bool = True) -> list[FlowRule]:
             kind="miss",
         )
         for t in PIPELINE
-        if t.miss is not None and goto(t.name, t.miss) >= 0
+        if t.miss is not None
     ]
     inspection = []
+    if inspect and mirror:
+        for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+            inspection.append(
+                FlowRule(
+                    table="inspect",
+                    priority=PRIORITY_MIRROR,
+                    match=(
+                        ("eth_type", eth),
+                        ("ip_proto", IP_PROTO_TCP),
+                        ("tcp_flags", (TCP_FLAG_SYN, TCP_FLAG_SYN)),
+                    ),
+                    actions=(Output(CONTROLLER_PORT), GotoTable("forward")),
+                    cookie=COOKIE_MIRROR,
+                    kind="mirror",
+                )
+            )
     if inspect:
         for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
             for proto in (IP_PROTO_TCP, IP_PROTO_UDP):
@@ -242,11 +284,39 @@ def base_rules(ports: TspuPorts, *, inspect: bool = True) -> list[FlowRule]:
     return [*misses, *inspection, *wire]
 
 
+def bypass_rules(addresses: Iterable[str]) -> list[FlowRule]:
+    """Partial coverage (§1, load balancing): these subscribers' traffic skips the TSPU."""
+    rules = []
+    for address in addresses:
+        eth, src_f, dst_f = _ip_fields(ipaddress.ip_address(address).version)
+        for field_name in (src_f, dst_f):
+            rules.append(
+                FlowRule(
+                    table="registry",
+                    priority=PRIORITY_BYPASS,
+                    match=(("eth_type", eth), (field_name, address)),
+                    actions=(GotoTable("forward"),),
+                    cookie=COOKIE_BYPASS,
+                    kind="bypass",
+                )
+            )
+    return rules
+
+
 def tspu_rules(
-    prefixes: Sequence[IPNetwork], ports: TspuPorts, *, inspect: bool = True
+    prefixes: Sequence[IPNetwork],
+    ports: TspuPorts,
+    *,
+    inspect: bool = True,
+    mirror: bool = False,
+    bypass: Iterable[str] = (),
 ) -> list[FlowRule]:
     """Everything the TSPU switch holds when it connects: registry, inspection, forwarding."""
-    return [*base_rules(ports, inspect=inspect), *registry_rules(prefixes)]
+    return [
+        *base_rules(ports, inspect=inspect, mirror=mirror),
+        *registry_rules(prefixes),
+        *bypass_rules(bypass),
+    ]
 
 
 # --- per-flow rules for the judged table ------------------------------------------------------
@@ -317,7 +387,6 @@ def judged_rules(
             actions = (Meter(treat.meter_id), GotoTable("forward"))
         else:
             actions = (Output(CONTROLLER_PORT),)
-        goto("judged", "forward")
         rules.append(
             FlowRule(
                 table="judged",
@@ -332,19 +401,3 @@ def judged_rules(
             )
         )
     return rules
-
-
-def host_block_rules(address: str, hard_timeout: int) -> list[FlowRule]:
-    """Drop everything to and from one host for `hard_timeout` seconds (the switch expires it)."""
-    eth, src_f, dst_f = _ip_fields(ipaddress.ip_address(address).version)
-    return [
-        FlowRule(
-            table="judged",
-            priority=PRIORITY_HOST_BLOCK,
-            match=(("eth_type", eth), (field_name, address)),
-            cookie=COOKIE_HOST_BLOCK,
-            hard_timeout=hard_timeout,
-            kind="host-block",
-        )
-        for field_name in (dst_f, src_f)
-    ]

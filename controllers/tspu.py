@@ -1,20 +1,19 @@
-"""The TSPU middlebox as an os-ken (Ryu API) app: one `TspuBox` per TSPU switch (one per ISP).
+"""The TSPU middlebox as an os-ken (Ryu API) app: one pure `TspuBox` per TSPU switch (one per ISP).
 
-When a TSPU switch connects, the app installs the pipeline of `pipeline.py`: the registry's
-aggregated prefixes as drop rules, and, when the box's behaviour profile inspects bytes, a rule
-sending TCP/UDP packets of flows not yet judged to the controller. Each such packet goes through
-the pure engine (`tspulab.dpi.engine.TspuEngine`, the same object `tspulab replay --profile`
-uses); the packet's fate (forward, drop, a crafted RST) is carried out with a packet-out, and
-once the verdict is final the flow is pushed into the switch (`enforcement.plan_for`): judged
-rules, meters, loss rules. From then on none of the flow's packets reach the controller.
+Each handler turns an OpenFlow event into a `switch_events` value, hands it to the switch's box
+and sends what the box returns from one place (`_send`): OpenFlow messages to the datapath, loss
+rules to the nftables worker. Decisions, rules, packet-outs and RSTs all come from the box
+(`tspu_box.py`, unit-tested against a flow table model without a switch); this file only moves
+messages, as FAUCET's faucet.py does for its valves.
 
-The app stays thin (STYLE.md): decisions come from the engine, rule descriptions from pure
-modules, per-switch state from `tspu_box.TspuBox`; this file only moves messages.
+A switch the app does not know, a packet-in it cannot judge, an error the switch reports: each
+is logged and counted, and the app goes on serving the other switches.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,21 +22,30 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
+    HANDSHAKE_DISPATCHER,
     MAIN_DISPATCHER,
     set_ev_cls,
 )
 from os_ken.ofproto import ofproto_v1_3
+from os_ken.ofproto.ofproto_parser import MsgBase
 
-from tspulab.controllers import craft
 from tspulab.controllers.config import ControllerConfig, read_registry
 from tspulab.controllers.control import ControlServer
+from tspulab.controllers.enforcement import LossAdd, LossRemove
 from tspulab.controllers.events import EventLog, guarded
-from tspulab.controllers.ofmsgs import delete_all_flows, delete_all_meters, flow_mod, meter_mod
-from tspulab.controllers.pipeline import registry_rules
+from tspulab.controllers.nftloss import NftLoss
+from tspulab.controllers.switch_events import (
+    BarrierReply,
+    Event,
+    FlowRemoved,
+    PacketIn,
+    ProfileChange,
+    RegistryChange,
+    SwitchDown,
+    SwitchError,
+    SwitchUp,
+)
 from tspulab.controllers.tspu_box import TspuBox, endpoints, profile_inspects
-from tspulab.dpi.engine import Decision
-from tspulab.dpi.registry import diff
-from tspulab.dpi.verdict import Fate
 
 __all__ = ["TspuApp", "endpoints", "profile_inspects"]
 
@@ -50,195 +58,149 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
         self.config = ControllerConfig.from_env()
         self.event_log = EventLog(self.config.events_log)
         self.datapaths: dict[int, Any] = {}
-        self._install_started: dict[int, float] = {}
-        self.boxes = {t.dpid: TspuBox(t) for t in self.config.tspus}
+        self.boxes = {t.dpid: TspuBox(t, self.event_log.write) for t in self.config.tspus}
+        self.nft = {
+            t.dpid: NftLoss(t.nft_table, t.subscriber_if, t.upstream_if, log=self.event_log.write)
+            for t in self.config.tspus
+            if t.nft_table
+        }
+        #: events for switches that are not TSPUs of this run (the learning switch's)
+        self.ignored: Counter[str] = Counter()
         sockets = {t.control_socket for t in self.config.tspus if t.control_socket}
         self.controls = [ControlServer(path, self._command) for path in sockets]
+
+    # --- the one place that sends -------------------------------------------------------------
+
+    def _handle(self, dpid: int, event: Event) -> list[Any]:
+        box = self.boxes.get(dpid)
+        if box is None:
+            self.ignored[type(event).__name__] += 1
+            return []
+        with box.lock:
+            out: list[Any] = box.handle(time.time(), event)
+        self._send(dpid, out)
+        return out
+
+    def _send(self, dpid: int, out: list[Any]) -> None:
+        datapath = self.datapaths.get(dpid)
+        for item in out:
+            if isinstance(item, MsgBase):
+                if datapath is None:
+                    continue  # not connected: the next SwitchUp rebuilds the switch whole
+                item.datapath = datapath
+                datapath.send_msg(item)
+            elif isinstance(item, LossAdd | LossRemove):
+                worker = self.nft.get(dpid)
+                if worker is not None:
+                    worker.submit(item)
+        self.event_log.flush_soon()
+
+    # --- OpenFlow events -----------------------------------------------------------------------
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
-        box = self.boxes.get(datapath.id)
-        if box is None:
-            return
-        started = time.monotonic()
-        rules = box.initial_rules()
-        datapath.send_msg(delete_all_flows(datapath))
-        datapath.send_msg(delete_all_meters(datapath))
-        for rule in rules:
-            datapath.send_msg(flow_mod(datapath, rule))
-        self._install_started[datapath.id] = started
-        datapath.send_msg(datapath.ofproto_parser.OFPBarrierRequest(datapath))
-        self.event_log.write(
-            "tspu-rules-sent", dpid=datapath.id, tspu=box.config.name, rules=len(rules),
-            registry_prefixes=len(box.registry.aggregated_prefixes()), inspects=box.inspects,
-            profile=box.profile_name,
-        )  # fmt: skip
+        self.datapaths[datapath.id] = datapath
+        self._handle(datapath.id, SwitchUp())
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def barrier_reply(self, ev: Any) -> None:
-        dpid = ev.msg.datapath.id
-        started = self._install_started.pop(dpid, None)
-        if started is not None:
-            self.event_log.write(
-                "tspu-rules-installed", dpid=dpid, seconds=round(time.monotonic() - started, 4)
-            )
-
-    # --- the inspection path ------------------------------------------------------------------
+        self._handle(ev.msg.datapath.id, BarrierReply())
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
     def packet_in(self, ev: Any) -> None:
         msg = ev.msg
-        datapath = msg.datapath
-        box = self.boxes.get(datapath.id)
-        if box is None:
-            return
-        if box.engine is None:
-            self.event_log.write("tspu-unexpected-packet-in", dpid=datapath.id)
-            return
-        ports = box.config.ports
-        in_port = msg.match["in_port"]
-        from_sub = in_port == ports.subscriber
-        out_port = ports.upstream if from_sub else ports.subscriber
-        frame = bytes(msg.data)
-        with box.lock:
-            decision = box.judge(frame, time.time(), from_sub)
-            # Rules first: the switch handles messages in order, so the reply to the packet sent
-            # on below already meets the flow's rule instead of climbing to the controller.
-            plan = box.take_over(decision)
-            if plan is not None:
-                for meter in plan.meters:
-                    datapath.send_msg(meter_mod(datapath, meter))
-                for rule in plan.rules:
-                    datapath.send_msg(flow_mod(datapath, rule))
-            self._carry_out(datapath, decision, frame, in_port, out_port)
-            event = box.verdict_event(decision)
-            if event is not None:
-                self.event_log.write("verdict", **event)
-            for detection in box.new_detections():
-                self.event_log.write("detect", **detection)
-
-    def _carry_out(
-        self, datapath: Any, d: Decision, frame: bytes, in_port: int, out_port: int
-    ) -> None:
-        if d.fate is Fate.FORWARD:
-            self._packet_out(datapath, frame, in_port, out_port)
-        elif d.fate is Fate.RESET:
-            v = d.verdict
-            if v.reset_mode == "rewrite":
-                rst = craft.rst_replacing(frame)
-                if rst is not None:
-                    self._packet_out(datapath, rst, in_port, out_port)
-                return
-            # inject: the trigger is dropped; RSTs go to the side(s) the profile names
-            from_client = d.flow is not None and d.flow.from_client
-            to_client = v.reset_side in ("client", "both")
-            to_server = v.reset_side in ("server", "both")
-            for wanted, towards_sender in ((to_client, from_client), (to_server, not from_client)):
-                if not wanted:
-                    continue
-                rst = craft.rst_to_sender(frame) if towards_sender else craft.rst_to_receiver(frame)
-                if rst is not None:
-                    self._packet_out(
-                        datapath, rst, in_port, in_port if towards_sender else out_port
-                    )
-
-    def _packet_out(self, datapath: Any, data: bytes, in_port: int, out_port: int) -> None:
-        ofp, parser = datapath.ofproto, datapath.ofproto_parser
-        port = ofp.OFPP_IN_PORT if out_port == in_port else out_port
-        datapath.send_msg(
-            parser.OFPPacketOut(
-                datapath=datapath,
-                buffer_id=ofp.OFP_NO_BUFFER,
-                in_port=in_port,
-                actions=[parser.OFPActionOutput(port)],
+        data = bytes(msg.data or b"")
+        self._handle(
+            msg.datapath.id,
+            PacketIn(
                 data=data,
-            )
+                in_port=msg.match.get("in_port"),
+                total_len=msg.total_len if msg.total_len is not None else len(data),
+                cookie=msg.cookie or 0,
+                reason=msg.reason or 0,
+                table_id=msg.table_id or 0,
+            ),
         )
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @guarded
     def flow_removed(self, ev: Any) -> None:
         msg = ev.msg
-        box = self.boxes.get(msg.datapath.id)
-        if box is None:
+        event = FlowRemoved(dict(msg.match.items()), msg.reason, msg.cookie)
+        self._handle(msg.datapath.id, event)
+
+    @set_ev_cls(
+        ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER]
+    )
+    @guarded
+    def error_msg(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        if dpid not in self.boxes:
+            self.event_log.write("switch-error", dpid=dpid, type=msg.type, code=msg.code)
+            self.ignored["SwitchError"] += 1
             return
-        with box.lock:
-            gone = box.forget(dict(msg.match.items()))
-        if gone is not None:
-            ep, plan = gone
-            for meter in plan.meters:
-                msg.datapath.send_msg(meter_mod(msg.datapath, meter, "delete"))
-            self.event_log.write(
-                "flow-expired", tspu=box.config.name, flow=ep.__dict__, reason=msg.reason
-            )
-
-    # --- run-time changes ---------------------------------------------------------------------
-
-    def _targets(self, command: dict[str, Any]) -> list[TspuBox]:
-        dpid = command.get("dpid")
-        return [b for d, b in self.boxes.items() if dpid is None or d == dpid]
-
-    def _command(self, command: dict[str, Any]) -> dict[str, Any]:
-        cmd = command.get("cmd")
-        if cmd == "stats":
-            boxes = self._targets(command)
-            return {
-                "ok": True,
-                "packet_ins": sum(b.packet_ins for b in boxes),
-                "judged": sum(len(b.installed) for b in boxes),
-            }
-        if cmd == "registry":
-            results = [
-                self._registry_update(b, Path(command["file"])) for b in self._targets(command)
-            ]
-            return (
-                {"ok": True, **results[0]} if len(results) == 1 else {"ok": True, "tspus": results}
-            )
-        if cmd == "profile":
-            for box in self._targets(command):
-                with box.lock:
-                    box.set_profile(command["name"])
-                self.event_log.write(
-                    "profile-change", tspu=box.config.name, profile=command["name"]
-                )
-            return {"ok": True}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
-
-    def _registry_update(self, box: TspuBox, path: Path) -> dict[str, Any]:
-        """Apply a new registry version as a diff: add the new prefixes' rules before deleting
-        the old ones (no address is briefly unblocked); judged flows are left alone."""
-        new = read_registry(path)
-        started = time.monotonic()
-        with box.lock:
-            change = diff(box.registry, new)
-            datapath = self.datapaths.get(box.config.dpid)
-            if datapath is not None:
-                for rule in registry_rules(change.add_prefixes):
-                    datapath.send_msg(flow_mod(datapath, rule))
-                for rule in registry_rules(change.remove_prefixes):
-                    datapath.send_msg(flow_mod(datapath, rule, "delete"))
-                datapath.send_msg(datapath.ofproto_parser.OFPBarrierRequest(datapath))
-            box.set_registry(new)
-        result = {
-            "tspu": box.config.name,
-            "added": len(change.add_prefixes),
-            "removed": len(change.remove_prefixes),
-            "seconds": round(time.monotonic() - started, 4),
-        }
-        self.event_log.write("registry-update", file=str(path), **result)
-        return result
+        self._handle(dpid, SwitchError(msg.type, msg.code, bytes(msg.data or b"")))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @guarded
     def state_change(self, ev: Any) -> None:
         datapath = ev.datapath
+        if datapath.id is None:
+            return  # the connection died before the switch said who it is
         if ev.state == MAIN_DISPATCHER:
             self.datapaths[datapath.id] = datapath
             self.event_log.write("switch-up", dpid=datapath.id, tspu=datapath.id in self.boxes)
-        elif ev.state == DEAD_DISPATCHER and datapath.id in self.datapaths:
-            del self.datapaths[datapath.id]
+        elif ev.state == DEAD_DISPATCHER:
             self.event_log.write("switch-down", dpid=datapath.id)
+            # a reconnect may already have registered the new connection: only this one goes
+            dpid = datapath.id
+            if self.datapaths.get(dpid) is datapath:
+                del self.datapaths[dpid]
+                self._handle(dpid, SwitchDown())
+
+    # --- run-time changes (the control thread) ------------------------------------------------
+
+    def _targets(self, command: dict[str, Any]) -> list[int]:
+        dpid = command.get("dpid")
+        return [d for d in self.boxes if dpid is None or d == dpid]
+
+    def _command(self, command: dict[str, Any]) -> dict[str, Any]:
+        cmd = command.get("cmd")
+        if cmd == "stats":
+            stats = Counter[str]()
+            for dpid in self._targets(command):
+                box = self.boxes[dpid]
+                with box.lock:
+                    stats.update(box.stats())
+            return {"ok": True, **stats}
+        if cmd == "registry":
+            path = Path(command["file"])
+            registry = read_registry(path)
+            results = []
+            for dpid in self._targets(command):
+                started = time.monotonic()
+                self._handle(dpid, RegistryChange(registry, path))
+                added, removed = self.boxes[dpid].last_registry_change
+                result = {
+                    "tspu": self.boxes[dpid].config.name,
+                    "added": added,
+                    "removed": removed,
+                    "seconds": round(time.monotonic() - started, 4),
+                }
+                self.event_log.write("registry-update", file=str(path), **result)
+                results.append(result)
+            self.event_log.flush()
+            if len(results) == 1:
+                return {"ok": True, **results[0]}
+            return {"ok": True, "tspus": results}
+        if cmd == "profile":
+            for dpid in self._targets(command):
+                self._handle(dpid, ProfileChange(command["name"]))
+            self.event_log.flush()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}

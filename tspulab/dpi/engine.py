@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -52,9 +53,22 @@ from tspulab.dpi.policy import Context, HostBlock, Observation, evaluate, text
 from tspulab.dpi.profile import Profile
 from tspulab.dpi.reassembly import ReassemblyMode, find_client_hello, looks_like_tls_record
 from tspulab.dpi.registry import Registry
-from tspulab.dpi.verdict import Action, Fate, Verdict
+from tspulab.dpi.verdict import (
+    Allow,
+    Detect,
+    Drop,
+    DropAfter,
+    Fate,
+    FreezeAfterBytes,
+    Police,
+    Reset,
+    Verdict,
+)
+from tspulab.dpi.verdict import HostBlock as HostBlockVerdict
 
-_NOT_IP = Verdict(Action.ALLOW, True, "not decodable as IP: forwarded", None)
+_NOT_IP = Allow(True, "not decodable as IP: forwarded", None)
+#: detect events kept until drained (a live box drains them every packet-in)
+DETECTIONS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,8 @@ class Decision:
     packet: Packet | None
     fate: Fate = Fate.FORWARD
     """What happens to this very packet under the verdict."""
+    first_final: bool = False
+    """This packet made the flow's verdict final (a controller logs the verdict once, here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +99,8 @@ class DetectEvent:
 
 
 @dataclass(slots=True)
-class _Judged:
-    """The engine's per-flow state beside the flow table's."""
+class Judgement:
+    """The engine's per-flow record, kept on the flow (``FlowState.judgement``)."""
 
     flow: FlowState
     verdict: Verdict
@@ -125,8 +141,8 @@ class TspuEngine:
         self.classifier = Classifier(
             spec.inspection.reassembly.value, tor_relays, profile.budget.hi
         )
-        self.detections: list[DetectEvent] = []
-        self._judged: dict[tuple[int, bytes, int, bytes, int], _Judged] = {}
+        self.detections: deque[DetectEvent] = deque(maxlen=DETECTIONS_KEPT)
+        """Detect events not yet drained, oldest first (bounded: the oldest fall off)."""
         insp = spec.inspection
         self._udp_budget = insp.udp_budget_packets.value if insp.udp_budget_packets else None
         self._opaque = (
@@ -163,15 +179,16 @@ class TspuEngine:
     ) -> Decision:
         """``process`` for an already decoded packet."""
         flow = self.table.lookup(pkt, now)
-        judged = self._judged.get(flow.key)
-        if judged is not None and judged.flow is flow and judged.verdict.final:
+        judged = flow.judgement
+        if judged is not None and judged.verdict.final:
             return Decision(
                 flow, judged.verdict, judged.classification, pkt, self._enforce(judged, pkt, now)
             )
-        if judged is None or judged.flow is not flow:
-            judged = self._new(flow, pkt, now, judged, from_subscriber_side)
+        if judged is None:
+            judged = self._new(flow, pkt, now, from_subscriber_side)
             if judged.verdict.final:
-                return Decision(flow, judged.verdict, None, pkt, self._enforce(judged, pkt, now))
+                fate = self._enforce(judged, pkt, now)
+                return Decision(flow, judged.verdict, None, pkt, fate, first_final=True)
         return self._inspect(judged, pkt, now)
 
     def set_registry(self, registry: Registry) -> None:
@@ -184,12 +201,16 @@ class TspuEngine:
         return self.table.flows()
 
     def verdict_of(self, flow: FlowState) -> Verdict | None:
-        judged = self._judged.get(flow.key)
-        return judged.verdict if judged is not None and judged.flow is flow else None
+        return flow.judgement.verdict if flow.judgement is not None else None
 
     def classification_of(self, flow: FlowState) -> Classification | None:
-        judged = self._judged.get(flow.key)
-        return judged.classification if judged is not None and judged.flow is flow else None
+        return flow.judgement.classification if flow.judgement is not None else None
+
+    def drain_detections(self) -> list[DetectEvent]:
+        """The detect events since the last drain, oldest first."""
+        out = list(self.detections)
+        self.detections.clear()
+        return out
 
     # --- new flows --------------------------------------------------------------------------
 
@@ -198,10 +219,9 @@ class TspuEngine:
         flow: FlowState,
         pkt: Packet,
         now: float,
-        previous: _Judged | None,
         from_subscriber_side: bool | None,
-    ) -> _Judged:
-        self._forget_expired()
+    ) -> Judgement:
+        previous = self._replaced(flow)
         if from_subscriber_side is not None and flow.packets == 1:
             sender_is_client = pkt.src == flow.client_addr and pkt.sport == flow.client_port
             flow.initiated_inside = from_subscriber_side == sender_is_client
@@ -212,38 +232,41 @@ class TspuEngine:
             previous is not None
             and self._survives
             and previous.verdict.final
-            and previous.verdict.action is not Action.ALLOW
+            and not isinstance(previous.verdict, Allow)
             and now - previous.flow.last_seen <= self.table.idle_timeout
         ):
             # FIN/RST do not clear the state (CP-THR §3): the new connection inherits it.
-            carried = _Judged(
+            carried = Judgement(
                 flow, previous.verdict, budget, classification=previous.classification
             )
-            self._judged[flow.key] = carried
+            flow.judgement = carried
             return carried
         verdict = evaluate(flow, None, self.ctx, now, Observation(packet=pkt))
-        judged = _Judged(flow, verdict, budget, started_at_packets=flow.packets - 1)
-        judged.tokens = [float(verdict.burst_bytes or 0)] * 2
+        judged = Judgement(flow, verdict, budget, started_at_packets=flow.packets - 1)
+        judged.tokens = [_burst(verdict)] * 2
         judged.refilled = [now, now]
-        self._judged[flow.key] = judged
-        if verdict.final and verdict.action is Action.DETECT:
+        flow.judgement = judged
+        if verdict.final and isinstance(verdict, Detect):
             judged.detected = True
             self._log_detection(judged, now)
         return judged
 
-    def _forget_expired(self) -> None:
+    def _replaced(self, flow: FlowState) -> Judgement | None:
+        """The judgement of the connection `flow` just replaced on its 5-tuple (port reuse after
+        FIN/RST), if any; the table's expired list is drained here (its flows take their state
+        with them)."""
         expired = self.table.expired
-        if not expired:
-            return
-        for old in expired:
-            judged = self._judged.get(old.key)
-            if judged is not None and judged.flow is old:
-                del self._judged[old.key]
+        previous = None
+        for old in reversed(expired):
+            if old.key == flow.key and old is not flow:
+                previous = old.judgement
+                break
         expired.clear()
+        return previous
 
     # --- inspection -------------------------------------------------------------------------
 
-    def _inspect(self, judged: _Judged, pkt: Packet, now: float) -> Decision:
+    def _inspect(self, judged: Judgement, pkt: Packet, now: float) -> Decision:
         flow = judged.flow
         has_payload = bool(pkt.payload) and pkt.has_l4
         if has_payload:
@@ -259,7 +282,7 @@ class TspuEngine:
             reason = (
                 f"SYN from the server side (split handshake) ends inspection ({syn_rule.source})"
             )
-            return self._settle(judged, pkt, now, Verdict(Action.ALLOW, True, reason, None))
+            return self._settle(judged, pkt, now, Allow(True, reason, None))
         if self._opaque is not None and has_payload and judged.payload_packets == 1:
             data = pkt.payload
             opaque = not (
@@ -272,7 +295,7 @@ class TspuEngine:
                     f"first payload packet of {len(data)} B is not TLS, HTTP or SOCKS: "
                     f"inspection ends ({size_rule.source})"
                 )
-                return self._settle(judged, pkt, now, Verdict(Action.ALLOW, True, reason, None))
+                return self._settle(judged, pkt, now, Allow(True, reason, None))
         classification = self.classifier.observe(pkt, flow, now)
         fresh = classification is not None and judged.classification is not classification
         if fresh:
@@ -287,7 +310,7 @@ class TspuEngine:
             self._rearm
             and fresh
             and not spent
-            and verdict.action is Action.ALLOW
+            and isinstance(verdict, Allow)
             and verdict.rule is None
             and judged.classification is not None
         ):
@@ -295,8 +318,8 @@ class TspuEngine:
             _rearm_classifier(flow)
             judged.classification = None
             judged.hello_in_one_segment = True
-            verdict = Verdict(
-                Action.ALLOW, False, f"inspecting: {judged.payload_packets} of {judged.budget} "
+            verdict = Allow(
+                False, f"inspecting: {judged.payload_packets} of {judged.budget} "
                 "payload packets seen, no rule matched yet", None,
             )  # fmt: skip
         elif not verdict.final and spent:
@@ -306,56 +329,53 @@ class TspuEngine:
             )  # fmt: skip
         return self._settle(judged, pkt, now, verdict)
 
-    def _settle(self, judged: _Judged, pkt: Packet, now: float, verdict: Verdict) -> Decision:
+    def _settle(self, judged: Judgement, pkt: Packet, now: float, verdict: Verdict) -> Decision:
         previous = judged.verdict
-        if verdict.action is not previous.action or verdict.rule != previous.rule:
+        if type(verdict) is not type(previous) or verdict.rule != previous.rule:
             judged.started_at_packets = judged.flow.packets - 1
-            judged.tokens = [float(verdict.burst_bytes or 0)] * 2
+            judged.tokens = [_burst(verdict)] * 2
             judged.refilled = [now, now]
         judged.verdict = verdict
-        if verdict.final and verdict.action is Action.DETECT and not judged.detected:
+        if verdict.final and isinstance(verdict, Detect) and not judged.detected:
             judged.detected = True
             self._log_detection(judged, now)
+        fate = self._enforce(judged, pkt, now)
         return Decision(
-            judged.flow, verdict, judged.classification, pkt, self._enforce(judged, pkt, now)
+            judged.flow, verdict, judged.classification, pkt, fate, first_final=verdict.final
         )
 
     # --- enforcement ------------------------------------------------------------------------
 
-    def _enforce(self, judged: _Judged, pkt: Packet, now: float) -> Fate:
+    def _enforce(self, judged: Judgement, pkt: Packet, now: float) -> Fate:
         v = judged.verdict
         flow = judged.flow
         from_client = flow.from_client
         if not from_client and pkt.has_l4:
             judged.server_payload += len(pkt.payload)
-        action = v.action
-        if action is Action.ALLOW or action is Action.DETECT:
+        if isinstance(v, Allow | Detect):
             return Fate.FORWARD
-        if action is Action.DROP:
+        if isinstance(v, Drop):
             return Fate.DROP
-        if action is Action.DROP_AFTER:
+        if isinstance(v, DropAfter):
             passed = flow.packets - judged.started_at_packets - 1  # packets after the trigger
-            return Fate.FORWARD if passed <= (v.after_packets or 0) else Fate.DROP
-        if action is Action.RESET:
-            return self._reset(judged, from_client)
+            return Fate.FORWARD if passed <= v.after_packets else Fate.DROP
+        if isinstance(v, Reset):
+            return self._reset(judged, v, from_client)
+        if isinstance(v, HostBlockVerdict):
+            self._host_block(judged, v, now)
+            return Fate.FORWARD
+        if isinstance(v, FreezeAfterBytes):
+            frozen = not from_client and judged.server_payload > v.freeze_bytes
+            return Fate.DROP if frozen else Fate.FORWARD
         if not _in_direction(v.direction, from_client):
             return Fate.FORWARD
-        if action is Action.POLICE:
-            return self._police(judged, pkt, now, 0 if from_client else 1)
-        if action is Action.RANDOM_LOSS:
-            if judged.rng is None:
-                judged.rng = random.Random(_flow_seed(self.profile.spec.seed.value, flow))
-            return Fate.DROP if judged.rng.random() < (v.loss or 0.0) else Fate.FORWARD
-        if action is Action.FREEZE_AFTER_BYTES:
-            frozen = not from_client and judged.server_payload > (v.freeze_bytes or 0)
-            return Fate.DROP if frozen else Fate.FORWARD
-        if action is Action.HOST_BLOCK:
-            self._host_block(judged, now)
-            return Fate.FORWARD
-        return Fate.FORWARD
+        if isinstance(v, Police):
+            return self._police(judged, v, pkt, now, 0 if from_client else 1)
+        if judged.rng is None:  # RandomLoss
+            judged.rng = random.Random(_flow_seed(self.profile.spec.seed.value, flow))
+        return Fate.DROP if judged.rng.random() < v.loss else Fate.FORWARD
 
-    def _reset(self, judged: _Judged, from_client: bool) -> Fate:
-        v = judged.verdict
+    def _reset(self, judged: Judgement, v: Reset, from_client: bool) -> Fate:
         if judged.reset_sent:
             return Fate.DROP  # the connection is over for the client; leftovers go nowhere
         if v.reset_mode == "rewrite":
@@ -371,10 +391,9 @@ class TspuEngine:
         judged.reset_sent = True  # inject: the trigger is answered by RSTs in its place
         return Fate.RESET
 
-    def _police(self, judged: _Judged, pkt: Packet, now: float, d: int) -> Fate:
-        v = judged.verdict
-        rate = (v.rate_bps or 0) / 8.0
-        burst = float(v.burst_bytes or 0)
+    def _police(self, judged: Judgement, v: Police, pkt: Packet, now: float, d: int) -> Fate:
+        rate = v.rate_bps / 8.0
+        burst = float(v.burst_bytes)
         tokens = min(burst, judged.tokens[d] + (now - judged.refilled[d]) * rate)
         judged.refilled[d] = now
         if tokens >= pkt.ip_len:
@@ -383,18 +402,17 @@ class TspuEngine:
         judged.tokens[d] = tokens
         return Fate.DROP
 
-    def _host_block(self, judged: _Judged, now: float) -> None:
-        v = judged.verdict
+    def _host_block(self, judged: Judgement, v: HostBlockVerdict, now: float) -> None:
         flow = judged.flow
-        assert v.target_set is not None and v.rule is not None
         blocks = self.host_blocks.setdefault(flow.client_addr, [])
-        until = now + (v.duration_s or 0.0)
-        block = HostBlock(v.target_set, v.target_ports, v.target_transport, until, v.rule, now)
+        until = now + v.duration_s
+        rule = v.rule or ""
+        block = HostBlock(v.target_set, v.target_ports, v.target_transport, until, rule, now)
         # Sending again renews the block (§5.8): replace the one of the same rule and target.
-        blocks[:] = [b for b in blocks if (b.rule, b.target_set) != (v.rule, v.target_set)]
+        blocks[:] = [b for b in blocks if (b.rule, b.target_set) != (rule, v.target_set)]
         blocks.append(block)
 
-    def _log_detection(self, judged: _Judged, now: float) -> None:
+    def _log_detection(self, judged: Judgement, now: float) -> None:
         flow = judged.flow
         c = judged.classification
         self.detections.append(
@@ -408,6 +426,10 @@ class TspuEngine:
                 transport={PROTO_TCP: "tcp", PROTO_UDP: "udp"}.get(flow.proto, str(flow.proto)),
             )
         )
+
+
+def _burst(verdict: Verdict) -> float:
+    return float(verdict.burst_bytes) if isinstance(verdict, Police) else 0.0
 
 
 def _in_direction(direction: str, from_client: bool) -> bool:

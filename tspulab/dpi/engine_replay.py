@@ -60,6 +60,8 @@ def replay_with_profile(
     for ts, linktype, frame in frames:
         result.frames += 1
         decision = engine.process(frame, ts, linktype=linktype)
+        if engine.detections:  # drained as they come: the engine keeps a bounded backlog
+            result.detections += engine.drain_detections()
         flow = decision.flow
         if flow is None:
             result.undecoded += 1
@@ -71,5 +73,4 @@ def replay_with_profile(
         entry.verdict = decision.verdict
         entry.classification = decision.classification or entry.classification
         entry.fates[decision.fate.value] = entry.fates.get(decision.fate.value, 0) + 1
-    result.detections = list(engine.detections)
     return result

@@ -30,7 +30,21 @@ from tspulab.dpi.flow import FlowState
 from tspulab.dpi.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
 from tspulab.dpi.profile import REGISTRY, IntRange, Profile, QuicInitialRule, RuleSpec
 from tspulab.dpi.registry import Registry
-from tspulab.dpi.verdict import Action, Verdict
+from tspulab.dpi.verdict import (
+    Action,
+    Allow,
+    Detect,
+    Drop,
+    DropAfter,
+    FreezeAfterBytes,
+    Police,
+    RandomLoss,
+    Reset,
+    Verdict,
+)
+from tspulab.dpi.verdict import (
+    HostBlock as HostBlockVerdict,
+)
 
 _TRANSPORTS = {"tcp": (PROTO_TCP,), "udp": (PROTO_UDP,), "icmp": (PROTO_ICMP, PROTO_ICMPV6)}
 
@@ -114,17 +128,17 @@ def evaluate(
         if held:
             return _verdict(rule, what, flow, ctx, final=pending is None)
     if pending is not None:
-        return Verdict(
-            Action.ALLOW, False, f"inspecting: rule {pending.id} not decided yet", None,
+        return Allow(
+            False, f"inspecting: rule {pending.id} not decided yet", None,
             idle_timeout_s=_idle(ctx),
         )  # fmt: skip
     if not flow.initiated_inside and ctx.profile.spec.inspection.inside_initiated_only.value:
         source = ctx.profile.spec.inspection.inside_initiated_only.source
-        return Verdict(
-            Action.ALLOW, True, f"outside-initiated flows are not judged ({source})", None,
+        return Allow(
+            True, f"outside-initiated flows are not judged ({source})", None,
             idle_timeout_s=_idle(ctx),
         )  # fmt: skip
-    return Verdict(Action.ALLOW, True, "no rule matched", None, idle_timeout_s=_idle(ctx))
+    return Allow(True, "no rule matched", None, idle_timeout_s=_idle(ctx))
 
 
 def _idle(ctx: Context) -> float:
@@ -150,8 +164,8 @@ def _host_blocked(flow: FlowState, ctx: Context, now: float) -> Verdict | None:
         entry = ctx.set_of(block.target_set).contains_address(flow.server_addr)
         if entry is None:
             continue
-        return Verdict(
-            Action.DROP, True,
+        return Drop(
+            True,
             f"host block by rule {block.rule} since t={block.since:g}: {text(flow.server_addr)} "
             f"in set {block.target_set} ({entry.network}) until t={block.until:g}",
             block.rule, scope="client-host", hard_timeout_s=block.until - now,
@@ -275,33 +289,53 @@ def _verdict(
     rule: RuleSpec, what: list[str], flow: FlowState, ctx: Context, final: bool
 ) -> Verdict:
     a = rule.action
-    scale = ctx.time_scale
     reason = f"{rule.title} ({rule.source}): " + ("; ".join(what) or "matched")
-    after = None
-    if a.after_packets is not None:
+    idle = _idle(ctx)
+    kind = a.kind
+    if kind is Action.ALLOW:
+        return Allow(final, reason, rule.id, idle_timeout_s=idle)
+    if kind is Action.DETECT:
+        return Detect(final, reason, rule.id, idle_timeout_s=idle)
+    if kind is Action.DROP:
+        return Drop(final, reason, rule.id, idle_timeout_s=idle)
+    # the profile loader guarantees each action's parameters (profile._ACTION_PARAMS)
+    if kind is Action.RESET:
+        assert a.reset_side is not None and a.reset_mode is not None
+        return Reset(
+            final, reason, rule.id, idle_timeout_s=idle,
+            reset_side=a.reset_side.value, reset_mode=a.reset_mode.value,
+        )  # fmt: skip
+    if kind is Action.DROP_AFTER:
+        assert a.after_packets is not None
         after = IntRange.of(a.after_packets.value).pick(
             ctx.profile.spec.seed.value, rule.id, flow.key
         )
-    return Verdict(
-        action=a.kind,
-        final=final,
-        reason=reason,
-        rule=rule.id,
-        reset_side=a.reset_side.value if a.reset_side else None,
-        reset_mode=a.reset_mode.value if a.reset_mode else None,
-        after_packets=after,
-        rate_bps=a.rate_bps.value if a.rate_bps else None,
-        burst_bytes=a.burst_bytes.value if a.burst_bytes else None,
-        direction=a.direction.value if a.direction else "both",
-        loss=a.loss.value if a.loss else None,
-        freeze_bytes=a.freeze_bytes.value if a.freeze_bytes else None,
-        duration_s=a.duration_s.value * scale if a.duration_s else None,
-        scope=a.scope.value if a.scope else "flow",
-        target_set=a.target_set,
+        return DropAfter(final, reason, rule.id, idle_timeout_s=idle, after_packets=after)
+    direction = a.direction.value if a.direction else "both"
+    if kind is Action.POLICE:
+        assert a.rate_bps is not None and a.burst_bytes is not None
+        return Police(
+            final, reason, rule.id, idle_timeout_s=idle, rate_bps=a.rate_bps.value,
+            burst_bytes=a.burst_bytes.value, direction=direction,
+        )  # fmt: skip
+    if kind is Action.RANDOM_LOSS:
+        assert a.loss is not None
+        return RandomLoss(
+            final, reason, rule.id, idle_timeout_s=idle, loss=a.loss.value, direction=direction
+        )
+    if kind is Action.FREEZE_AFTER_BYTES:
+        assert a.freeze_bytes is not None
+        return FreezeAfterBytes(
+            final, reason, rule.id, idle_timeout_s=idle, freeze_bytes=a.freeze_bytes.value
+        )
+    assert kind is Action.HOST_BLOCK and a.duration_s is not None and a.target_set is not None
+    return HostBlockVerdict(
+        final, reason, rule.id, idle_timeout_s=idle,
+        duration_s=a.duration_s.value * ctx.time_scale, target_set=a.target_set,
+        scope=a.scope.value if a.scope else "client-host",
         target_ports=tuple(a.target_ports.value) if a.target_ports else (),
         target_transport=a.target_transport.value if a.target_transport else None,
-        idle_timeout_s=_idle(ctx),
-    )
+    )  # fmt: skip
 
 
 def text(addr: bytes) -> str:

@@ -1,6 +1,10 @@
 """What the TSPU decides about a flow, as data a switch can later carry out.
 
-A ``Verdict`` is declarative: it names an action and its parameters (a rate and burst for a
+A ``Verdict`` is declarative and tagged: one type per action (``Allow``, ``Drop``, ``Reset``,
+``DropAfter``, ``Police``, ``RandomLoss``, ``FreezeAfterBytes``, ``HostBlock``, ``Detect``),
+each carrying only that action's parameters (``Verdict`` is their union; ``action`` names the
+type's ``Action``), so a reader matches on the type instead of testing optional fields. It names
+an action and its parameters (a rate and burst for a
 policer, a byte count for a freeze, a duration and scope for a host block) rather than holding
 code, so the controller can turn it into OpenFlow 1.3 state (drop rules, meters, packet-outs of a
 RST, timers) and a replay can print it. ``final`` says whether the box has made up its mind: a
@@ -28,8 +32,9 @@ detect               the flow passes; subscriber, protocol and time are logged (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, fields
 from enum import StrEnum
+from typing import ClassVar
 
 
 class Action(StrEnum):
@@ -58,43 +63,17 @@ SCOPES = ("flow", "server-host", "client-host")
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """The decision about one flow (see the module docstring for the actions)."""
+class _Verdict:
+    """What every verdict has; the action's own parameters are in the subclasses."""
 
-    action: Action
+    action: ClassVar[Action]
     final: bool
     """True: the decision is made and the switch can take over the flow; False: keep inspecting."""
     reason: str
     """Human text with the tspu-behaviour.md section, e.g. "SNI-II (§2.2): twitter.com ..."."""
     rule: str | None
     """The profile rule id (and registry entry, when one matched)."""
-    reset_side: str | None = None
-    """RESET: who receives the RST, "client" | "server" | "both"."""
-    reset_mode: str | None = None
-    """RESET: "inject" (a RST sent beside the packets) or "rewrite" (a packet replaced by it)."""
-    after_packets: int | None = None
-    """DROP_AFTER: packets still forwarded (both directions counted) after the trigger."""
-    rate_bps: int | None = None
-    """POLICE: token rate in bits per second, per direction (see ``direction``)."""
-    burst_bytes: int | None = None
-    """POLICE: bucket depth in bytes."""
-    direction: str = "both"
-    """POLICE / RANDOM_LOSS / FREEZE: "both" | "client-to-server" | "server-to-client"."""
-    loss: float | None = None
-    """RANDOM_LOSS: drop probability per packet in ``direction``."""
-    freeze_bytes: int | None = None
-    """FREEZE_AFTER_BYTES: server->client L4 payload bytes forwarded before the freeze."""
-    duration_s: float | None = None
-    """HOST_BLOCK: how long the block lasts (already multiplied by the engine's time scale)."""
-    scope: str = "flow"
-    """"flow" | "server-host" | "client-host": what a HOST_BLOCK (or a drop) covers. For
-    "client-host", the subscriber (the flow's client) is blocked from ``target_set``."""
-    target_set: str | None = None
-    """HOST_BLOCK: the profile address set the block covers (e.g. "ovh")."""
-    target_ports: tuple[int, ...] = ()
-    """HOST_BLOCK: destination ports covered (empty: all)."""
-    target_transport: str | None = None
-    """HOST_BLOCK: "tcp" | "udp" | None (any)."""
+    _: KW_ONLY
     idle_timeout_s: float | None = None
     """The flow state's idle expiry the switch rule should carry (time-scaled)."""
     hard_timeout_s: float | None = None
@@ -108,44 +87,137 @@ class Verdict:
             "reason": self.reason,
             "rule": self.rule,
         }
-        optional: dict[str, object] = {
-            "reset_side": self.reset_side,
-            "reset_mode": self.reset_mode,
-            "after_packets": self.after_packets,
-            "rate_bps": self.rate_bps,
-            "burst_bytes": self.burst_bytes,
-            "loss": self.loss,
-            "freeze_bytes": self.freeze_bytes,
-            "duration_s": self.duration_s,
-            "target_set": self.target_set,
-            "target_transport": self.target_transport,
-            "idle_timeout_s": self.idle_timeout_s,
-            "hard_timeout_s": self.hard_timeout_s,
-        }
-        out.update({k: v for k, v in optional.items() if v is not None})
-        if self.target_ports:
-            out["target_ports"] = list(self.target_ports)
-        if self.action in (Action.POLICE, Action.RANDOM_LOSS, Action.FREEZE_AFTER_BYTES):
-            out["direction"] = self.direction
-        if self.scope != "flow":
-            out["scope"] = self.scope
+        for f in fields(self):
+            if f.name in out:
+                continue
+            value = getattr(self, f.name)
+            if value is None or (f.name == "scope" and value == "flow"):
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        if not out.get("target_ports", True):
+            del out["target_ports"]
         return out
+
+    def _text(self) -> str:
+        return str(self.action)
 
     def short(self) -> str:
         """One-line summary for tables: the action and its main parameter."""
-        a = self.action
-        if a is Action.RESET:
-            text = f"reset {self.reset_side} ({self.reset_mode})"
-        elif a is Action.DROP_AFTER:
-            text = f"drop after {self.after_packets}"
-        elif a is Action.POLICE:
-            text = f"police {self.rate_bps} bps/{self.burst_bytes} B {self.direction}"
-        elif a is Action.RANDOM_LOSS:
-            text = f"random loss {self.loss} {self.direction}"
-        elif a is Action.FREEZE_AFTER_BYTES:
-            text = f"freeze after {self.freeze_bytes} B"
-        elif a is Action.HOST_BLOCK:
-            text = f"host block {self.scope} -> {self.target_set} for {self.duration_s} s"
-        else:
-            text = str(a)
-        return text if self.final else text + " (pending)"
+        return self._text() if self.final else self._text() + " (pending)"
+
+
+@dataclass(frozen=True, slots=True)
+class Allow(_Verdict):
+    action: ClassVar[Action] = Action.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class Detect(_Verdict):
+    """The flow passes; who used what, and when, is logged (§1 TSPU-DOCS)."""
+
+    action: ClassVar[Action] = Action.DETECT
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(_Verdict):
+    action: ClassVar[Action] = Action.DROP
+    _: KW_ONLY
+    scope: str = "flow"
+    """"flow", or "client-host" for the drops of a subscriber's host block."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset(_Verdict):
+    action: ClassVar[Action] = Action.RESET
+    _: KW_ONLY
+    reset_side: str
+    """Who receives the RST, "client" | "server" | "both"."""
+    reset_mode: str
+    """"inject" (a RST sent beside the packets) or "rewrite" (a packet replaced by it)."""
+
+    def _text(self) -> str:
+        return f"reset {self.reset_side} ({self.reset_mode})"
+
+
+@dataclass(frozen=True, slots=True)
+class DropAfter(_Verdict):
+    action: ClassVar[Action] = Action.DROP_AFTER
+    _: KW_ONLY
+    after_packets: int
+    """Packets still forwarded (both directions counted) after the trigger."""
+
+    def _text(self) -> str:
+        return f"drop after {self.after_packets}"
+
+
+@dataclass(frozen=True, slots=True)
+class Police(_Verdict):
+    action: ClassVar[Action] = Action.POLICE
+    _: KW_ONLY
+    rate_bps: int
+    """Token rate in bits per second, per direction (see ``direction``)."""
+    burst_bytes: int
+    """Bucket depth in bytes."""
+    direction: str = "both"
+    """"both" | "client-to-server" | "server-to-client"."""
+
+    def _text(self) -> str:
+        return f"police {self.rate_bps} bps/{self.burst_bytes} B {self.direction}"
+
+
+@dataclass(frozen=True, slots=True)
+class RandomLoss(_Verdict):
+    action: ClassVar[Action] = Action.RANDOM_LOSS
+    _: KW_ONLY
+    loss: float
+    """Drop probability per packet in ``direction``."""
+    direction: str = "both"
+
+    def _text(self) -> str:
+        return f"random loss {self.loss} {self.direction}"
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeAfterBytes(_Verdict):
+    action: ClassVar[Action] = Action.FREEZE_AFTER_BYTES
+    _: KW_ONLY
+    freeze_bytes: int
+    """Server->client L4 payload bytes forwarded before the freeze."""
+
+    def _text(self) -> str:
+        return f"freeze after {self.freeze_bytes} B"
+
+
+@dataclass(frozen=True, slots=True)
+class HostBlock(_Verdict):
+    """The flow passes; the subscriber's new flows to ``target_set`` are dropped for
+    ``duration_s`` (§5.8)."""
+
+    action: ClassVar[Action] = Action.HOST_BLOCK
+    _: KW_ONLY
+    duration_s: float
+    """How long the block lasts (already multiplied by the engine's time scale)."""
+    target_set: str
+    """The profile address set the block covers (e.g. "ovh")."""
+    scope: str = "client-host"
+    """What the block covers: "client-host" blocks the subscriber (the flow's client) from
+    ``target_set``."""
+    target_ports: tuple[int, ...] = ()
+    """Destination ports covered (empty: all)."""
+    target_transport: str | None = None
+    """"tcp" | "udp" | None (any)."""
+
+    def _text(self) -> str:
+        return f"host block {self.scope} -> {self.target_set} for {self.duration_s} s"
+
+
+Verdict = (
+    Allow | Detect | Drop | Reset | DropAfter | Police | RandomLoss | FreezeAfterBytes | HostBlock
+)
+"""A decision about one flow: one of the action types above."""
+
+BY_ACTION: dict[Action, type[_Verdict]] = {
+    cls.action: cls
+    for cls in (Allow, Detect, Drop, Reset, DropAfter, Police, RandomLoss, FreezeAfterBytes,
+                HostBlock)
+}  # fmt: skip

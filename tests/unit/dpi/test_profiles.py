@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tspulab.dpi.profile import (
     profile_names,
 )
 from tspulab.dpi.registry import Registry
-from tspulab.dpi.verdict import Action, Verdict
+from tspulab.dpi.verdict import BY_ACTION, Action, Drop, Police
 
 EXPECTED = {
     "rkn-2018-ip",
@@ -176,9 +177,27 @@ def test_verdict_json_is_declarative() -> None:
     )
     assert record["idle_timeout_s"] == 600.0 and "§3 CP-THR" in record["reason"]
     assert "loss" not in record
-    assert Verdict(Action.DROP, True, "x", None).to_json() == {
+    assert isinstance(v, Police) and v.action is Action.POLICE
+    assert Drop(True, "x", None).to_json() == {
         "action": "drop", "final": True, "reason": "x", "rule": None,
     }  # fmt: skip
+
+
+def test_verdict_types_carry_only_their_action_fields() -> None:
+    """A tagged verdict: one type per action, each with that action's parameters only."""
+    assert set(BY_ACTION) == set(Action)
+    common = {"final", "reason", "rule", "idle_timeout_s", "hard_timeout_s"}
+    own = {a: {f.name for f in fields(cls)} - common for a, cls in BY_ACTION.items()}
+    assert own[Action.ALLOW] == own[Action.DETECT] == set()
+    assert own[Action.POLICE] == {"rate_bps", "burst_bytes", "direction"}
+    assert own[Action.RESET] == {"reset_side", "reset_mode"}
+    assert own[Action.DROP_AFTER] == {"after_packets"}
+    assert own[Action.FREEZE_AFTER_BYTES] == {"freeze_bytes"}
+    assert own[Action.RANDOM_LOSS] == {"loss", "direction"}
+    for cls in BY_ACTION.values():
+        assert cls.action in BY_ACTION and BY_ACTION[cls.action] is cls
+    with pytest.raises(TypeError):
+        Police(True, "x", None, rate_bps=1)  # type: ignore[call-arg]
 
 
 CHROME = PCAPS / "chrome.pcap"

@@ -1,0 +1,171 @@
+"""Smoke test of the os-ken app: every handler, called as os-ken would, with a fake datapath.
+
+As os-ken's own app tests do, `OSKenApp.__init__` is patched out and the datapath is a
+MagicMock carrying the real OpenFlow 1.3 modules; `send_msg` serialises each message and applies
+the bytes to the switch model, so what the app sends is what a switch would receive.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from tests.unit.controller.wire import CLIENT, SERVER, SUB_PORT, config
+from tests.unit.fakeoftable import FakeOFTable, Pkt
+from tspulab.controllers.config import ENV_VAR, ControllerConfig, write_registry
+from tspulab.controllers.events import EventLog
+from tspulab.controllers.pipeline import CONTROLLER_PORT, COOKIE_MIRROR
+from tspulab.dpi.registry import load_inline
+
+TSPU_DPID, OTHER_DPID = 1, 99
+
+
+def _datapath(dpid: int, switch: FakeOFTable) -> Any:
+    dp = mock.MagicMock()
+    dp.id = dpid
+    dp.ofproto, dp.ofproto_parser = ofp, parser
+
+    def send_msg(msg: Any) -> None:
+        assert msg.datapath is dp, "the app sets the datapath before it sends"
+        msg.serialize()
+        switch.apply_bytes(bytes(msg.buf))
+
+    dp.send_msg.side_effect = send_msg
+    return dp
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    tspu = config(tmp_path)
+    path = tmp_path / "controller.json"
+    ControllerConfig.dump(
+        path,
+        tspus=[{
+            "dpid": tspu.dpid, "subscriber_port": 1, "upstream_port": 2,
+            "profile": tspu.profile, "registry_file": str(tspu.registry_file),
+            "subscriber_nets": ["10.0.0.0/8"], "profile_sets": {"sni-ii": ["twitter.com"]},
+        }],
+        events_log=tmp_path / "events.jsonl",
+    )  # fmt: skip
+    monkeypatch.setenv(ENV_VAR, str(path))
+    from tspulab.controllers.tspu import TspuApp
+
+    with mock.patch("os_ken.base.app_manager.OSKenApp.__init__", return_value=None):
+        return TspuApp()
+
+
+def _events(app: Any) -> list[dict[str, Any]]:
+    app.event_log.flush()
+    path = app.config.events_log
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _packet_in(dp: Any, data: bytes | None, match: dict[str, Any], **kw: Any) -> Any:
+    msg = mock.MagicMock(datapath=dp, data=data, match=match, cookie=kw.get("cookie", 0),
+                         reason=ofp.OFPR_ACTION, table_id=2,
+                         total_len=kw.get("total_len", len(data or b"")))  # fmt: skip
+    return mock.MagicMock(msg=msg)
+
+
+def _syn(sport: int = 40000) -> bytes:
+    return bytes(Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=sport, dport=443, flags="S"))
+
+
+def test_every_handler_with_a_fake_datapath(app: Any) -> None:
+    switch, other_switch = FakeOFTable(), FakeOFTable()
+    dp, other = _datapath(TSPU_DPID, switch), _datapath(OTHER_DPID, other_switch)
+
+    # connect: features, then the state change to MAIN
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+    app.state_change(mock.MagicMock(datapath=dp, state=MAIN_DISPATCHER))
+    assert switch.errors == [] and switch.cookies(COOKIE_MIRROR)
+    assert switch.barriers == 1
+    app.barrier_reply(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+
+    # a switch that is not a TSPU (the learning switch's) is left alone, whatever it sends
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=other)))
+    app.packet_in(_packet_in(other, _syn(), {"in_port": 1}))
+    assert other_switch.entries == [] and other_switch.packet_outs == []
+
+    # a mirrored SYN: judged, not sent again; a diverted one: released by a packet-out
+    app.packet_in(_packet_in(dp, _syn(), {"in_port": SUB_PORT}, cookie=COOKIE_MIRROR))
+    assert switch.packet_outs == []
+    app.packet_in(_packet_in(dp, _syn(40001), {"in_port": SUB_PORT}))
+    assert [o.ports for o in switch.packet_outs] == [(2,)]
+
+    # malformed, truncated and stray packet-ins: counted, logged, nothing sent
+    app.packet_in(_packet_in(dp, None, {}))
+    app.packet_in(_packet_in(dp, _syn(40002)[:30], {"in_port": SUB_PORT}, total_len=54))
+    app.packet_in(_packet_in(dp, _syn(40003), {"in_port": 77}))
+    assert len(switch.packet_outs) == 1
+
+    # flow removed (unknown flow), switch error, both for a known and an unknown switch
+    removed = mock.MagicMock(datapath=dp, reason=ofp.OFPRR_IDLE_TIMEOUT, cookie=0)
+    removed.match = parser.OFPMatch(eth_type=0x0800, ip_proto=6, ipv4_src=CLIENT,
+                                    ipv4_dst=SERVER, tcp_src=1, tcp_dst=443)  # fmt: skip
+    app.flow_removed(mock.MagicMock(msg=removed))
+    error = mock.MagicMock(datapath=dp, type=ofp.OFPET_BAD_MATCH, code=1, data=b"\x04\x0e")
+    app.error_msg(mock.MagicMock(msg=error))
+    error_other = mock.MagicMock(datapath=other, type=ofp.OFPET_BAD_MATCH, code=1, data=b"")
+    app.error_msg(mock.MagicMock(msg=error_other))
+
+    # the control channel
+    stats = app._command({"cmd": "stats"})
+    assert stats["ok"] and stats["packet_ins"] == 5 and stats["unknown_port"] == 2
+    assert stats["truncated_packet_in"] == 1 and stats["switch_errors"] == 1
+    registry = app.config.tspus[0].registry_file.parent / "registry-2.json"
+    write_registry(registry, load_inline(["91.108.4.0/22"], "v2"))
+    reply = app._command({"cmd": "registry", "file": str(registry)})
+    assert (reply["ok"], reply["added"], reply["removed"]) == (True, 1, 1)
+    assert switch.process(Pkt(SUB_PORT, CLIENT, "91.108.4.9", proto=1)).ports == []
+    assert app._command({"cmd": "profile", "name": "rkn-2018-ip"}) == {"ok": True}
+    assert switch.process(Pkt(SUB_PORT, CLIENT, SERVER)).ports == [2]
+    assert app._command({"cmd": "nope"})["ok"] is False
+
+    # disconnect and reconnect: the switch is rebuilt, the other switch is still served
+    app.state_change(mock.MagicMock(datapath=dp, state=DEAD_DISPATCHER))
+    assert TSPU_DPID not in app.datapaths
+    switch2 = FakeOFTable()
+    dp2 = _datapath(TSPU_DPID, switch2)
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp2)))
+    assert switch2.errors == [] and switch2.process(Pkt(SUB_PORT, CLIENT, SERVER)).ports == [2]
+    app.state_change(mock.MagicMock(datapath=other, state=DEAD_DISPATCHER))
+
+    names = [e["event"] for e in _events(app)]
+    for expected in ("tspu-rules-sent", "tspu-rules-installed", "switch-up",
+                     "packet-in-refused", "switch-error", "registry-update", "profile-change",
+                     "switch-down"):  # fmt: skip
+        assert expected in names, expected
+    assert "handler-error" not in names
+    assert app.ignored["PacketIn"] == 1 and app.ignored["SwitchError"] == 1
+
+
+def test_a_handler_exception_is_logged_not_raised(app: Any) -> None:
+    app.boxes[TSPU_DPID].handle = mock.MagicMock(side_effect=RuntimeError("bug"))
+    dp = _datapath(TSPU_DPID, FakeOFTable())
+    app.packet_in(_packet_in(dp, _syn(), {"in_port": SUB_PORT}))
+    [error] = [e for e in _events(app) if e["event"] == "handler-error"]
+    assert error["handler"] == "packet_in" and "RuntimeError" in error["error"]
+
+
+def test_event_log_is_batched_and_flushed(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "e.jsonl")
+    for i in range(3):
+        log.write("x", i=i)
+    log.flush()
+    lines = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [x["i"] for x in lines] == [0, 1, 2]
+    assert EventLog(None).write("x") is None
+
+
+def test_controller_port_is_openflows() -> None:
+    assert CONTROLLER_PORT == ofp.OFPP_CONTROLLER

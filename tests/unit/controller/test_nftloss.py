@@ -1,0 +1,70 @@
+"""The nftables loss worker: work is queued (never run on the caller's thread), in order."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Sequence
+
+from tspulab.controllers.enforcement import LossAdd, LossRemove, LossRule
+from tspulab.controllers.nftloss import NftLoss, rule_text
+from tspulab.controllers.pipeline import FlowEndpoints
+
+EP = FlowEndpoints(6, "10.0.0.2", 40000, "93.184.216.34", 443)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.threads: set[str] = set()
+        self.handle = 10
+        self.fail_on: str | None = None
+
+    def __call__(self, args: Sequence[str]) -> str:
+        self.calls.append(tuple(args))
+        self.threads.add(threading.current_thread().name)
+        if self.fail_on and self.fail_on in args:
+            raise subprocess.CalledProcessError(1, ["nft", *args])
+        if "--echo" in args:
+            self.handle += 1
+            return f"add rule netdev t up ... # handle {self.handle}\n"
+        return ""
+
+
+def test_rules_are_added_and_removed_on_the_worker_thread() -> None:
+    run = Recorder()
+    logged: list[str] = []
+    nft = NftLoss("t", "sub0", "up0", runner=run, log=lambda e, **f: logged.append(e))
+    nft.submit(LossAdd(LossRule(EP, "up", 0.3)))
+    nft.submit(LossAdd(LossRule(EP, "down", 0.3)))
+    nft.submit(LossRemove(EP))
+    nft.wait_idle()
+    assert run.threads == {"tspulab-nft"}
+    verbs = [c[:2] for c in run.calls]
+    assert verbs[:3] == [("add", "table"), ("add", "chain"), ("add", "chain")]
+    assert [c for c in run.calls if c[0] == "delete"] == [
+        ("delete", "rule", "netdev", "t", "up", "handle", "11"),
+        ("delete", "rule", "netdev", "t", "down", "handle", "12"),
+    ]
+    nft.close()
+    assert run.calls[-1] == ("delete", "table", "netdev", "t") and logged == []
+
+
+def test_a_failing_rule_is_logged_and_the_worker_goes_on() -> None:
+    run = Recorder()
+    run.fail_on = "--echo"
+    logged: list[str] = []
+    nft = NftLoss("t", "sub0", "up0", runner=run, log=lambda e, **f: logged.append(e))
+    nft.submit(LossAdd(LossRule(EP, "up", 0.3)))
+    nft.wait_idle()
+    run.fail_on = None
+    nft.submit(LossAdd(LossRule(EP, "down", 0.5)))
+    nft.wait_idle()
+    assert logged == ["nft-error"] and run.calls[-1][0] == "--echo"
+
+
+def test_rule_text_names_one_direction_of_one_flow() -> None:
+    assert rule_text(LossRule(EP, "down", 0.25)) == (
+        "ip saddr 93.184.216.34 ip daddr 10.0.0.2 tcp sport 443 tcp dport 40000 "
+        "numgen random mod 1000000 < 250000 counter drop"
+    )
