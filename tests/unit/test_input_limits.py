@@ -8,9 +8,12 @@ each error as a user sees it; here are the boundaries (a file exactly at a limit
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import re
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,92 @@ def test_loopback_dns_through_validate(capsys: pytest.CaptureFixture[str]) -> No
         f"{path}:17:3: dns.address: 127.0.0.1 is in 127.0.0.0/8, loopback: it never leaves the "
         "host; a lab host needs a public unicast address"
     ) in capsys.readouterr().err
+
+
+# --- scenario files cannot run commands -----------------------------------------------------
+
+
+SHELL_SAFE = re.compile(r"[A-Za-z0-9._:/ -]*")
+"""Addresses, prefixes, names and the topology's own fixed words ('via 100.64.0.1'): no shell
+metacharacter (; & | $ ` ' " ( ) < > # newline)."""
+HOSTILE = "x; touch /tmp/pwned #"
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            yield from _strings(v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        yield from _strings(dataclasses.asdict(value))
+
+
+def test_no_shell_in_the_code_a_scenario_reaches() -> None:
+    """No shell=True, os.system or os.popen anywhere a scenario's values go (Mininet's node.cmd
+    is a shell: what reaches it is checked by the next test)."""
+    banned = ("shell=True", "os.system(", "os.popen(", "getoutput(", "getstatusoutput(")
+    for folder in ("tspulab", "controllers", "topologies"):
+        for path in (REPO / folder).rglob("*.py"):
+            source = path.read_text(encoding="utf-8")
+            for word in banned:
+                assert word not in source, f"{path.relative_to(REPO)} uses {word}"
+            # `sh -c` only with every interpolated word quoted, where scenario values go (the
+            # strategies bench runs commands of its own making, not a scenario's).
+            scenario_side = path.parent.name in ("lab", "scenario", "controllers", "topologies")
+            if scenario_side and '"sh", "-c"' in source:
+                assert "shlex.quote" in source, path
+
+
+def test_scenario_values_reach_mininet_only_as_addresses_and_names(tmp_path: Path) -> None:
+    """Every string of the topology (node parameters that Node.config puts into `ip route ...`
+    shell lines, interface names, switch names) and of the lab plan is an address, a prefix or a
+    name: a scenario's free text (description, labels, expectation names, decisions) never gets
+    there, and the values that do are validated types."""
+    from mininet.topo import Topo
+
+    from tspulab.scenario.build import plan_lab
+    from tspulab.topologies.single_isp import SingleIspTopo
+
+    text = (
+        DEMO.read_text()
+        .replace("description: ", f"description: '{HOSTILE}' #")
+        .replace("    decisions:", "    decisions_unused:")
+    )
+    text += f"timeline:\n  - {{at: '+1h', label: '{HOSTILE}', probe: true}}\n"
+    text += f"expect:\n  - {{service: viber, state: reachable, name: '{HOSTILE}'}}\n"
+    scenario = load_scenario_text(text, DEMO)
+    assert scenario.description.startswith(HOSTILE)
+    plan = plan_lab(scenario, switch_prefix="ab")
+    topo: Topo = SingleIspTopo(spec=plan.topology)
+    found = [*_strings(plan.topology), *_strings(plan.cloud_hosts), *_strings(plan.subscribers)]
+    for node in topo.nodes():
+        found += [node, *_strings(topo.nodeInfo(node))]
+    for a, b, info in topo.links(withInfo=True):
+        found += [a, b, *_strings(info)]
+    for value in found:
+        assert SHELL_SAFE.fullmatch(value), value
+    # Names and domains that do reach files (nginx, dnsmasq) are validated: no shell words.
+    for value in [*_strings(plan.sites), *_strings(plan.dns_records)]:
+        assert SHELL_SAFE.fullmatch(value), value
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("address: 77.88.8.8", f"address: '77.88.8.8; {HOSTILE}'"),
+        ("prefixes: [18.196.0.0/15]", f"prefixes: ['18.196.0.0/15 {HOSTILE}']"),
+        ("name: aws-fra", "name: 'aws;reboot'"),
+        ("domains: [www.viber.com]", "domains: ['www.viber.com;reboot']"),
+        ("name: demo", "name: '$(reboot)'"),
+    ],
+)
+def test_shell_words_in_values_that_reach_mininet_are_refused(old: str, new: str) -> None:
+    text = DEMO.read_text()
+    assert old in text
+    with pytest.raises(ScenarioError):
+        load_scenario_text(text.replace(old, new, 1), DEMO)
