@@ -133,6 +133,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def _add_strategies(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tspulab.strategies.command import add_arguments, run_strategies_cli
+
+    p = sub.add_parser(
+        "strategies", help="sweep evasion strategies against profiles (docs/strategies.md)"
+    )
+    add_arguments(p)
+    p.set_defaults(handler=run_strategies_cli)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_run,
     _add_clean,
@@ -140,6 +150,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _add_parity,
     _add_schema,
     _add_replay,
+    _add_strategies,
 ]
 
 

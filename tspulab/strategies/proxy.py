@@ -160,7 +160,11 @@ class _Handler(socketserver.BaseRequestHandler):
                 first = b""
             if first:
                 notes: list[str] = []
-                writes = plan_first_write(first, self.server.strategy.of_layer("stream"), notes)
+                try:
+                    writes = plan_first_write(first, self.server.strategy.of_layer("stream"), notes)
+                except ValueError as err:  # a plan that cannot be made: the write goes as is
+                    writes = [Write(first)]
+                    notes.append(f"not shaped: {err}")
                 perform(upstream, writes)
                 print(
                     f"{target[0]}:{target[1]} first write {len(first)} B as "

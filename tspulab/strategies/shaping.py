@@ -53,11 +53,19 @@ def _edit(data: bytes, steps: Sequence[Step], notes: list[str]) -> tuple[bytes, 
     cuts: list[int] = []
     for step in steps:
         if step.name == "tlsrec":
-            at = resolve(step.position(), step.num("off"), data, name)
-            if at is None:
+            # An absolute position counts bytes of the handshake message (tlsrec:1 puts only its
+            # type byte in the first record); sni is found in the whole buffer.
+            pos = step.position()
+            body = data[hello.RECORD_HEADER :]
+            if pos.anchor == "abs":
+                at = resolve(pos, step.num("off"), body, name)
+            else:
+                found = resolve(pos, step.num("off"), data, name)
+                at = None if found is None else found - hello.RECORD_HEADER
+            if at is None or at <= 0:
                 notes.append(f"{step.text()}: position outside the ClientHello, skipped")
                 continue
-            cuts.append(at - hello.RECORD_HEADER)  # offsets into the handshake message
+            cuts.append(at)
     if cuts:
         data = hello.split_records(data, cuts)
     for step in steps:

@@ -1,0 +1,133 @@
+"""`tspulab strategies`: the sweep table, the diff between two profiles, a capture diagnosed.
+
+    tspulab strategies --profile tspu-2022 [--profile ...] [--target twitter.com] [--trials 3]
+    tspulab strategies --diff tspu-2022 tspu-2026-reassembly
+    tspulab strategies --from-capture failing.pcap [--profile ...]
+    tspulab strategies --profile tspu-2022 --only 'split:sni' --only 'tlsrec:1' --no-pairs
+
+Writes ``sweep.json`` and ``table.md`` (and the captures) to ``--out`` (default
+``runs/strategies-<time>``). Needs root for the bench's namespaces; ``--from-capture`` does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tspulab.strategies.sweep import TCP_SINGLES, UDP_SINGLES, StrategyResult, Sweep, ranked
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", action="append", default=[], metavar="NAME",
+                   help="profile to judge against (repeatable)")  # fmt: skip
+    p.add_argument("--diff", nargs=2, metavar=("P1", "P2"),
+                   help="what works under P1 and not under P2, and the reverse")  # fmt: skip
+    p.add_argument("--from-capture", metavar="PCAP",
+                   help="which profile behaviour a failing capture shows")  # fmt: skip
+    p.add_argument("--target", default="twitter.com", help="host name to reach (in the registry)")
+    p.add_argument("--transport", choices=("tcp", "udp"), default="tcp",
+                   help="HTTPS over TCP, or QUIC")  # fmt: skip
+    p.add_argument("--trials", type=int, default=3, help="connections per strategy")
+    p.add_argument("--only", action="append", default=[], metavar="SPEC",
+                   help="sweep these instead of the built-in singles (repeatable)")  # fmt: skip
+    p.add_argument("--no-pairs", action="store_true", help="singles only")
+    p.add_argument("--max-pairs", type=int, default=30)
+    p.add_argument("--out", help="directory for sweep.json, table.md and the captures")
+
+
+def table(results: Sequence[StrategyResult], profile: str, trials: int) -> list[str]:
+    lines = [
+        f"### {profile}",
+        "",
+        "| rank | strategy | success | TTFB ms (median) | why not |",
+        "|---:|---|---:|---:|---|",
+    ]
+    for i, r in enumerate(ranked(results, profile), 1):
+        ttfb = r.ttfb_ms(profile)
+        lines.append(
+            f"| {i} | `{r.strategy}` | {r.success_count(profile)}/{len(r.trials)} | "
+            f"{'' if ttfb is None else f'{ttfb:.1f}'} | {r.why(profile)} |"
+        )
+    return lines
+
+
+def diff(results: Sequence[StrategyResult], p1: str, p2: str) -> list[str]:
+    lines = [f"### {p1} -> {p2}", ""]
+    stopped = [r for r in results if r.success_count(p1) > r.success_count(p2)]
+    started = [r for r in results if r.success_count(p2) > r.success_count(p1)]
+    lines.append(f"Stopped working ({len(stopped)}):")
+    lines += [
+        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials)} -> "
+        f"{r.success_count(p2)}/{len(r.trials)} ({r.why(p2)})"
+        for r in stopped
+    ] or ["- none"]
+    lines.append(f"Started working ({len(started)}):")
+    lines += [
+        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials)} -> "
+        f"{r.success_count(p2)}/{len(r.trials)}"
+        for r in started
+    ] or ["- none"]
+    return lines
+
+
+def run_strategies_cli(args: argparse.Namespace) -> int:
+    if args.from_capture:
+        from tspulab.strategies.diagnose import diagnose_cli
+
+        return diagnose_cli(args.from_capture, args.profile, args.target)
+    profiles: list[str] = list(args.profile)
+    if args.diff:
+        profiles += [p for p in args.diff if p not in profiles]
+    if not profiles:
+        print("tspulab strategies: give --profile, --diff or --from-capture", file=sys.stderr)
+        return 2
+    from tspulab.dpi.profile import ProfileError, load_profile
+    from tspulab.strategies.bench import Bench, BenchError
+    from tspulab.strategies.spec import StrategySpecError, parse
+
+    try:
+        for p in profiles:
+            load_profile(p)
+        singles = args.only or list(UDP_SINGLES if args.transport == "udp" else TCP_SINGLES)
+        for spec in singles:
+            parse(spec)
+    except (ProfileError, StrategySpecError) as err:
+        print(f"tspulab strategies: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/strategies-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        with Bench(target=args.target, workdir=out, quic=args.transport == "udp") as bench:
+            sweep = Sweep(bench, profiles, args.trials, args.transport)
+            results = sweep.run(singles, pairs=not args.no_pairs, max_pairs=args.max_pairs)
+    except BenchError as err:
+        print(f"tspulab strategies: {err}", file=sys.stderr)
+        return 2
+    elapsed = time.monotonic() - started
+    lines = [
+        f"# Strategy sweep: {args.target} over {args.transport}, {args.trials} trials each",
+        "",
+        f"{len(results)} strategies in {elapsed:.0f} s; a trial succeeds when the real server "
+        "answered and the profile's verdict on the connection let it through (replay of the "
+        "capture at the box).",
+        "",
+    ]
+    for p in profiles:
+        lines += [*table(results, p, args.trials), ""]
+    if args.diff:
+        lines += diff(results, *args.diff)
+    text = "\n".join(lines)
+    print(text)
+    (out / "table.md").write_text(text + "\n")
+    (out / "sweep.json").write_text(json.dumps({
+        "target": args.target, "transport": args.transport, "trials": args.trials,
+        "profiles": profiles, "seconds": round(elapsed, 1),
+        "results": [r.to_json(profiles) for r in results],
+    }, indent=1))  # fmt: skip
+    print(f"\nwritten: {out}/table.md, {out}/sweep.json, captures in {out}/captures")
+    return 0

@@ -1,0 +1,232 @@
+"""The strategy sweep: every single strategy, then pairs, through the bench, judged per profile.
+
+For each strategy the bench (bench.py) runs the proxy and rewriters it needs, makes ``trials``
+real connections to the target while tcpdump records what the box sees, and replays that capture
+through each profile's engine (verdicts.py). A trial *succeeds* under a profile when the real
+server answered (the strategy did not break the connection) and the profile's verdict on that
+connection lets it through. One live run serves every profile, so ``--diff P1 P2`` costs no more
+than one profile.
+
+Connections are matched to trials by time: the flows whose first packet falls between a trial's
+start and the next one's belong to it; a trial passes a profile only if all of them pass.
+
+Pairs (like zapret's blockcheck, but against a known censor): two singles with different names,
+taken from the singles that failed at least one profile, the most successful first, up to
+``max_pairs``. A pair the spec language refuses (TCP with UDP strategies) is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tspulab.dpi.engine_replay import replay_with_profile
+from tspulab.dpi.pcap import read_capture
+from tspulab.strategies.bench import SERVER, SUBSCRIBER_NET, Bench, Trial
+from tspulab.strategies.spec import NONE, Strategy, StrategySpecError, parse
+from tspulab.strategies.verdicts import Judgement, engine
+
+TCP_SINGLES = (
+    "split:1", "split:sni", "split:1+split:sni", "disorder:1", "disorder:sni", "oob:sni",
+    "tlsrec:1", "tlsrec:sni", "prefix:ccs", "pad:1600", "sni-dot", "sni-case",
+    "fake:ttl=2", "fake:ttl=2:data=random:len=120", "fake:ttl=2:data=random:len=64",
+    "fake:badsum", "fake:badseq", "fake:md5", "fake:md5:data=random:len=120",
+    "ipfrag:sni", "ipfrag:sni:order=reverse", "srvwin:40", "split-handshake",
+)  # fmt: skip
+UDP_SINGLES = (
+    "udpfake", "udpfake:data=zero:len=1200", "udpfake:data=short:len=601",
+    "udpfake:data=short:len=600", "fake:ttl=2:data=random:len=64", "ipfrag:at=600",
+)  # fmt: skip
+
+
+@dataclass
+class StrategyResult:
+    strategy: str
+    trials: list[Trial]
+    judged: dict[str, list[Judgement | None]]
+    """profile -> per trial, the first failing judgement of its flows (or a passing one);
+    None when no flow of that trial was seen."""
+    seconds: float
+    error: str | None = None
+
+    def successes(self, profile: str) -> list[bool]:
+        return [
+            t.ok and j is not None and j.passed
+            for t, j in zip(self.trials, self.judged.get(profile, []), strict=False)
+        ]
+
+    def success_count(self, profile: str) -> int:
+        return sum(self.successes(profile))
+
+    def ttfb_ms(self, profile: str) -> float | None:
+        times = [
+            t.ttfb_s * 1000
+            for t, ok in zip(self.trials, self.successes(profile), strict=False)
+            if ok and t.ttfb_s is not None
+        ]
+        return statistics.median(times) if times else None
+
+    def why(self, profile: str) -> str:
+        """Why trials failed: the live error or the verdict, most frequent first."""
+        reasons: dict[str, int] = {}
+        for t, j in zip(self.trials, self.judged.get(profile, []), strict=False):
+            if not t.ok:
+                key = f"live: {t.detail[:60]}"
+            elif j is None:
+                key = "no flow in the capture"
+            elif not j.passed:
+                key = f"{j.action} ({j.rule})" if j.rule else j.action
+            else:
+                continue
+            reasons[key] = reasons.get(key, 0) + 1
+        return "; ".join(f"{k} x{n}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+    def to_json(self, profiles: Sequence[str]) -> dict[str, object]:
+        return {
+            "strategy": self.strategy,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+            "trials": [{"ok": t.ok, "ttfb_s": t.ttfb_s, "detail": t.detail} for t in self.trials],
+            "profiles": {
+                p: {
+                    "success": self.success_count(p),
+                    "of": len(self.trials),
+                    "ttfb_ms": self.ttfb_ms(p),
+                    "why": self.why(p),
+                    "verdicts": [
+                        None
+                        if j is None
+                        else {
+                            "passed": j.passed,
+                            "action": j.action,
+                            "rule": j.rule,
+                            "reason": j.reason,
+                        }
+                        for j in self.judged.get(p, [])
+                    ],
+                }
+                for p in profiles
+            },
+        }
+
+
+@dataclass
+class Sweep:
+    bench: Bench
+    profiles: Sequence[str]
+    trials: int = 3
+    transport: str = "tcp"
+    log: Callable[[str], None] = print
+    results: list[StrategyResult] = field(default_factory=list)
+
+    def run_one(self, strategy: Strategy, capture: Path) -> StrategyResult:
+        started = time.monotonic()
+        trials: list[Trial] = []
+        error = None
+        try:
+            with self.bench.capture(capture), self.bench.strategy(strategy):
+                trials = [self.bench.trial(strategy, self.transport) for _ in range(self.trials)]
+        except Exception as err:  # one broken strategy must not end the sweep
+            error = f"{type(err).__name__}: {err}"
+        judged = judge_trials(capture, trials, self.profiles, self.bench.target) if trials else {}
+        result = StrategyResult(strategy.text(), trials, judged, time.monotonic() - started, error)
+        self.results.append(result)
+        counts = " ".join(f"{p}={result.success_count(p)}/{len(trials)}" for p in self.profiles)
+        self.log(f"  {strategy.text():44s} {counts}{'  ERROR ' + error if error else ''}")
+        return result
+
+    def run(
+        self, singles: Sequence[str], pairs: bool = True, max_pairs: int = 30
+    ) -> list[StrategyResult]:
+        directory = self.bench.dir / "captures"
+        directory.mkdir(exist_ok=True)
+        n = itertools.count()
+        self.log(f"control (no strategy), {self.trials} trials:")
+        self.run_one(NONE, directory / f"{next(n):03d}-none.pcap")
+        self.log(f"singles ({len(singles)}):")
+        single_results = [
+            self.run_one(parse(spec), directory / f"{next(n):03d}-{_file(spec)}.pcap")
+            for spec in singles
+        ]
+        if pairs:
+            combos = pair_candidates(single_results, self.profiles, self.trials, max_pairs)
+            self.log(f"pairs ({len(combos)}):")
+            for strategy in combos:
+                self.run_one(strategy, directory / f"{next(n):03d}-{_file(strategy.text())}.pcap")
+        return self.results
+
+
+def _file(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-=." else "_" for c in spec)[:60]
+
+
+def pair_candidates(
+    singles: Sequence[StrategyResult], profiles: Sequence[str], trials: int, max_pairs: int
+) -> list[Strategy]:
+    """Pairs of singles that failed at least one profile, best singles first."""
+    failing = [r for r in singles if any(r.success_count(p) < trials for p in profiles)]
+    failing.sort(key=lambda r: -sum(r.success_count(p) for p in profiles))
+    out: list[Strategy] = []
+    seen: set[str] = set()
+    for a, b in itertools.combinations(failing, 2):
+        if len(out) >= max_pairs:
+            break
+        try:
+            combo = parse(f"{a.strategy}+{b.strategy}")
+        except StrategySpecError:
+            continue
+        names = [s.name for s in combo.steps]
+        if len(set(names)) < 2 or combo.text() in seen:
+            continue
+        seen.add(combo.text())
+        out.append(combo)
+    return out
+
+
+def judge_trials(
+    capture: Path, trials: Sequence[Trial], profiles: Sequence[str], target: str
+) -> dict[str, list[Judgement | None]]:
+    """Per profile, per trial: the judgement of its connections (time-window matching)."""
+    out: dict[str, list[Judgement | None]] = {}
+    starts = [t.started for t in trials] + [float("inf")]
+    server = bytes(int(x) for x in SERVER.split("."))
+    for profile in profiles:
+        result = replay_with_profile(read_capture(capture), engine(profile, target, SUBSCRIBER_NET))
+        per_trial: list[Judgement | None] = [None] * len(trials)
+        for fv in result.flows:
+            f = fv.flow
+            if f.server_addr != server or f.server_port != 443 or not f.initiated_inside:
+                continue
+            i = _window(starts, f.first_seen)
+            if i is None:
+                continue
+            j = Judgement.of(fv)
+            current = per_trial[i]
+            if current is None or (current.passed and not j.passed):
+                per_trial[i] = j
+        out[profile] = per_trial
+    return out
+
+
+def _window(starts: Sequence[float], t: float) -> int | None:
+    """The trial whose time window holds ``t`` (packets are stamped after their trial began)."""
+    for i in range(len(starts) - 1):
+        if starts[i] <= t < starts[i + 1]:
+            return i
+    return None
+
+
+def ranked(results: Sequence[StrategyResult], profile: str) -> list[StrategyResult]:
+    """Best first: most successes, then the shortest median TTFB, then the fewest steps."""
+    return sorted(
+        (r for r in results if r.trials),
+        key=lambda r: (
+            -r.success_count(profile),
+            r.ttfb_ms(profile) if r.ttfb_ms(profile) is not None else float("inf"),
+            r.strategy.count("+"),
+        ),
+    )
