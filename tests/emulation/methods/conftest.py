@@ -1,11 +1,13 @@
 """A plain three-namespace network of its own for the circumvention tools (no OVS, no Mininet).
 
-    sub (subscriber)  192.0.2.2 ── veth ── 192.0.2.1  srv (tool servers)  198.51.100.1 ── veth ── 198.51.100.10  tgt (nginx)
+    sub (subscriber)  192.0.2.2 ── veth ── 192.0.2.1  srv (tool servers)  198.51.100.1 ── veth ── 198.51.100.10  tgt (nginx, dnsmasq)
+                                        192.0.2.32/27 (more server addresses: Tor relays)
 
 The subscriber has no route to 198.51.100.0/24 and the server does not forward unless a VPN
 method turns forwarding on: the target is reachable from the subscriber *only* through a
 method, so a probe that succeeds proves the tool carried it. Names resolve from a hosts file per
-namespace (`ip netns exec` bind-mounts /etc/netns/<ns>/hosts): `target.example` is the target.
+namespace (`ip netns exec` bind-mounts /etc/netns/<ns>/hosts and resolv.conf), or from the
+target's dnsmasq: `target.example` is the target.
 Everything is made by the fixture and removed after the module, by name.
 """
 
@@ -23,12 +25,14 @@ import pytest
 
 from tspulab.lab.pki import RunCA
 from tspulab.lab.record import RunRecord
-from tspulab.lab.services import BULK_BYTES, Site, start_nginx, stop_servers
+from tspulab.lab.services import BULK_BYTES, Site, start_dnsmasq, start_nginx, stop_servers
 
 TARGET_IP = "198.51.100.10"
 TARGET_NAME = "target.example"
 SERVER_IP = "192.0.2.1"
 SUBSCRIBER_IP = "192.0.2.2"
+SERVER_PREFIX = "192.0.2.32/27"
+"""More addresses of the server host (a Tor network's relays), as a cloud host owns its prefix."""
 
 
 class NetnsNode:
@@ -90,6 +94,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             hosts.mkdir(parents=True, exist_ok=True)
             hosts_dirs.append(hosts)
             (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{TARGET_IP} {TARGET_NAME}\n")
+            # Servers that resolve with DNS only (tor's exits) ask the target's dnsmasq.
+            (hosts / "resolv.conf").write_text(f"nameserver {TARGET_IP}\n")
         sub, srv, tgt = names["sub"], names["srv"], names["tgt"]
         _sh(
             "ip",
@@ -130,12 +136,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The target answers the tunnel addresses the server masquerades anyway; a default route
         # back to the server keeps replies of un-NATed tools (none today) on the path.
         _sh("ip", "-n", tgt, "route", "add", "default", "via", "198.51.100.1")
+        _sh("ip", "-n", srv, "route", "add", "local", SERVER_PREFIX, "dev", "lo")
         record = RunRecord(run_dir)
         ca = RunCA(run_dir / "pki")
         world = World(
             NetnsNode(sub, "sub"), NetnsNode(srv, "srv"), NetnsNode(tgt, "tgt"), run_dir, record, ca
         )
         start_nginx(world.tgt, [Site("target", (TARGET_NAME,), TARGET_IP)], ca, run_dir, record)
+        start_dnsmasq(world.tgt, TARGET_IP, {TARGET_NAME: TARGET_IP}, run_dir, record)
         yield world
     finally:
         stop_servers()

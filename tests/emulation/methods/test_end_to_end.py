@@ -22,9 +22,12 @@ from tspulab.methods.options import KIND_OPTIONS
 from tspulab.methods.probe import probe_through
 
 BULK = 4 * 1024 * 1024
+TOR_BASE = "192.0.2.33"  # the relays take this address and the ones after it
 
 #: (case id, kind, port, options, programs it needs)
 CASES: list[tuple[str, str, int, dict[str, Any], tuple[str, ...]]] = [
+    ("tor", "tor", 9001, {}, ("tor", "tor-gencert")),
+    ("tor-obfs4", "tor", 9101, {"transport": "obfs4"}, ("tor", "tor-gencert", "obfs4proxy")),
     ("openvpn-udp", "openvpn", 1194, {"proto": "udp"}, ("openvpn",)),
     ("openvpn-tcp", "openvpn", 1194, {"proto": "tcp"}, ("openvpn",)),
     ("openvpn-udp-tls-crypt", "openvpn", 1195, {"proto": "udp", "tls_crypt": True}, ("openvpn",)),
@@ -90,7 +93,7 @@ def test_method_carries_traffic(
     ctx = MethodContext(
         name=case,
         directory=world.run_dir / "methods" / case,
-        server_address=SERVER_IP,
+        server_address=TOR_BASE if kind == "tor" else SERVER_IP,
         port=port,
         options=KIND_OPTIONS[kind].model_validate(options),
         record=world.record,
