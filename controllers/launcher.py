@@ -17,6 +17,7 @@ import sys
 from os_ken.base import app_manager
 
 from tspulab.controllers.config import ENV_VAR
+from tspulab.controllers.events import flush_all
 
 APPS = ("tspulab.controllers.tspu", "tspulab.controllers.learning_switch")
 
@@ -44,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         project="os_ken",
     )
     log.init_log()
-    # The lab stops the controller with SIGTERM: leave through sys.exit so that atexit writes
-    # out the event log's last batch (events.flush_all).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # The lab stops the controller with SIGTERM: write out the event log's last batch, then
+    # leave at once as before (os-ken's run_apps cannot unwind its native threads cleanly).
+    def on_term(signum: int, frame: object) -> None:
+        flush_all()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
     app_manager.AppManager.run_apps(list(APPS))
     return 0
 

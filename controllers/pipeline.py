@@ -181,6 +181,16 @@ class MeterSpec:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """What the inspect table mirrors instead of diverting (see the module docstring)."""
+
+    tcp_syn: bool = False
+    udp: bool = False
+    #: UDP ports (as either endpoint's port) that stay diverted when `udp` is set
+    udp_divert_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class TspuPorts:
     """Port roles of the TSPU switch: which side the subscribers are on."""
 
@@ -219,14 +229,15 @@ def registry_rules(prefixes: Iterable[IPNetwork]) -> list[FlowRule]:
     return rules
 
 
-def base_rules(ports: TspuPorts, *, inspect: bool = True, mirror: bool = False) -> list[FlowRule]:
+def base_rules(
+    ports: TspuPorts, *, inspect: bool = True, mirror: Mirror | None = None
+) -> list[FlowRule]:
     """Table-miss gotos, the inspection rules and the bump-in-the-wire forwarding.
 
     `inspect=False` gives the registry-only TSPU of the 2018 profile: no flow ever climbs to the
-    controller, judged stays empty. `mirror=True` (profiles under which a packet without payload
-    cannot be dropped, `tspu_box.mirror_safe`): TCP packets with SYN set (SYN, SYN/ACK) of flows
-    not yet judged are *copied* to the controller and forwarded at once, instead of waiting for
-    the controller's packet-out: two controller round trips off every TCP connect.
+    controller, judged stays empty. `mirror` (from `controllers.mirror.mirror_plan`): packets of
+    undecided flows whose fate cannot depend on the verdict are *copied* to the controller and
+    forwarded at once instead of waiting for the controller's packet-out.
     """
     # OpenFlow 1.3's own table miss is drop: each table's declared miss is a real rule.
     misses = [
@@ -241,23 +252,7 @@ def base_rules(ports: TspuPorts, *, inspect: bool = True, mirror: bool = False) 
         for t in PIPELINE
         if t.miss is not None
     ]
-    inspection = []
-    if inspect and mirror:
-        for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
-            inspection.append(
-                FlowRule(
-                    table="inspect",
-                    priority=PRIORITY_MIRROR,
-                    match=(
-                        ("eth_type", eth),
-                        ("ip_proto", IP_PROTO_TCP),
-                        ("tcp_flags", (TCP_FLAG_SYN, TCP_FLAG_SYN)),
-                    ),
-                    actions=(Output(CONTROLLER_PORT), GotoTable("forward")),
-                    cookie=COOKIE_MIRROR,
-                    kind="mirror",
-                )
-            )
+    inspection = mirror_rules(mirror) if inspect and mirror is not None else []
     if inspect:
         for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
             for proto in (IP_PROTO_TCP, IP_PROTO_UDP):
@@ -284,6 +279,36 @@ def base_rules(ports: TspuPorts, *, inspect: bool = True, mirror: bool = False) 
     return [*misses, *inspection, *wire]
 
 
+def mirror_rules(mirror: Mirror) -> list[FlowRule]:
+    """The inspect table's mirror rules (cookie `COOKIE_MIRROR`: the box sends no packet-out for
+    what they bring up) and, above them, the UDP ports that must stay diverted."""
+    mirrored = (Output(CONTROLLER_PORT), GotoTable("forward"))
+    rules = []
+    for eth in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+        if mirror.tcp_syn:
+            syn = (("eth_type", eth), ("ip_proto", IP_PROTO_TCP),
+                   ("tcp_flags", (TCP_FLAG_SYN, TCP_FLAG_SYN)))  # fmt: skip
+            rules.append(FlowRule("inspect", PRIORITY_MIRROR, syn, mirrored, COOKIE_MIRROR,
+                                  kind="mirror"))  # fmt: skip
+        if mirror.udp:
+            udp = (("eth_type", eth), ("ip_proto", IP_PROTO_UDP))
+            rules.append(FlowRule("inspect", PRIORITY_MIRROR, udp, mirrored, COOKIE_MIRROR,
+                                  kind="mirror"))  # fmt: skip
+            for port in mirror.udp_divert_ports:
+                for field_name in ("udp_dst", "udp_src"):
+                    rules.append(
+                        FlowRule(
+                            "inspect",
+                            PRIORITY_MIRROR + 10,
+                            (*udp, (field_name, port)),
+                            (Output(CONTROLLER_PORT),),
+                            COOKIE_INSPECT,
+                            kind="inspect",
+                        )
+                    )
+    return rules
+
+
 def bypass_rules(addresses: Iterable[str]) -> list[FlowRule]:
     """Partial coverage (§1, load balancing): these subscribers' traffic skips the TSPU."""
     rules = []
@@ -308,7 +333,7 @@ def tspu_rules(
     ports: TspuPorts,
     *,
     inspect: bool = True,
-    mirror: bool = False,
+    mirror: Mirror | None = None,
     bypass: Iterable[str] = (),
 ) -> list[FlowRule]:
     """Everything the TSPU switch holds when it connects: registry, inspection, forwarding."""

@@ -38,6 +38,8 @@ from tspulab.controllers.enforcement import (
     plan_for,
     switch_can_take_over,
 )
+from tspulab.controllers.mirror import NONE as NO_MIRROR
+from tspulab.controllers.mirror import Mirror, mirror_plan, profile_inspects
 from tspulab.controllers.pipeline import (
     COOKIE_MIRROR,
     IP_PROTO_TCP,
@@ -60,52 +62,15 @@ from tspulab.controllers.switch_events import (
 )
 from tspulab.dpi.engine import Decision, TspuEngine, engine_for
 from tspulab.dpi.flow import FlowState
-from tspulab.dpi.profile import Profile, load_profile
+from tspulab.dpi.profile import load_profile
 from tspulab.dpi.registry import Registry, diff
-from tspulab.dpi.verdict import Action, Fate, Reset
+from tspulab.dpi.verdict import Fate, Reset
 
 #: what the box returns: OpenFlow messages (os-ken objects, datapath unset) and loss work
 Output = Any
 EventSink = Callable[..., None]
 
 _REMOVED_BY_TIMEOUT = (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT)
-
-
-def profile_inspects(profile: Profile) -> bool:
-    """False when every rule is a plain registry address match: the switch's registry table does
-    it all and no packet needs to climb to the controller (the 2018 IP-blocking profile)."""
-    return any(not _registry_address_rule(rule) for rule in profile.rules)
-
-
-def _registry_address_rule(rule: Any) -> bool:
-    fields = rule.when.model_fields_set - {"address_in"}
-    return not fields and rule.when.address_in in (None, "registry")
-
-
-_PAYLOAD_CONDITIONS = ("protocols", "sni_in", "sni_not_in", "ech", "quic_initial")
-
-
-def mirror_safe(profile: Profile) -> bool:
-    """True when no packet without payload (a SYN, a SYN/ACK) can be dropped, reset or held under
-    the profile, so such packets may be forwarded at once and only *copied* to the controller.
-
-    A rule can decide on a SYN unless it needs bytes the SYN cannot carry (a protocol, an SNI, a
-    QUIC Initial, a payload packet); registry address rules never see one (the registry table
-    drops it first); host blocks turn a subscriber's new flows into drops at their first packet.
-    """
-    for rule in profile.rules:
-        action = rule.action.kind
-        if action is Action.HOST_BLOCK:
-            return False
-        if action in (Action.ALLOW, Action.DETECT) or _registry_address_rule(rule):
-            continue
-        when = rule.when
-        needs_payload = any(getattr(when, name) is not None for name in _PAYLOAD_CONDITIONS)
-        if when.payload_packet is not None and when.payload_packet.value:
-            needs_payload = True
-        if not needs_payload:
-            return False
-    return True
 
 
 def _addr(raw: bytes) -> str:
@@ -152,7 +117,7 @@ class TspuBox:
         self.registry = read_registry(config.registry_file) if config.registry_file else Registry()
         self.engine: TspuEngine | None = None
         self.inspects = False
-        self.mirror = False
+        self.mirror: Mirror = NO_MIRROR
         self.profile_name = config.profile
         if config.profile:
             self._load_profile(config.profile)
@@ -225,7 +190,7 @@ class TspuBox:
         self.log(
             "tspu-rules-sent", dpid=self.config.dpid, tspu=self.config.name, rules=len(rules),
             registry_prefixes=len(self.registry.aggregated_prefixes()), inspects=self.inspects,
-            mirror=self.mirror, profile=self.profile_name, restored_flows=restored,
+            mirror=asdict(self.mirror), profile=self.profile_name, restored_flows=restored,
         )  # fmt: skip
         if restored:
             self.counters["restored_flows"] += restored
@@ -260,7 +225,7 @@ class TspuBox:
         out = self._take_over(d, now)
         if not mirrored:
             out += self._carry_out(d, ev.data, in_port, out_port)
-        elif d.fate is not Fate.FORWARD:  # mirror_safe() rules this out; count it if it happens
+        elif d.fate is not Fate.FORWARD:  # mirror_plan() rules this out; count it if it happens
             self.counters["mirrored_not_forwarded"] += 1
         if d.first_final and d.flow is not None:
             self.log("verdict", **self._verdict_event(d))
@@ -421,7 +386,7 @@ class TspuBox:
             profile, self.registry, self.config.subscriber_nets, self.config.time_scale, sets
         )
         self.inspects = profile_inspects(profile)
-        self.mirror = self.inspects and mirror_safe(profile)
+        self.mirror = mirror_plan(profile)
         self.profile_name = name
 
 

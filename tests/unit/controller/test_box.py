@@ -13,6 +13,7 @@ from tests.unit.controller.wire import CLIENT, SERVER, SUB_PORT, UP_PORT, Conn, 
 from tests.unit.dpi.policy_flows import hello_record
 from tests.unit.fakeoftable import FakeOFTable, Pkt
 from tspulab.controllers.enforcement import LossAdd, LossRemove
+from tspulab.controllers.mirror import mirror_plan, profile_inspects
 from tspulab.controllers.ofmsgs import Prebuilt
 from tspulab.controllers.pipeline import (
     CONTROLLER_PORT,
@@ -20,6 +21,7 @@ from tspulab.controllers.pipeline import (
     COOKIE_JUDGED,
     COOKIE_MIRROR,
     COOKIE_REGISTRY,
+    Mirror,
 )
 from tspulab.controllers.switch_events import (
     BarrierReply,
@@ -28,7 +30,7 @@ from tspulab.controllers.switch_events import (
     RegistryChange,
     SwitchDown,
 )
-from tspulab.controllers.tspu_box import TspuBox, mirror_safe, profile_inspects
+from tspulab.controllers.tspu_box import TspuBox
 from tspulab.dpi.profile import load_profile
 from tspulab.dpi.registry import load_inline
 
@@ -306,7 +308,7 @@ def test_profile_change_follows_with_the_inspect_table(wire: Wire) -> None:
     assert wire.switch.cookies(COOKIE_INSPECT) == [] and wire.switch.cookies(COOKIE_MIRROR) == []
     assert not Conn(wire).tcp("S").climbed
     wire.handle(ProfileChange("tspu-2022"))
-    assert len(wire.switch.cookies(COOKIE_INSPECT)) == 4
+    assert len(wire.switch.cookies(COOKIE_INSPECT)) == 4 + 4  # + UDP 443 both ways, v4 and v6
     assert Conn(wire, sport=40001).tcp("S").climbed
 
 
@@ -323,16 +325,31 @@ def test_detections_are_logged_and_drained(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("profile", "inspects", "mirror"),
     [
-        ("rkn-2018-ip", False, True),
-        ("tspu-2022", True, True),
-        ("twitter-throttle-2021", True, True),
-        ("hosting-freeze-2025", True, False),  # host blocks drop a new flow's first packet
-        ("vpn-detect-2025", True, True),
+        ("rkn-2018-ip", False, Mirror()),
+        ("tspu-2022", True, Mirror(tcp_syn=True, udp=True, udp_divert_ports=(443,))),
+        ("twitter-throttle-2021", True, Mirror(tcp_syn=True, udp=True)),
+        ("hosting-freeze-2025", True, Mirror()),  # host blocks drop a new flow's first packet
+        ("vpn-detect-2025", True, Mirror(tcp_syn=True, udp=True)),  # detect only: nothing held
+        ("vpn-protocols-2023", True, Mirror(tcp_syn=True)),  # WireGuard on any UDP port: drop
+        ("whitelist-2025", True, Mirror(tcp_syn=True)),  # SYNs pass (§5.9); other UDP dropped
     ],
 )
-def test_which_profiles_may_mirror_handshakes(profile: str, inspects: bool, mirror: bool) -> None:
+def test_which_packets_each_profile_may_mirror(
+    profile: str, inspects: bool, mirror: Mirror
+) -> None:
     p = load_profile(profile)
-    assert (profile_inspects(p), mirror_safe(p)) == (inspects, mirror)
+    assert (profile_inspects(p), mirror_plan(p)) == (inspects, mirror)
+
+
+def test_dns_is_mirrored_and_quic_port_diverted_under_tspu_2022(wire: Wire) -> None:
+    dns = Conn(wire, sport=5353, dport=53).udp(b"\x12\x34" + bytes(30))
+    assert (dns.switch_ports, dns.climbed, dns.packet_outs) == ([UP_PORT], True, [])
+    quic = Conn(wire, sport=5353, dport=443)
+    initial = b"\xc0\x00\x00\x00\x01" + bytes(1200)
+    assert quic.udp(initial).switch_ports == [], "the QUIC v1 rule may drop it: diverted"
+    # a server's packet from port 443 to a client port is diverted too, never mirrored
+    from_443 = Pkt(UP_PORT, SERVER, CLIENT, proto=17, sport=443, dport=6000)
+    assert wire.switch.process(from_443).ports == [CONTROLLER_PORT]
 
 
 def test_no_mirror_rule_under_a_profile_that_can_drop_a_syn(tmp_path: Path) -> None:

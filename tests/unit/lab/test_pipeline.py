@@ -18,6 +18,7 @@ from tspulab.controllers.pipeline import (
     FlowRule,
     GotoTable,
     MeterSpec,
+    Mirror,
     TspuPorts,
     goto,
     judged_rules,
@@ -37,7 +38,7 @@ def _switch(rules: list[FlowRule], meters: list[MeterSpec] = ()) -> FakeOFTable:
     return ft
 
 
-def _rules(*entries: str, inspect: bool = False, mirror: bool = False) -> FakeOFTable:
+def _rules(*entries: str, inspect: bool = False, mirror: Mirror | None = None) -> FakeOFTable:
     reg = Registry()
     for e in entries:
         reg.add_address(e, source="test")
@@ -94,7 +95,7 @@ def test_unjudged_tcp_udp_climb_to_controller_other_traffic_passes() -> None:
 
 
 def test_mirror_copies_syn_and_syn_ack_and_forwards_them() -> None:
-    ft = _rules(inspect=True, mirror=True)
+    ft = _rules(inspect=True, mirror=Mirror(tcp_syn=True))
     assert ft.outputs(Pkt(1, SUB, SRV, tcp_flags=0x002)) == [CONTROLLER_PORT, 2]
     assert ft.outputs(Pkt(2, SRV, SUB, sport=443, dport=40000, tcp_flags=0x012)) == [
         CONTROLLER_PORT,
@@ -103,6 +104,11 @@ def test_mirror_copies_syn_and_syn_ack_and_forwards_them() -> None:
     # The ClientHello (and any other undecided packet) is diverted: its fate needs the verdict.
     assert ft.outputs(Pkt(1, SUB, SRV, tcp_flags=0x018)) == [CONTROLLER_PORT]
     assert ft.outputs(Pkt(1, SUB, SRV, proto=17, dport=53)) == [CONTROLLER_PORT]
+    ft = _rules(inspect=True, mirror=Mirror(udp=True, udp_divert_ports=(443,)))
+    assert ft.outputs(Pkt(1, SUB, SRV, proto=17, dport=53)) == [CONTROLLER_PORT, 2]
+    assert ft.outputs(Pkt(1, SUB, SRV, proto=17, dport=443)) == [CONTROLLER_PORT]
+    assert ft.outputs(Pkt(2, SRV, SUB, proto=17, sport=443, dport=9)) == [CONTROLLER_PORT]
+    assert ft.outputs(Pkt(1, SUB, SRV, tcp_flags=0x002)) == [CONTROLLER_PORT], "SYN: not asked"
 
 
 def _judged(up: DirectionTreatment, down: DirectionTreatment, meters=()) -> FakeOFTable:  # type: ignore[no-untyped-def]
@@ -165,7 +171,7 @@ def test_templates_equal_os_ken_bytes_for_every_rule_kind() -> None:
             [ipaddress.ip_network("18.196.0.0/15"), ipaddress.ip_network("2001:67c:4e8::/48")],
             PORTS,
             inspect=True,
-            mirror=True,
+            mirror=Mirror(tcp_syn=True, udp=True, udp_divert_ports=(443, 53)),
             bypass=("10.10.0.99", "fd00::99"),
         ),
         *judged_rules(
