@@ -60,7 +60,7 @@ def fake_payload(step: Step, real_payload: bytes, rand: Callable[[int], bytes]) 
 
 def fragment_cut(step: Step, l4_header: int, payload: bytes) -> tuple[int, str]:
     """Where ``ipfrag`` cuts, in bytes of the IP payload, rounded down to 8."""
-    at = resolve(step.position(), step.num("off"), payload, None)
+    at = resolve(step.position(), step.num("off"), len(payload), hello.sni_middle(payload))
     note = ""
     if at is None:
         at = len(payload) // 2

@@ -171,20 +171,16 @@ def prefix_record(kind: str, version: bytes = b"\x03\x01") -> bytes:
     return bytes([ctype]) + version + struct.pack("!H", len(body)) + body
 
 
-def sni_middle(buf: bytes, name: str | None = None) -> int | None:
-    """Offset of the middle of the host name in ``buf`` (which may be several records), found
-    by its bytes so it works after any edit; None when the name is not there."""
-    if name is None:
-        try:
-            name = host_name(buf)
-        except NotAClientHello:
-            return None
-        if name is None:
-            return None
-    at = buf.lower().find(name.lower().encode("ascii", "replace"))
-    if at < 0:
+def sni_middle(buf: bytes) -> int | None:
+    """Offset of the middle of the host name in a one-record ClientHello (a cut there leaves the
+    whole name in neither part); None for anything else."""
+    try:
+        lay = layout(buf)
+    except NotAClientHello:
         return None
-    return at + max(1, len(name) // 2)
+    if lay.name_off is None:
+        return None
+    return lay.name_off + max(1, lay.name_len // 2)
 
 
 def build_client_hello(sni: str, *, size: int | None = None, seed: bytes | None = None) -> bytes:

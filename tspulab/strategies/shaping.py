@@ -30,48 +30,53 @@ class Write:
     """One byte sent after ``data`` with MSG_OOB (the urgent pointer marks it)."""
 
 
-def resolve(position: Position, off: int, data: bytes, name: str | None) -> int | None:
-    """A position as an offset into ``data``; None when it cannot be placed (no SNI there)."""
+def resolve(position: Position, off: int, size: int, middle: int | None) -> int | None:
+    """A position as an offset into ``size`` bytes whose host name's middle is at ``middle``;
+    None when it cannot be placed (no host name, or outside the bytes)."""
     if position.anchor == "abs":
         at = position.value + off
+    elif middle is None:
+        return None
     else:
-        middle = hello.sni_middle(data, name)
-        if middle is None:
-            return None
         at = middle + position.value + off
-    return at if 0 < at < len(data) else None
+    return at if 0 < at < size else None
 
 
-def _edit(data: bytes, steps: Sequence[Step], notes: list[str]) -> tuple[bytes, str | None]:
+def _edit(data: bytes, steps: Sequence[Step], notes: list[str]) -> tuple[bytes, int | None]:
+    """The reframed write and where the host name's middle now is."""
     try:
-        name = hello.host_name(data)
+        hello.layout(data)
     except hello.NotAClientHello as err:
         edits = [s.name for s in steps if s.name in _EDITS]
         if edits:
             notes.append(f"first write is not a one-record ClientHello ({err}): {edits} skipped")
         return data, None
-    cuts: list[int] = []
+    middle = hello.sni_middle(data)
+    cuts: list[int] = []  # offsets into the handshake message
     for step in steps:
-        if step.name == "tlsrec":
-            # An absolute position counts bytes of the handshake message (tlsrec:1 puts only its
-            # type byte in the first record); sni is found in the whole buffer.
-            pos = step.position()
-            body = data[hello.RECORD_HEADER :]
-            if pos.anchor == "abs":
-                at = resolve(pos, step.num("off"), body, name)
-            else:
-                found = resolve(pos, step.num("off"), data, name)
-                at = None if found is None else found - hello.RECORD_HEADER
-            if at is None or at <= 0:
-                notes.append(f"{step.text()}: position outside the ClientHello, skipped")
-                continue
-            cuts.append(at)
+        if step.name != "tlsrec":
+            continue
+        # An absolute position counts bytes of the handshake message (tlsrec:1 puts only its
+        # type byte in the first record); sni is the middle of the name.
+        header = hello.RECORD_HEADER
+        body_middle = None if middle is None else middle - header
+        at = resolve(step.position(), step.num("off"), len(data) - header, body_middle)
+        if at is None:
+            notes.append(f"{step.text()}: position outside the ClientHello, skipped")
+            continue
+        cuts.append(at)
     if cuts:
         data = hello.split_records(data, cuts)
+        if middle is not None:  # each record header inserted before the name moves it
+            middle += hello.RECORD_HEADER * sum(
+                1 for c in set(cuts) if hello.RECORD_HEADER + c <= middle
+            )
     for step in steps:
         if step.name == "prefix":
-            data = hello.prefix_record(step.word("record"), data[1:3]) + data
-    return data, name
+            record = hello.prefix_record(step.word("record"), data[1:3])
+            data = record + data
+            middle = None if middle is None else middle + len(record)
+    return data, middle
 
 
 _EDITS = ("tlsrec", "prefix")
@@ -82,12 +87,12 @@ def plan_first_write(
 ) -> list[Write]:
     """The writes that replace the client's first write under the stream ``steps``."""
     notes = notes if notes is not None else []
-    data, name = _edit(data, steps, notes)
+    data, middle = _edit(data, steps, notes)
     cuts: dict[int, Step] = {}
     for step in steps:
         if step.name not in ("split", "disorder", "oob"):
             continue
-        at = resolve(step.position(), step.num("off"), data, name)
+        at = resolve(step.position(), step.num("off"), len(data), middle)
         if at is None:
             notes.append(f"{step.text()}: position not in the {len(data)}-byte write, skipped")
             continue
