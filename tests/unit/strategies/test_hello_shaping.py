@@ -57,7 +57,10 @@ def test_padding_grows_the_record_to_the_size(size: int) -> None:
     assert len(record) == size
     assert _scapy_sni(record) == NAME
     assert any(e[0] == hello.EXT_PADDING for e in hello.layout(record).extensions)
-    assert hello.pad_to(record, size + 100)[: 3] == record[:3] and len(hello.pad_to(record, size + 100)) == size + 100
+    assert (
+        hello.pad_to(record, size + 100)[:3] == record[:3]
+        and len(hello.pad_to(record, size + 100)) == size + 100
+    )
 
 
 def test_split_records_reassemble_to_the_same_handshake_message() -> None:
@@ -89,7 +92,7 @@ def test_split_at_the_sni_cuts_inside_the_name() -> None:
 def test_multisplit_disorder_and_oob_plans() -> None:
     record = _hello()
     writes = plan_first_write(record, parse("split:1+disorder:sni:ttl=2").steps)
-    assert [len(w.data) for w in writes][0] == 1 and len(writes) == 3
+    assert len(writes[0].data) == 1 and len(writes) == 3
     assert writes[1].ttl == 2 and writes[0].ttl is None and writes[2].ttl is None
     oob = plan_first_write(record, parse("oob:5:byte=0x7a").steps)
     assert oob[0] == Write(record[:5], urgent=0x7A) and oob[1] == Write(record[5:])
@@ -119,5 +122,5 @@ def test_a_non_hello_first_write_gets_only_absolute_cuts() -> None:
     notes: list[str] = []
     data = b"GET / HTTP/1.1\r\nHost: twitter.com\r\n\r\n"
     writes = plan_first_write(data, parse("split:4+tlsrec:1+split:sni").steps, notes)
-    assert [w.data for w in writes][0] == b"GET " and b"".join(w.data for w in writes) == data
+    assert writes[0].data == b"GET " and b"".join(w.data for w in writes) == data
     assert any("tlsrec" in n for n in notes)

@@ -49,7 +49,12 @@ def test_ttl_fake_is_the_real_packet_with_another_payload_ttl_and_ip_id() -> Non
     fake = IP(wire.fake_of(real, b"X" * 120, ttl=3))
     assert checksums_ok(bytes(fake))
     assert (fake.ttl, fake.id, fake.src, fake.dst) == (3, 4242 ^ 0x8000, C, S)
-    assert (fake[TCP].seq, fake[TCP].ack, fake[TCP].sport, fake[TCP].dport) == (1000, 777, 40000, 443)
+    assert (fake[TCP].seq, fake[TCP].ack, fake[TCP].sport, fake[TCP].dport) == (
+        1000,
+        777,
+        40000,
+        443,
+    )
     assert bytes(fake[TCP].payload) == b"X" * 120 and fake.len == 20 + 32 + 120
     assert dict(fake[TCP].options)["Timestamp"] == (11, 22)
     assert IP(wire.fake_of(real, b"Y", ttl=3, same_ipid=True)).id == 4242
@@ -80,10 +85,12 @@ def test_md5_fake_carries_an_rfc2385_option_and_a_longer_header() -> None:
 
 
 @pytest.mark.parametrize(("order", "overlap"), [("forward", 0), ("reverse", 0), ("forward", 16)])
-def test_fragments_have_offsets_flags_and_reassemble_to_the_packet(order: str, overlap: int) -> None:
+def test_fragments_have_offsets_flags_and_reassemble_to_the_packet(
+    order: str, overlap: int
+) -> None:
     real = data_packet()
     frags = [IP(f) for f in wire.fragments(real, 96, order=order, overlap=overlap)]
-    first, second = (frags if order == "forward" else frags[::-1])
+    first, second = frags if order == "forward" else frags[::-1]
     assert (first.frag, first.flags.MF, second.frag * 8, second.flags.MF) == (0, 1, 96 - overlap, 0)
     assert all(f.id == 4242 and f.ttl == 64 and not f.flags.DF for f in frags)
     for f in frags:  # the IP header checksum of each fragment
@@ -106,11 +113,18 @@ def test_fragment_cuts_are_checked() -> None:
 
 def _handshake(d: Desync) -> list:  # type: ignore[type-arg]
     syn = bytes(IP(src=C, dst=S, id=1) / TCP(sport=40000, dport=443, flags="S", seq=999))
-    return [d.on_packet(syn), d.on_packet(bytes(IP(src=C, dst=S) / TCP(sport=40000, dport=443, flags="A", seq=1000, ack=777)))]
+    return [
+        d.on_packet(syn),
+        d.on_packet(
+            bytes(IP(src=C, dst=S) / TCP(sport=40000, dport=443, flags="A", seq=1000, ack=777))
+        ),
+    ]
 
 
 def test_fakes_go_once_before_the_first_data_packet_only() -> None:
-    d = Desync(list(parse("fake:ttl=2:data=random:len=101:repeats=2").steps), rand=lambda n: b"\xab" * n)
+    d = Desync(
+        list(parse("fake:ttl=2:data=random:len=101:repeats=2").steps), rand=lambda n: b"\xab" * n
+    )
     assert all(r.before == () and r.instead is None for r in _handshake(d))
     first = d.on_packet(data_packet())
     assert len(first.before) == 2 and first.instead is None
@@ -142,8 +156,12 @@ def test_ipfrag_fragments_the_first_data_packet_and_its_retransmissions() -> Non
 
 
 def test_udp_fakes_before_the_first_datagram() -> None:
-    d = Desync(list(parse("udpfake:data=short:len=601:repeats=3").steps), rand=lambda n: b"\xff" * n)
-    initial = bytes(IP(src=C, dst=S) / UDP(sport=5000, dport=443) / Raw(b"\xc3\x00\x00\x00\x01" + bytes(1195)))
+    d = Desync(
+        list(parse("udpfake:data=short:len=601:repeats=3").steps), rand=lambda n: b"\xff" * n
+    )
+    initial = bytes(
+        IP(src=C, dst=S) / UDP(sport=5000, dport=443) / Raw(b"\xc3\x00\x00\x00\x01" + bytes(1195))
+    )
     r = d.on_packet(initial)
     assert len(r.before) == 3 and r.instead is None
     fake = IP(r.before[0])
@@ -164,7 +182,10 @@ def test_srvwin_rewrites_only_the_synack_window() -> None:
     assert r.instead is not None
     out = IP(r.instead[0])
     assert out[TCP].window == 37 and out[TCP].flags == "SA" and checksums_ok(r.instead[0])
-    assert side.outgoing(bytes(IP(src=S, dst=C) / TCP(sport=443, dport=40000, flags="A"))).instead is None
+    assert (
+        side.outgoing(bytes(IP(src=S, dst=C) / TCP(sport=443, dport=40000, flags="A"))).instead
+        is None
+    )
 
 
 def test_split_handshake_sequence_numbers_flags_and_timestamps() -> None:

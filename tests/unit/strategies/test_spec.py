@@ -21,8 +21,17 @@ def test_the_issue_example_parses_into_two_stream_steps() -> None:
 
 def test_defaults_flags_and_named_parameters() -> None:
     fake = parse("fake:ttl=3:badsum:data=random:len=150").steps[0]
-    assert (fake.num("ttl"), fake["badsum"], fake["badseq"], fake.word("data")) == (3, True, False, "random")
-    assert fake.num("len") == 150 and fake.num("repeats") == 1 and fake.word("sni") == "www.example.com"
+    assert (fake.num("ttl"), fake["badsum"], fake["badseq"], fake.word("data")) == (
+        3,
+        True,
+        False,
+        "random",
+    )
+    assert (
+        fake.num("len") == 150
+        and fake.num("repeats") == 1
+        and fake.word("sni") == "www.example.com"
+    )
     assert parse("ipfrag:sni-2:order=reverse:overlap=16").steps[0].position() == Position("sni", -2)
     assert parse("srvwin").steps[0].num("size") == 40
     assert parse("fake:ttl=0x10").steps[0].num("ttl") == 16
@@ -66,7 +75,9 @@ def test_bad_specs_name_the_place_the_step_and_the_parameter(spec: str, message:
 
 def test_yaml_form_equals_the_string_form() -> None:
     text = "strategy:\n  - split: sni\n  - tlsrec: {at: 1}\n  - fake: {ttl: 2, data: random, len: 120}\n  - sni-dot\n"
-    assert load_yaml("s.yaml", text=text) == parse("split:sni+tlsrec:1+fake:ttl=2:data=random:len=120+sni-dot")
+    assert load_yaml("s.yaml", text=text) == parse(
+        "split:sni+tlsrec:1+fake:ttl=2:data=random:len=120+sni-dot"
+    )
     assert load_yaml("s.yaml", text="- split: [sni, 2]\n") == parse("split:sni:2")
     assert load_yaml("s.yaml", text="'split:sni+disorder:1'\n") == parse("split:sni+disorder:1")
 
@@ -74,8 +85,14 @@ def test_yaml_form_equals_the_string_form() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("strategy:\n  - split: sni\n  - tlsrec: {at: x}\n", "s.yaml:3:14: strategy[1].tlsrec.at: 'x' is not a position"),
-        ("- spilt: 3\n", "s.yaml:1:3: strategy[0]: unknown strategy 'spilt'; did you mean 'split'?"),
+        (
+            "strategy:\n  - split: sni\n  - tlsrec: {at: x}\n",
+            "s.yaml:3:14: strategy[1].tlsrec.at: 'x' is not a position",
+        ),
+        (
+            "- spilt: 3\n",
+            "s.yaml:1:3: strategy[0]: unknown strategy 'spilt'; did you mean 'split'?",
+        ),
         ("- fake: {ttl: 2, lenn: 3}\n", "s.yaml:1:18: strategy[0].fake: unknown parameter 'lenn'"),
         ("- fake\n", "s.yaml:1:3: strategy[0].fake: a fake needs a way"),
         ("- [split]\n", "s.yaml:1:3: strategy[0]: expected a name or a one-key mapping"),

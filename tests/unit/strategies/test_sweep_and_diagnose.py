@@ -21,12 +21,16 @@ DROP = Judgement(False, "drop", "sni-iv", "SNI-IV", {"forward": 3, "drop": 7})
 def result(spec: str, per_profile: dict[str, list[Judgement | None]], ttfb: float = 0.01,
            live: bool = True) -> StrategyResult:  # fmt: skip
     n = len(next(iter(per_profile.values())))
-    trials = [Trial(live, ttfb if live else None, "ok" if live else "reset", float(i)) for i in range(n)]
+    trials = [
+        Trial(live, ttfb if live else None, "ok" if live else "reset", float(i)) for i in range(n)
+    ]
     return StrategyResult(spec, trials, per_profile, 1.0)
 
 
 def test_success_needs_the_live_answer_and_a_passing_verdict() -> None:
-    r = result("split:at=sni", {"tspu-2022": [OK, OK, None], "tspu-2026-reassembly": [DROP, OK, DROP]})
+    r = result(
+        "split:at=sni", {"tspu-2022": [OK, OK, None], "tspu-2026-reassembly": [DROP, OK, DROP]}
+    )
     assert r.success_count("tspu-2022") == 2 and r.success_count("tspu-2026-reassembly") == 1
     assert r.why("tspu-2026-reassembly") == "drop (sni-iv) x2"
     assert r.why("tspu-2022") == "no flow in the capture x1"
@@ -39,7 +43,11 @@ def test_ranking_table_and_diff() -> None:
     a = result("split:at=sni", {"tspu-2022": [OK, OK], "tspu-2026-reassembly": [DROP, DROP]}, 0.02)
     b = result("tlsrec:at=1", {"tspu-2022": [OK, OK], "tspu-2026-reassembly": [OK, OK]}, 0.01)
     c = result("none", {"tspu-2022": [DROP, DROP], "tspu-2026-reassembly": [DROP, DROP]})
-    assert [r.strategy for r in ranked([a, b, c], "tspu-2022")] == ["tlsrec:at=1", "split:at=sni", "none"]
+    assert [r.strategy for r in ranked([a, b, c], "tspu-2022")] == [
+        "tlsrec:at=1",
+        "split:at=sni",
+        "none",
+    ]
     lines = table([a, b, c], "tspu-2022", 2)
     assert lines[4].startswith("| 1 | `tlsrec:at=1` | 2/2 | 10.0 |")
     d = "\n".join(diff([a, b, c], "tspu-2022", "tspu-2026-reassembly"))
@@ -81,14 +89,19 @@ def _flow(tmp_path: Path, name: str, server_reply: list, sport: int = 40000) -> 
 def test_an_unanswered_hello_is_a_blackhole_that_sni_iv_predicts(tmp_path: Path) -> None:
     c, s = "10.13.1.2", "10.13.3.2"
     ch = hello.build_client_hello("blocked.example", seed=bytes(32))
-    again = [IP(src=c, dst=s) / TCP(sport=40000, dport=443, flags="PA", seq=100, ack=501) / Raw(ch)] * 3
+    again = [
+        IP(src=c, dst=s) / TCP(sport=40000, dport=443, flags="PA", seq=100, ack=501) / Raw(ch)
+    ] * 3
     path = _flow(tmp_path, "blocked.example", again)
     (flow,) = observe(str(path)).values()
     assert flow.symptom() == "blackhole" and flow.retransmits == 3
     text = "\n".join(diagnose(str(path), [*P, "twitter-throttle-2021"]))
     assert "seen blackhole (first data retransmitted 3x" in text
     matches = next(line for line in text.splitlines() if "matches:" in line)
-    assert "tspu-2022 (drop, rule sni-iv)" in matches and "tspu-2026-reassembly (drop, rule sni-iv)" in matches
+    assert (
+        "tspu-2022 (drop, rule sni-iv)" in matches
+        and "tspu-2026-reassembly (drop, rule sni-iv)" in matches
+    )
     assert "twitter-throttle-2021 (allow) predicts ok" in text
 
 

@@ -23,4 +23,7 @@ def test_argv_goes_through_the_proxy_only_when_asked() -> None:
     argv = s_client_argv("10.0.0.1", "t.example", "/ca.pem", parse("sni-dot").steps)
     assert argv[argv.index("-servername") + 1] == "t.example." and "-proxy" not in argv
     assert argv[argv.index("-verify_hostname") + 1] == "t.example"
-    assert s_client_argv("10.0.0.1", "t", "/c", (), proxy="127.0.0.1:1080")[-2:] == ["-proxy", "127.0.0.1:1080"]
+    assert s_client_argv("10.0.0.1", "t", "/c", (), proxy="127.0.0.1:1080")[-2:] == [
+        "-proxy",
+        "127.0.0.1:1080",
+    ]
