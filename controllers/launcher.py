@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         project="os_ken",
     )
     log.init_log()
+
     # The lab stops the controller with SIGTERM: write out the event log's last batch, then
     # leave at once as before (os-ken's run_apps cannot unwind its native threads cleanly).
     def on_term(signum: int, frame: object) -> None:

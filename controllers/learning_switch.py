@@ -16,12 +16,13 @@ from os_ken.lib.packet import ethernet, packet
 from os_ken.ofproto import ofproto_v1_3
 
 from tspulab.controllers.config import ControllerConfig
+from tspulab.controllers.dispatch import SynchronousDispatch
 from tspulab.controllers.events import EventLog, guarded
 
 ETH_TYPE_LLDP = 0x88CC
 
 
-class LearningSwitch(app_manager.OSKenApp):  # type: ignore[misc]
+class LearningSwitch(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -31,6 +31,7 @@ from os_ken.ofproto.ofproto_parser import MsgBase
 
 from tspulab.controllers.config import ControllerConfig, read_registry
 from tspulab.controllers.control import ControlServer
+from tspulab.controllers.dispatch import SynchronousDispatch
 from tspulab.controllers.enforcement import LossAdd, LossRemove
 from tspulab.controllers.events import EventLog, guarded
 from tspulab.controllers.nftloss import NftLoss
@@ -50,7 +51,7 @@ from tspulab.controllers.tspu_box import TspuBox, endpoints, profile_inspects
 __all__ = ["TspuApp", "endpoints", "profile_inspects"]
 
 
-class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
+class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -71,28 +72,34 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
 
     # --- the one place that sends -------------------------------------------------------------
 
-    def _handle(self, dpid: int, event: Event) -> list[Any]:
+    def _handle(self, dpid: int, event: Event, datapath: Any = None) -> list[Any]:
         box = self.boxes.get(dpid)
         if box is None:
             self.ignored[type(event).__name__] += 1
             return []
         with box.lock:
             out: list[Any] = box.handle(time.time(), event)
-        self._send(dpid, out)
+        self._send(datapath or self.datapaths.get(dpid), dpid, out)
         return out
 
-    def _send(self, dpid: int, out: list[Any]) -> None:
-        datapath = self.datapaths.get(dpid)
+    def _send(self, datapath: Any, dpid: int, out: list[Any]) -> None:
+        """Messages go out in order as one write (one queue hand-off, one send call, instead of
+        one per message); loss work goes to the nftables worker."""
+        wire = []
         for item in out:
             if isinstance(item, MsgBase):
                 if datapath is None:
                     continue  # not connected: the next SwitchUp rebuilds the switch whole
                 item.datapath = datapath
-                datapath.send_msg(item)
+                datapath.set_xid(item)
+                item.serialize()
+                wire.append(bytes(item.buf))
             elif isinstance(item, LossAdd | LossRemove):
                 worker = self.nft.get(dpid)
                 if worker is not None:
                     worker.submit(item)
+        if wire:
+            datapath.send(b"".join(wire))
         self.event_log.flush_soon()
 
     # --- OpenFlow events -----------------------------------------------------------------------
@@ -102,7 +109,7 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.datapaths[datapath.id] = datapath
-        self._handle(datapath.id, SwitchUp())
+        self._handle(datapath.id, SwitchUp(), datapath)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
@@ -124,6 +131,7 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
                 reason=msg.reason or 0,
                 table_id=msg.table_id or 0,
             ),
+            msg.datapath,
         )
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
@@ -131,7 +139,7 @@ class TspuApp(app_manager.OSKenApp):  # type: ignore[misc]
     def flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         event = FlowRemoved(dict(msg.match.items()), msg.reason, msg.cookie)
-        self._handle(msg.datapath.id, event)
+        self._handle(msg.datapath.id, event, msg.datapath)
 
     @set_ev_cls(
         ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER]

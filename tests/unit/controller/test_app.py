@@ -13,7 +13,8 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from scapy.layers.inet import IP, TCP
@@ -34,12 +35,22 @@ def _datapath(dpid: int, switch: FakeOFTable) -> Any:
     dp.id = dpid
     dp.ofproto, dp.ofproto_parser = ofp, parser
 
-    def send_msg(msg: Any) -> None:
-        assert msg.datapath is dp, "the app sets the datapath before it sends"
-        msg.serialize()
-        switch.apply_bytes(bytes(msg.buf))
+    xids = iter(range(1, 1 << 30))
 
-    dp.send_msg.side_effect = send_msg
+    def set_xid(msg: Any) -> None:
+        assert msg.datapath is dp, "the app sets the datapath before it sends"
+        msg.set_xid(next(xids))
+
+    def send(buf: bytes) -> None:
+        """One write may hold several messages: split them by their headers' lengths."""
+        while buf:
+            length = int.from_bytes(buf[2:4])
+            switch.apply_bytes(buf[:length])
+            buf = buf[length:]
+
+    dp.set_xid.side_effect = set_xid
+    dp.send.side_effect = send
+    dp.send_msg.side_effect = AssertionError("the app writes whole batches with send()")
     return dp
 
 
@@ -147,6 +158,22 @@ def test_every_handler_with_a_fake_datapath(app: Any) -> None:
         assert expected in names, expected
     assert "handler-error" not in names
     assert app.ignored["PacketIn"] == 1 and app.ignored["SwitchError"] == 1
+
+
+def test_hot_events_are_handled_in_the_reader_thread(app: Any) -> None:
+    """Packet-ins and the like skip os-ken's app queue (controllers/dispatch.py)."""
+    switch = FakeOFTable()
+    dp = _datapath(TSPU_DPID, switch)
+    features = mock.MagicMock(msg=mock.MagicMock(datapath=dp))
+    ev = ofp_event.EventOFPSwitchFeatures(features.msg)
+    app.event_handlers = {}
+    app.register_handler(ofp_event.EventOFPSwitchFeatures, app.switch_features)
+    app.events = mock.MagicMock()
+    app._send_event(ev, CONFIG_DISPATCHER)
+    assert switch.barriers == 1 and not app.events.put.called
+    app._events_sem = mock.MagicMock()
+    app._send_event(ofp_event.EventOFPStateChange(dp), MAIN_DISPATCHER)
+    assert app.events.put.called, "os-ken's own state changes still queue"
 
 
 def test_a_handler_exception_is_logged_not_raised(app: Any) -> None:
