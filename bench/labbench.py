@@ -7,6 +7,7 @@ reports medians and ratios of medians; nothing here asserts a timing.
 
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import time
@@ -124,6 +125,30 @@ def percentile(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    """min / median / max, the way every comparison here is reported."""
+    if not values:
+        return "n/a"
+    return " / ".join(fmt.format(v) for v in (min(values), median(values), max(values)))
+
+
+def bootstrap_ratio(
+    a: Sequence[float], b: Sequence[float], n: int = 2000, seed: int = 1
+) -> tuple[float, float]:
+    """A 90 % bootstrap interval of median(a) / median(b) (rounds resampled with replacement)."""
+    rng = random.Random(seed)
+    ratios = sorted(
+        median(rng.choices(a, k=len(a))) / median(rng.choices(b, k=len(b))) for _ in range(n)
+    )
+    return ratios[int(0.05 * n)], ratios[int(0.95 * n) - 1]
+
+
+def order(round_no: int) -> tuple[str, str]:
+    """TSPU first in odd rounds, learning first in even ones: a drift in the machine's load
+    then weighs on both set-ups alike."""
+    return ("tspu", "learning") if round_no % 2 else ("learning", "tspu")
 
 
 def verdict(met: bool) -> str:

@@ -23,7 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbench import controller_events, in_lab, median, scenario, verdict
+from labbench import (
+    bootstrap_ratio,
+    controller_events,
+    in_lab,
+    median,
+    order,
+    scenario,
+    spread,
+    verdict,
+)
 
 from tspulab.lab.services import start_logged
 from tspulab.scenario.live import LiveLab
@@ -69,7 +78,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="demo", help="name in scenarios/ or a YAML path")
     parser.add_argument("--service", help="default: first innocent service outside the registry")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
     base = scenario(args.scenario)
@@ -79,7 +88,7 @@ def main() -> int:
           f"{args.rounds} rounds × {args.seconds} s, runs in {runs_dir}")  # fmt: skip
     results: dict[str, list[float]] = {"tspu": [], "learning": []}
     for r in range(1, args.rounds + 1):
-        for mode in ("tspu", "learning"):
+        for mode in order(r):
             m = in_lab(base, runs_dir, mode == "tspu",
                        lambda live: iperf3(live, service, args.seconds))  # fmt: skip
             results[mode].append(m["received_mbit_s"])
@@ -89,8 +98,15 @@ def main() -> int:
                   f"retransmits {m['retransmits']:.0f}{dpi}", flush=True)  # fmt: skip
     tspu, learning = median(results["tspu"]), median(results["learning"])
     ratio = tspu / learning
-    print(f"median TSPU {tspu:.1f} Mbit/s · learning switch {learning:.1f} Mbit/s · "
-          f"ratio {ratio:.3f} (goal ≥ 0.9: {verdict(ratio >= 0.9)})")  # fmt: skip
+    per_round = [t / lrn for t, lrn in zip(results["tspu"], results["learning"], strict=True)]
+    lo, hi = bootstrap_ratio(results["tspu"], results["learning"])
+    print(f"Mbit/s min / median / max: TSPU {spread(results['tspu'], '{:.0f}')} · learning "
+          f"switch {spread(results['learning'], '{:.0f}')}")  # fmt: skip
+    print(f"ratio per round (TSPU / learning, same round) min / median / max: "
+          f"{spread(per_round, '{:.3f}')}")  # fmt: skip
+    straddles = "" if lo >= 0.9 or hi < 0.9 else "; the interval straddles 0.9: more rounds"
+    print(f"ratio of medians {ratio:.3f}, 90 % bootstrap interval {lo:.3f} to {hi:.3f} "
+          f"(goal ≥ 0.9: {verdict(ratio >= 0.9)}{straddles})")  # fmt: skip
     return 0
 
 

@@ -21,7 +21,16 @@ import tempfile
 from pathlib import Path
 
 from crossing import Capture
-from labbench import controller_events, in_lab, median, percentile, scenario, verdict
+from labbench import (
+    controller_events,
+    in_lab,
+    median,
+    order,
+    percentile,
+    scenario,
+    spread,
+    verdict,
+)
 
 from tspulab.scenario.live import LiveLab
 
@@ -70,12 +79,14 @@ def main() -> int:
           f"{args.rounds} rounds × {args.fetches} fetches per set-up, "
           f"runs in {runs_dir}")  # fmt: skip
     all_: dict[str, dict[str, list[float]]] = {"tspu": {}, "learning": {}}
+    rounds: dict[str, list[float]] = {"tspu": [], "learning": []}
     for r in range(1, args.rounds + 1):
-        for mode in ("tspu", "learning"):
+        for mode in order(r):
             m = in_lab(base, runs_dir, mode == "tspu",
                        lambda live: fetches(live, args.service, args.fetches))  # fmt: skip
             for key, values in m.items():
                 all_[mode].setdefault(key, []).extend(values)
+            rounds[mode].append(median(m["ttfb"]))
             extra = (f"  packet-ins {m['packet_ins'][0]:.0f}, verdicts {m['verdicts'][0]:.0f}"
                      if mode == "tspu" else "")  # fmt: skip
             print(f"round {r} {mode:8s} ttfb median {median(m['ttfb']):6.2f} ms "
@@ -101,6 +112,9 @@ def main() -> int:
     print(f"  later packets slower than 0.5 ms (replies that reached the switch before the "
           f"flow's judged rules): TSPU {share['tspu']:.1f} %, learning switch "
           f"{share['learning']:.1f} %")  # fmt: skip
+    per_round = [t - lrn for t, lrn in zip(rounds["tspu"], rounds["learning"], strict=True)]
+    print(f"added per round (median TSPU - median learning, same round) min / median / max: "
+          f"{spread(per_round, '{:+.2f}')} ms")  # fmt: skip
     print(f"added time to first byte: {added:+.2f} ms median (goal ≤ 2 ms: "
           f"{verdict(added <= 2.0)})")  # fmt: skip
     return 0
