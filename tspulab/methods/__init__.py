@@ -24,7 +24,6 @@ ADAPTERS: dict[str, str] = {
     "stunnel": "stunnel:Stunnel",
     "vmess": "v2ray:Vmess",
     "trojan": "trojan:Trojan",
-    "vless-reality": "singbox:VlessReality",
     "hysteria2": "singbox:Hysteria2",
     "tuic": "singbox:Tuic",
     "tor": "tor:Tor",

@@ -89,13 +89,6 @@ class TlsOptions(Options):
     """The SNI the client sends (the server's certificate names it)."""
 
 
-class VlessRealityOptions(Options):
-    server_name: Domain = "www.microsoft.com"
-    """The site REALITY borrows: the SNI on the wire; probes without the key are relayed to a TLS
-    server for this name that the method runs beside the proxy."""
-    flow: Literal["xtls-rprx-vision", "none"] = "xtls-rprx-vision"
-
-
 class TrojanOptions(TlsOptions):
     pass
 
@@ -135,7 +128,6 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "wireguard": WireGuardOptions,
     "shadowsocks": ShadowsocksOptions,
     "vmess": VmessOptions,
-    "vless-reality": VlessRealityOptions,
     "trojan": TrojanOptions,
     "hysteria2": Hysteria2Options,
     "tuic": TuicOptions,
@@ -151,7 +143,6 @@ MethodKind = Literal[
     "wireguard",
     "shadowsocks",
     "vmess",
-    "vless-reality",
     "trojan",
     "hysteria2",
     "tuic",
@@ -167,7 +158,6 @@ DEFAULT_PORTS: dict[str, int] = {
     "wireguard": 51820,
     "shadowsocks": 8388,
     "vmess": 10086,
-    "vless-reality": 443,
     "trojan": 443,
     "hysteria2": 443,
     "tuic": 443,
@@ -189,7 +179,7 @@ def validate_options(value: Any, info: ValidationInfo) -> Any:
     options are left alone (the kind's error is the one to read)."""
     kind = info.data.get("kind")
     if value is None or kind not in KIND_OPTIONS:
-        return value
+        return None  # the model fails on `kind` already: one error, not one per option
     model = KIND_OPTIONS[kind]
     if not isinstance(value, dict):
         raise PydanticCustomError("options", "expected a mapping of {kind} options", {"kind": kind})

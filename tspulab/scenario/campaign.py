@@ -16,6 +16,13 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from tspulab.methods.options import (
+    DEFAULT_PORTS,
+    MethodKind,
+    Options,
+    default_options,
+    validate_options,
+)
 from tspulab.scenario.scalars import (
     Address,
     Bool,
@@ -36,7 +43,6 @@ from tspulab.scenario.scalars import (
 
 DIRECT = "direct"
 """The method name of traffic that uses no circumvention."""
-DEFAULT_PORTS: dict[str, int] = {"socks5": 1080, "openvpn": 1194}
 PROBE_KINDS = ("https", "http", "dns", "quic", "ping", "iperf3", "ttfb")
 ProbeKind = Literal["https", "http", "dns", "quic", "ping", "iperf3", "ttfb"]
 Metric = Literal[
@@ -124,20 +130,28 @@ class Isp(Section):
 
 
 class Circumvention(Section):
-    """A way around the censor: a proxy or VPN server at an address of a cloud, or direct."""
+    """A way around the censor: a proxy or VPN server at an address of a cloud, or direct.
+
+    `kind` names the tool family and `options` its settings, checked per kind
+    (`tspulab.methods.options`, docs/methods.md); `options` is always filled once loaded."""
 
     name: MethodName
-    kind: Literal["socks5", "openvpn", "direct"]
+    kind: MethodKind
     cloud: Str | None = None
     address: Address | None = None
     port: Int | None = Field(default=None, ge=1, le=65535)
-    """Default 1080 for socks5, 1194 for openvpn; none for direct."""
+    """Default per kind (1080 for socks5, 1194 for openvpn, ...: DEFAULT_PORTS); none for direct."""
+    options: Options | None = None
+
+    _options = field_validator("options", mode="before")(validate_options)
 
     @model_validator(mode="after")
-    def _default_port(self) -> Circumvention:
+    def _defaults(self) -> Circumvention:
+        # Frozen model: fill the defaults once, while it is being built.
         if self.port is None and self.kind in DEFAULT_PORTS:
-            # Frozen model: fill the default once, while it is being built.
             object.__setattr__(self, "port", DEFAULT_PORTS[self.kind])
+        if self.options is None:
+            object.__setattr__(self, "options", default_options(self.kind))
         return self
 
 

@@ -236,11 +236,11 @@ def check_runnable(scenario: Scenario) -> None:
             f"{scenario.path}: isps[{old[0]}].old_filter: the ISP's own older filter is not "
             "implemented yet"
         )
-    other = [c.name for c in scenario.circumvention if c.kind == "openvpn"]
+    other = [c for c in scenario.circumvention if c.kind not in ("socks5", "direct")]
     if other:
         raise NotImplementedInRunner(
-            f"{scenario.path}: circumvention[{other[0]}].kind: openvpn is not implemented yet "
-            "(socks5 and direct are)"
+            f"{scenario.path}: circumvention[{other[0].name}].kind: {other[0].kind} is not run "
+            "by the campaign lab yet (socks5 and direct are; tspulab.methods has the tool)"
         )
 
 
