@@ -5,8 +5,8 @@ os-ken hands every event to each app through a queue and a thread of the app's o
 event loop, the datapath's writer), with the GIL handed over at each step, and with the TSPU and
 the learning-switch apps in one process every packet-in wakes both apps' threads. For the events
 listed here the handlers run directly in the datapath's reader thread, which also keeps them in
-the order the switch sent them. os-ken's own state changes (switch up and down) still go through
-the queue.
+the order the switch sent them. The switch's features and os-ken's own state changes (switch up
+and down) still go through the queue.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 from os_ken.controller import ofp_event
 
+# Not the switch's features: os-ken's own handler (which sets `datapath.id`) runs after the
+# observers in the reader thread, so a synchronous features handler would see no dpid yet.
 SYNCHRONOUS = (
-    ofp_event.EventOFPSwitchFeatures,
     ofp_event.EventOFPPacketIn,
     ofp_event.EventOFPFlowRemoved,
     ofp_event.EventOFPErrorMsg,

@@ -164,16 +164,19 @@ def test_hot_events_are_handled_in_the_reader_thread(app: Any) -> None:
     """Packet-ins and the like skip os-ken's app queue (controllers/dispatch.py)."""
     switch = FakeOFTable()
     dp = _datapath(TSPU_DPID, switch)
-    features = mock.MagicMock(msg=mock.MagicMock(datapath=dp))
-    ev = ofp_event.EventOFPSwitchFeatures(features.msg)
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
     app.event_handlers = {}
-    app.register_handler(ofp_event.EventOFPSwitchFeatures, app.switch_features)
-    app.events = mock.MagicMock()
-    app._send_event(ev, CONFIG_DISPATCHER)
-    assert switch.barriers == 1 and not app.events.put.called
-    app._events_sem = mock.MagicMock()
+    app.register_handler(ofp_event.EventOFPPacketIn, app.packet_in)
+    app.events, app._events_sem = mock.MagicMock(), mock.MagicMock()
+    ev = ofp_event.EventOFPPacketIn(_packet_in(dp, _syn(40001), {"in_port": SUB_PORT}).msg)
+    app._send_event(ev, MAIN_DISPATCHER)
+    assert [o.ports for o in switch.packet_outs] == [(2,)] and not app.events.put.called
+    # the features (os-ken sets the dpid after the observers) and state changes still queue
+    app._send_event(
+        ofp_event.EventOFPSwitchFeatures(mock.MagicMock(datapath=dp)), CONFIG_DISPATCHER
+    )
     app._send_event(ofp_event.EventOFPStateChange(dp), MAIN_DISPATCHER)
-    assert app.events.put.called, "os-ken's own state changes still queue"
+    assert app.events.put.call_count == 2
 
 
 def test_a_handler_exception_is_logged_not_raised(app: Any) -> None:
