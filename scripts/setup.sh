@@ -20,6 +20,23 @@ DEBIAN_PACKAGES=(
   iptables libnetfilter-queue-dev gcc python3-dev  # strategies: -j NFQUEUE (nft queue fails here)
 )
 
+# Circumvention tools (tspulab/methods, docs/methods.md): servers in clouds, clients in
+# subscribers, each started per run with configuration and keys of its own. Their Debian units
+# would start system daemons (tor, sshd, danted, tinyproxy, ss-server, stunnel): the install
+# below runs under a policy-rc.d that forbids starting services, so nothing system-wide is left
+# running; tspulab never uses those units.
+METHOD_PACKAGES=(
+  openvpn
+  wireguard-go wireguard-tools   # userspace WireGuard (no kernel module needed)
+  tor obfs4proxy                 # a private Tor network per run; obfs4 bridges
+  shadowsocks-libev
+  v2ray                          # VMess
+  trojan
+  stunnel4
+  dante-server tinyproxy         # SOCKS5 (dante) and HTTP CONNECT (tinyproxy)
+  openssh-server openssh-client  # ssh -D tunnels
+)
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages and tspulab drives network namespaces)" >&2
   exit 1
@@ -33,6 +50,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing Debian packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+missing=()
+for pkg in "${METHOD_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing circumvention tools: ${missing[*]}"
+  apt-get update -qq
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# tspulab setup.sh: no service starts while it installs\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || { [ $made_policy = 1 ] && rm -f "$policy"; exit 1; }
+  if [ $made_policy = 1 ]; then rm -f "$policy"; fi
 fi
 
 # The Debian units would start a system-wide OVS and a system nginx; tspulab starts its own
