@@ -271,7 +271,9 @@ class Bench:
                                         self.target, timeout)  # fmt: skip
         text = out.decode(errors="replace")
         ok = text.startswith("HTTP/1.1 200") and self.marker in text
-        detail = "ok" if ok else (err.splitlines()[-1] if err else f"got {text[:60]!r}")
+        # OpenSSL's error lines start with a thread id ("80DB...:error:"); keep the reason.
+        last = err.splitlines()[-1].split(":error:")[-1] if err else ""
+        detail = "ok" if ok else (last or f"got {text[:60]!r}")
         return Trial(ok, first if ok else None, detail, started)
 
     def quic_trial(self, timeout: float = 3.0) -> Trial:

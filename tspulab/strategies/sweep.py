@@ -11,8 +11,9 @@ Connections are matched to trials by time: the flows whose first packet falls be
 start and the next one's belong to it; a trial passes a profile only if all of them pass.
 
 Pairs (like zapret's blockcheck, but against a known censor): two singles with different names,
-taken from the singles that failed at least one profile, the most successful first, up to
-``max_pairs``. A pair the spec language refuses (TCP with UDP strategies) is skipped.
+taken from the singles that failed at least one profile, the most successful first (in diagonal
+order: every pair among the best k before the (k+1)-th single joins), up to ``max_pairs``. A
+pair the spec language refuses (TCP with UDP strategies) is skipped.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ TCP_SINGLES = (
 )  # fmt: skip
 UDP_SINGLES = (
     "udpfake", "udpfake:data=zero:len=1200", "udpfake:data=short:len=601",
-    "udpfake:data=short:len=600", "fake:ttl=2:data=random:len=64", "ipfrag:at=600",
+    "udpfake:data=short:len=600", "fake:ttl=2:data=random:len=64", "ipfrag:at=64",
+    "ipfrag:at=600",
 )  # fmt: skip
 
 
@@ -172,7 +174,11 @@ def pair_candidates(
     failing.sort(key=lambda r: -sum(r.success_count(p) for p in profiles))
     out: list[Strategy] = []
     seen: set[str] = set()
-    for a, b in itertools.combinations(failing, 2):
+    # Diagonal order (pairs of the two best, then of the three best, ...) so that a cap on the
+    # count still gives every failing single a partner instead of pairing the best with all.
+    indexed = sorted(itertools.combinations(range(len(failing)), 2), key=lambda ij: (ij[1], ij[0]))
+    for i, j in indexed:
+        a, b = failing[i], failing[j]
         if len(out) >= max_pairs:
             break
         try:
@@ -221,12 +227,13 @@ def _window(starts: Sequence[float], t: float) -> int | None:
 
 
 def ranked(results: Sequence[StrategyResult], profile: str) -> list[StrategyResult]:
-    """Best first: most successes, then the shortest median TTFB, then the fewest steps."""
+    """Best first: most successes, then the fewest steps (simpler to deploy), then the shortest
+    median TTFB (differences of a few ms are noise here: the client process starts per trial)."""
     return sorted(
         (r for r in results if r.trials),
         key=lambda r: (
             -r.success_count(profile),
-            r.ttfb_ms(profile) if r.ttfb_ms(profile) is not None else float("inf"),
             r.strategy.count("+"),
+            r.ttfb_ms(profile) if r.ttfb_ms(profile) is not None else float("inf"),
         ),
     )
