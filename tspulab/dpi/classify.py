@@ -31,77 +31,31 @@ its query name in ``host``. ``tls.normalise_hostname`` gives the comparison form
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-from tspulab.dpi import quic
+from tspulab.dpi.classify_types import Classification, Inspection, Protocol
+from tspulab.dpi.classify_udp import UdpInspection, describe
 from tspulab.dpi.errors import DecodeError, Malformed, NeedData
-from tspulab.dpi.fingerprints import dns, dtls, fully_encrypted, openvpn, ssh, tor, wireguard
+from tspulab.dpi.fingerprints import dns, fully_encrypted, openvpn, ssh, tor
 from tspulab.dpi.flow import FlowState
-from tspulab.dpi.http import looks_like_http_request, parse_http_request
+from tspulab.dpi.http import http_response_status, looks_like_http_request, parse_http_request
 from tspulab.dpi.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_SYN, Packet
+from tspulab.dpi.quic_detect import google_quic_version
 from tspulab.dpi.reassembly import (
     NotClientHello,
+    OverlapPolicy,
     ReassemblyMode,
     TcpStream,
+    client_hello_record,
     find_client_hello,
     looks_like_tls_record,
+    preamble_kind,
 )
-from tspulab.dpi.tls import ClientHello, ja4_fingerprint
+from tspulab.dpi.tls import ClientHello
+
+__all__ = ["Classification", "Classifier", "Protocol", "google_quic_version"]
 
 
-class Protocol(StrEnum):
-    UNKNOWN = "unknown"
-    TLS = "tls"
-    HTTP = "http"
-    QUIC = "quic"
-    DTLS = "dtls"
-    OPENVPN = "openvpn"
-    WIREGUARD = "wireguard"
-    TOR = "tor"
-    SSH = "ssh"
-    DNS = "dns"
-    FULLY_ENCRYPTED = "fully-encrypted"
-
-
-@dataclass(frozen=True, slots=True)
-class Classification:
-    protocol: Protocol
-    decided_at: int | None
-    """1-based packet index in the flow (both directions) at which it was decided; None when the
-    flow ended (capture end, expiry) before a decision and this is the best guess at that time."""
-    sni: str | None = None
-    host: str | None = None
-    alpn: tuple[str, ...] = ()
-    ja3: str | None = None
-    ja4: str | None = None
-    has_ech: bool = False
-    quic_version: int | None = None
-    detail: str = ""
-    """What decided it, e.g. "openvpn tls-crypt", "wg initiation", "budget exhausted"."""
-    reassembly: str = "none"
-    """The mode used: "none" | "tcp" | "tls-records"."""
-
-
-@dataclass(slots=True)
-class _Inspection:
-    """Per-flow state while undecided."""
-
-    payload_packets: int = 0
-    streams: list[TcpStream | None] = field(default_factory=lambda: [None, None])
-    tls_done: list[bool] = field(default_factory=lambda: [False, False])
-    """tcp/tls-records: the stream start was read as TLS and showed no ClientHello."""
-    tls_seen: bool = False
-    http_seen: bool = False
-    quic_version: int | None = None
-    quic_assembler: quic.QuicInitialAssembler | None = None
-    client_payload_seen: bool = False
-    syn_seen: bool = False
-    """The client's SYN was seen, so its first data segment is the connection's first."""
-    note: str = ""
-
-
-class Classifier:
+class Classifier(UdpInspection):
     """Per-flow protocol classification; one instance serves a whole flow table."""
 
     def __init__(
@@ -109,8 +63,11 @@ class Classifier:
         reassembly: str = "none",
         tor_relays: frozenset[str] = frozenset(),
         inspect_packets: int = 10,
+        overlap: str = "longest",
     ) -> None:
         self.mode = ReassemblyMode(reassembly)
+        self.overlap = OverlapPolicy(overlap)
+        """How the stream modes settle overlapping segments (reassembly.OverlapPolicy)."""
         self.tor_relays = tor_relays
         self.inspect_packets = inspect_packets
 
@@ -123,7 +80,7 @@ class Classifier:
             return self._observe(pkt, flow)
         except DecodeError as err:  # a detector's bad-input outcome must not end the flow
             insp = flow.inspection
-            if isinstance(insp, _Inspection):
+            if isinstance(insp, Inspection):
                 insp.note = f"{type(err).__name__}: {err}"
             return None
 
@@ -138,8 +95,8 @@ class Classifier:
 
     def _observe(self, pkt: Packet, flow: FlowState) -> Classification | None:
         insp = flow.inspection
-        if not isinstance(insp, _Inspection):
-            insp = flow.inspection = _Inspection()
+        if not isinstance(insp, Inspection):
+            insp = flow.inspection = Inspection()
             if self.tor_relays and self._tor_relay(flow):
                 return self._decide(flow, Protocol.TOR, detail="tor relay address")
         if pkt.proto != PROTO_TCP and pkt.proto != PROTO_UDP:
@@ -168,51 +125,70 @@ class Classifier:
             flow.inspection = None
         return verdict
 
-    def _stream(self, insp: _Inspection, direction: int) -> TcpStream:
+    def _stream(self, insp: Inspection, direction: int) -> TcpStream:
         stream = insp.streams[direction]
         if stream is None:
-            stream = insp.streams[direction] = TcpStream()
+            stream = insp.streams[direction] = TcpStream(overlap=self.overlap)
         return stream
 
     def _inspect_tcp(
-        self, pkt: Packet, flow: FlowState, insp: _Inspection, direction: int
+        self, pkt: Packet, flow: FlowState, insp: Inspection, direction: int
     ) -> Classification | None:
         payload = pkt.payload
+        starts: list[int] = _STREAM_START
         if self.mode is ReassemblyMode.NONE:
             data = payload
         else:
             stream = self._stream(insp, direction)
             if not stream.feed(pkt.seq, payload):
                 return None  # a retransmission or an out-of-order segment: nothing new in order
+            if stream.rewritten:  # the overlap policy replaced bytes: read the stream afresh
+                stream.rewritten = False
+                insp.tls_done.clear()
             data = bytes(stream.data)
-        if looks_like_tls_record(data) and not insp.tls_done[direction]:
-            verdict = self._tls(flow, insp, data, direction)
-            if verdict is not None or insp.tls_seen:
-                return verdict
-        if looks_like_http_request(data):
-            verdict = self._http(flow, insp, data)
-            if verdict is not None or insp.http_seen:
-                return verdict
+            if not looks_like_tls_record(data):  # TLS at the start is read as the mode says
+                starts = stream.segment_starts or _STREAM_START
+        for start in starts:
+            # The stream start first; then, in the stream modes, later segment starts: TLS after a
+            # plaintext preamble (STARTTLS, a proxy exchange) or behind junk bytes.
+            tail = data[start:] if start else data
+            if looks_like_tls_record(tail) and (direction, start) not in insp.tls_done:
+                verdict = self._tls(flow, insp, tail, direction, start, data)
+                if verdict is not None or insp.tls_seen:
+                    return verdict
+            if looks_like_http_request(tail):
+                verdict = self._http(flow, insp, tail, preamble_kind(data[:start]) if start else "")
+                if verdict is not None or insp.http_seen:
+                    return verdict
+            status = http_response_status(tail)
+            if status is not None:
+                return self._decide(flow, Protocol.HTTP, detail=f"response {status}")
         if ssh.match(payload) is not None:
             return self._decide(flow, Protocol.SSH, detail="ssh banner")
         if 53 in (flow.server_port, flow.client_port) and len(payload) > 2:
-            dns_match = dns.match_udp(payload[2:])
+            dns_match = dns.match_udp(payload[2:], port_53=True)
             if dns_match is not None:
                 return self._decide(flow, Protocol.DNS, host=dns_match.qname, detail="dns over tcp")
         vpn = openvpn.match_tcp(payload, flow.from_client)
         if vpn is not None:
-            return self._decide(flow, Protocol.OPENVPN, detail=_describe("openvpn tcp", vpn))
+            return self._decide(flow, Protocol.OPENVPN, detail=describe("openvpn tcp", vpn))
         if flow.from_client and not insp.client_payload_seen and insp.syn_seen:
             # The rule judges a connection's first data packet; mid-connection pickups are exempt.
             fe = fully_encrypted.match(payload)
             if fe is not None:
                 return self._decide(
-                    flow, Protocol.FULLY_ENCRYPTED, detail=_describe("first client packet", fe)
+                    flow, Protocol.FULLY_ENCRYPTED, detail=describe("first client packet", fe)
                 )
         return None
 
     def _tls(
-        self, flow: FlowState, insp: _Inspection, data: bytes, direction: int
+        self,
+        flow: FlowState,
+        insp: Inspection,
+        data: bytes,
+        direction: int,
+        start: int = 0,
+        stream: bytes = b"",
     ) -> Classification | None:
         try:
             scan = find_client_hello(data, self.mode)
@@ -224,21 +200,29 @@ class Classifier:
             insp.tls_seen = True
             insp.note = str(err)
             if self.mode is not ReassemblyMode.NONE:
-                insp.tls_done[direction] = True  # the stream start will not change
+                insp.tls_done.add((direction, start))  # these stream bytes will not change
             return None
         except Malformed as err:
+            if client_hello_record(data):
+                # A handshake record holding a ClientHello that stops parsing midway: the box has
+                # seen TLS, only not the SNI (docs/dpi.md: "TLS without SNI").
+                return self._decide(flow, Protocol.TLS, detail=f"client hello unreadable: {err}")
             insp.note = f"not a readable TLS record: {err}"
             if self.mode is not ReassemblyMode.NONE:
-                insp.tls_done[direction] = True
+                insp.tls_done.add((direction, start))
             return None
         ch = scan.client_hello
         detail = "client hello" if scan.records == 1 else f"client hello in {scan.records} records"
+        if start:
+            detail += f" after {preamble_kind(stream[:start])}"
         if not flow.from_client:
             detail += " from server side"
         protocol = Protocol.TOR if tor.tls_traits(ch) else Protocol.TLS
         return self._decide_hello(flow, protocol, ch, ch.ja4, detail)
 
-    def _http(self, flow: FlowState, insp: _Inspection, data: bytes) -> Classification | None:
+    def _http(
+        self, flow: FlowState, insp: Inspection, data: bytes, after: str = ""
+    ) -> Classification | None:
         try:
             request = parse_http_request(data)
         except NeedData:
@@ -251,83 +235,8 @@ class Classifier:
         waiting = request.host is None and not request.headers_complete
         if waiting and self.mode is not ReassemblyMode.NONE:
             return None  # the stream may bring the Host header
-        detail = f"{request.method} {request.path[:200]}"
+        detail = f"{request.method} {request.path[:200]}" + (f" after {after}" if after else "")
         return self._decide(flow, Protocol.HTTP, host=request.host, detail=detail)
-
-    def _inspect_udp(
-        self, pkt: Packet, flow: FlowState, insp: _Inspection
-    ) -> Classification | None:
-        payload = pkt.payload
-        from_client = flow.from_client
-        if 53 in (pkt.sport, pkt.dport):
-            dns_match = dns.match_udp(payload)
-            if dns_match is not None:
-                return self._decide(flow, Protocol.DNS, host=dns_match.qname, detail="dns")
-        if payload[0] & 0x80:
-            verdict = self._quic(pkt, flow, insp)
-            if verdict is not None or insp.quic_version is not None:
-                return verdict
-        elif from_client:
-            gquic = google_quic_version(payload)
-            if gquic is not None:
-                insp.quic_version = gquic
-                return self._decide(
-                    flow, Protocol.QUIC, detail=f"gquic {gquic.to_bytes(4, 'big').decode()}"
-                )
-        dtls_match = dtls.match_client_hello(payload)
-        if dtls_match is not None:
-            ch = dtls_match.client_hello
-            if ch is None:
-                return self._decide(flow, Protocol.DTLS, detail="dtls client hello")
-            return self._decide_hello(
-                flow, Protocol.DTLS, ch, ja4_fingerprint(ch, "d"), "dtls client hello"
-            )
-        wg = wireguard.match(payload, from_client)
-        if wg is not None:
-            return self._decide(flow, Protocol.WIREGUARD, detail=_describe("wireguard", wg))
-        vpn = openvpn.match_udp(payload, from_client)
-        if vpn is not None:
-            return self._decide(flow, Protocol.OPENVPN, detail=_describe("openvpn udp", vpn))
-        if flow.packets_from_server == 0:
-            # Only one side seen (asymmetric routing, or the capture missed the client): the first
-            # sender may be the server, so a server hard reset from it still names OpenVPN.
-            vpn = openvpn.match_udp(payload, False)
-            if vpn is not None:
-                detail = _describe("openvpn udp", vpn) + ", one direction seen"
-                return self._decide(flow, Protocol.OPENVPN, detail=detail)
-        return None
-
-    def _quic(self, pkt: Packet, flow: FlowState, insp: _Inspection) -> Classification | None:
-        payload = pkt.payload
-        try:
-            header = quic.parse_long_header(payload)
-        except DecodeError:
-            return None
-        if not (header.supported or _known_quic_family(header.version)):
-            return None  # only the version-independent invariants hold: too weak on their own
-        insp.quic_version = header.version
-        if not flow.from_client:
-            return None  # server Initials use server keys; the client's side decides
-        if self.mode is ReassemblyMode.NONE or insp.quic_assembler is None:
-            # none: the ClientHello must be complete inside this one datagram; the flow's derived
-            # Initial keys are kept (same DCID, same keys), the CRYPTO data is not
-            insp.quic_assembler = quic.QuicInitialAssembler(keys_from=insp.quic_assembler)
-        progress = insp.quic_assembler.feed(payload)
-        if progress.client_hello is None:
-            insp.note = f"quic {progress.outcome}"
-            return None
-        ch = progress.client_hello
-        rule = " 2022-rule" if quic.matches_2022_quic_rule(pkt.dport, payload) else ""
-        return self._decide_hello(
-            flow,
-            Protocol.QUIC,
-            ch,
-            progress.ja4 or ja4_fingerprint(ch, "q"),
-            f"quic initial{rule}",
-            quic_version=progress.version,
-        )
-
-    # --- verdicts --------------------------------------------------------------------------
 
     def _tor_relay(self, flow: FlowState) -> bool:
         return any(
@@ -385,7 +294,7 @@ class Classifier:
         quic_version = None
         reason = "budget exhausted" if decided_at is not None else "flow ended undecided"
         note = ""
-        if isinstance(insp, _Inspection):
+        if isinstance(insp, Inspection):
             note = insp.note
             if insp.tls_seen:
                 protocol = Protocol.TLS
@@ -403,39 +312,8 @@ class Classifier:
         )
 
 
-def google_quic_version(payload: bytes) -> int | None:
-    """The version tag of a Google QUIC (Q0xx, before Q046) client packet, or None.
-
-    gQUIC's public header (Chromium's QUIC wire layout, "public flags"): flags byte with the
-    version bit 0x01 and, with bit 0x08, an 8-byte connection ID, then the tag "Q0dd" in ASCII.
-    Q046 and later use an IETF-style long header and reach ``quic.parse_long_header`` instead.
-    The CHLO's SNI tag is not read: gQUIC left Chrome in 2021, before the TSPU's QUIC rules.
-    """
-    flags = payload[0]
-    if not flags & 0x01 or flags & 0x80:
-        return None
-    start = 9 if flags & 0x08 else 1
-    tag = payload[start : start + 4]
-    if len(tag) == 4 and tag[:2] == b"Q0" and tag[2:].isdigit():
-        return int.from_bytes(tag, "big")
-    return None
-
-
-def _known_quic_family(version: int) -> bool:
-    """QUIC versions outside quic.py's decryptable set that are still certainly QUIC: Google's
-    Q046+/T0xx tags and Meta's mvfst (0xfaceb00x), per the IANA QUIC version registry."""
-    tag = version.to_bytes(4, "big")
-    return tag[:2] in (b"Q0", b"T0") or version & 0xFFFFFFF0 == 0xFACEB000
+_STREAM_START = [0]
 
 
 def _address_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
-
-
-def _describe(prefix: str, match: object) -> str:
-    """A short detail string from a fingerprint match: its ``kind``/``detail`` if it has one."""
-    for name in ("detail", "wrapping", "kind", "variant"):
-        value = getattr(match, name, None)
-        if isinstance(value, str) and value:
-            return f"{prefix} {value}"
-    return prefix

@@ -18,6 +18,16 @@ Time is always an argument. A flow idle longer than ``idle_timeout`` is forgotte
 are not reassembled (tspu-behaviour.md §2.4): a first fragment is keyed by its ports as usual and
 remembered by (src, dst, protocol, id), so later fragments of the same datagram are counted to the
 same flow; fragments whose first fragment was not seen go to a port-less flow of their addresses.
+
+Bounded memory: the table holds at most ``max_flows`` flows (default 262,144). A new flow that
+finds the table full first triggers an idle sweep; if the table is still full, the flow that has
+been in the table longest (first created; a flow replaced on its 5-tuple counts as new) is evicted
+to ``expired`` and counted in ``evicted``. So a flood of new flows (a SYN flood, a port scan, a
+fuzzer) costs at most ``max_flows`` entries, each bounded too (the classifier drops its buffers
+once a flow is decided; undecided TCP streams stop at 64 KiB a direction). Oldest-first is the
+simple, predictable choice; a real box under a flood loses its oldest state the same way, and a
+live flow evicted by a flood is re-created by its next packet (then mid-connection, with a fresh
+inspection budget). Fragment records are bounded the same way (``max_fragment_records``).
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ FlowKey = tuple[int, bytes, int, bytes, int]
 """(protocol, addr_a, port_a, addr_b, port_b) with (addr_a, port_a) <= (addr_b, port_b)."""
 
 MAX_FRAGMENTS_PER_DATAGRAM = 45  # the 2022 TSPU's fragment cache bound (tspu-behaviour.md §2.4)
+DEFAULT_MAX_FLOWS = 262_144
+DEFAULT_MAX_FRAGMENT_RECORDS = 65_536
 
 
 @dataclass(slots=True)
@@ -93,9 +105,17 @@ class FlowTable:
         self,
         subscriber_nets: tuple[Network, ...] = (),
         idle_timeout: float = 300.0,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        max_fragment_records: int = DEFAULT_MAX_FRAGMENT_RECORDS,
     ) -> None:
+        if max_flows < 1 or max_fragment_records < 1:
+            raise ValueError("max_flows and max_fragment_records must be at least 1")
         self.subscriber_nets = subscriber_nets
         self.idle_timeout = idle_timeout
+        self.max_flows = max_flows
+        self.max_fragment_records = max_fragment_records
+        self.evicted = 0
+        """Flows evicted because the table was full (see the module docstring)."""
         self._flows: dict[FlowKey, FlowState] = {}
         # (src, dst, proto, frag id) -> (flow key, fragments seen, last time)
         self._fragments: dict[tuple[bytes, bytes, int, int], tuple[FlowKey, int, float]] = {}
@@ -128,6 +148,9 @@ class FlowTable:
         ):
             if flow is not None:
                 self.expired.append(flow)
+                del self._flows[key]  # re-inserted below: the new connection is the newest entry
+            elif len(self._flows) >= self.max_flows:
+                self._make_room(now)
             flow = self._create(key, pkt, now)
             self._flows[key] = flow
         if now >= self._next_sweep:
@@ -175,11 +198,22 @@ class FlowTable:
             last_seen=now,
         )
 
+    def _make_room(self, now: float) -> None:
+        """The table is full: sweep idle flows, and if that frees nothing, evict the oldest."""
+        self._sweep(now)
+        flows = self._flows
+        while len(flows) >= self.max_flows:
+            oldest = next(iter(flows))
+            self.expired.append(flows.pop(oldest))
+            self.evicted += 1
+
     def _fragment_key(self, pkt: Packet, now: float) -> FlowKey:
         frag = (pkt.src, pkt.dst, pkt.proto, pkt.frag_id)
         known = self._fragments.get(frag)
         if pkt.frag_offset == 0:
             key = flow_key(pkt)
+            if known is None and len(self._fragments) >= self.max_fragment_records:
+                del self._fragments[next(iter(self._fragments))]  # the oldest record goes
             self._fragments[frag] = (key, 1, now)
             return key
         if known is not None and known[1] < MAX_FRAGMENTS_PER_DATAGRAM:

@@ -1,10 +1,19 @@
 """Link, network and transport headers of one captured frame, decoded for a DPI box.
 
 What is modelled: the headers a middlebox reads before it looks at payload bytes —
-Ethernet II with 802.1Q/802.1ad VLAN tags, Linux cooked capture (SLL, linktype 113; SLL2, 276),
-BSD loopback (linktype 0), raw IP (linktypes 101, 12, 228, 229), IPv4 (RFC 791), IPv6 (RFC 8200,
-extension headers skipped, the fragment header recognised), TCP (RFC 9293), UDP (RFC 768) and
-ICMP/ICMPv6 (type and code only).
+Ethernet II with 802.1Q/802.1ad VLAN tags, MPLS label stacks and PPPoE sessions (RFC 2516), PPP
+(linktypes 9, 50, 51), Linux cooked capture (SLL, linktype 113; SLL2, 276), BSD loopback (linktype
+0), raw IP (linktypes 101, 12, 228, 229), IPv4 (RFC 791), IPv6 (RFC 8200, extension headers
+skipped, the fragment header recognised), TCP (RFC 9293), UDP (RFC 768) and ICMP/ICMPv6 (type and
+code only).
+
+Tunnels are opened and the *inner* packet is returned, as ndpiReader does, so a flow inside a
+tunnel is classified by its own 5-tuple: IP in IP (IPv4/IPv6 in IPv4/IPv6, e.g. 6in4, RFC 4213),
+GRE version 0 (RFC 2784/2890: IPv4, IPv6, transparent Ethernet, ERSPAN II/III) and version 1
+(PPTP's enhanced GRE, RFC 2637, when its PPP frame carries IP), GTP-U (UDP port 2152, T-PDU,
+3GPP TS 29.281) and VXLAN (UDP port 4789, RFC 7348). ``Packet.tunnel`` names what was opened
+("gre", "6in4", "gtp-u", ...). An outer packet that is a fragment is not opened, and when the
+inner bytes are not a readable IP packet the outer packet is returned unchanged.
 
 IP fragments are recognised and described (id, offset, more-fragments) but not reassembled: the
 2022 TSPU buffers fragments and forwards them unreassembled (tspu-behaviour.md §2.4), so its DPI
@@ -21,7 +30,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tspulab.dpi.errors import Malformed, NeedData, Unsupported
+from tspulab.dpi.errors import DecodeError, Malformed, NeedData, Unsupported
 
 # Link types (tcpdump.org/linktypes.html)
 LINKTYPE_NULL = 0
@@ -33,14 +42,33 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_PPP_ETHER = 51
+
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_PPPOE_SESSION = 0x8864
+ETHERTYPE_TEB = 0x6558  # transparent Ethernet bridging (GRE)
 _VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+_MPLS = (0x8847, 0x8848)
+_PPP_IPV4 = 0x0021
+_PPP_IPV6 = 0x0057
+_GRE_PPP = 0x880B
+_ERSPAN_II = 0x88BE
+_ERSPAN_III = 0x22EB
+PORT_GTP_U = 2152
+PORT_VXLAN = 4789
+_TUNNEL_PORTS = frozenset((PORT_GTP_U, PORT_VXLAN))
+_MAX_TUNNEL_DEPTH = 4
 
 PROTO_ICMP = 1
+PROTO_IPIP = 4
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
+PROTO_IPV6_IN_IP = 41
+PROTO_GRE = 47
 _IPV6_FRAGMENT = 44
 # Extension headers skipped on the way to L4 (RFC 8200 §4; 51 = AH has its own length unit).
 _IPV6_EXT = frozenset((0, 43, 60, 135, 139, 140))
@@ -89,6 +117,8 @@ class Packet:
     frag_offset: int = 0
     """Fragment offset in bytes."""
     more_fragments: bool = False
+    tunnel: str = ""
+    """Encapsulations opened to reach this packet, outermost first ("gre", "6in4+gtp-u"), or ""."""
 
     @property
     def is_fragment(self) -> bool:
@@ -123,16 +153,25 @@ def decode(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> Packet:
                     )  # fmt: skip
             elif proto == PROTO_UDP and end >= l4 + 8:
                 sport, dport = _two_ports(frame, l4)
-                return Packet(4, src, dst, proto, sport, dport, frame[l4 + 8 : end], total_len, ttl)
+                if sport not in _TUNNEL_PORTS and dport not in _TUNNEL_PORTS:
+                    return Packet(
+                        4, src, dst, proto, sport, dport, frame[l4 + 8 : end], total_len, ttl
+                    )
+    return _decode_frame(frame, linktype, 0)
+
+
+def _decode_frame(frame: bytes, linktype: int, depth: int) -> Packet:
+    """The general path: every link type, tags, PPPoE, MPLS, tunnels."""
     try:
         if linktype == LINKTYPE_ETHERNET:
             ethertype = (frame[12] << 8) | frame[13]
             offset = 14
-            while ethertype in _VLAN_TAGS:
-                ethertype = (frame[offset + 2] << 8) | frame[offset + 3]
-                offset += 4
         elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OPENBSD, LINKTYPE_IPV4, LINKTYPE_IPV6):
-            return decode_ip(frame, 0)
+            return decode_ip(frame, 0, depth)
+        elif linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+            return _decode_ppp(frame, 0, depth)
+        elif linktype == LINKTYPE_PPP_ETHER:
+            return _decode_ppp(frame, 6, depth)  # the PPPoE header without Ethernet
         elif linktype == LINKTYPE_LINUX_SLL:
             ethertype = (frame[14] << 8) | frame[15]
             offset = 16
@@ -142,30 +181,163 @@ def decode(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> Packet:
         elif linktype == LINKTYPE_NULL:
             # Host byte order AF_ value; 2 = AF_INET, 24/28/30 = AF_INET6 on the BSDs/macOS.
             family = frame[0] if frame[0] else frame[3]
-            return decode_ip(frame, 4) if family in (2, 24, 28, 30) else _unsupported(family)
+            if family in (2, 24, 28, 30):
+                return decode_ip(frame, 4, depth)
+            return _unsupported(family)
         else:
             raise Unsupported(f"link type {linktype} is not decoded")
     except IndexError:
         raise NeedData(f"frame of {len(frame)} bytes is shorter than its link header") from None
+    return _after_ethertype(frame, offset, ethertype, depth)
+
+
+def _after_ethertype(frame: bytes, offset: int, ethertype: int, depth: int) -> Packet:
+    """What follows an Ethernet type field: VLAN tags and MPLS labels skipped, PPPoE opened."""
+    try:
+        while True:
+            if ethertype in _VLAN_TAGS:
+                ethertype = (frame[offset + 2] << 8) | frame[offset + 3]
+                offset += 4
+            elif ethertype in _MPLS:
+                # RFC 3032 label stack entries until the bottom-of-stack bit; the payload's
+                # version nibble says IPv4 or IPv6 (there is no type field after MPLS).
+                while not frame[offset + 2] & 0x01:
+                    offset += 4
+                offset += 4
+                version = frame[offset] >> 4
+                if version not in (4, 6):
+                    raise Unsupported(f"MPLS payload with first nibble {version} is not IP")
+                return decode_ip(frame, offset, depth)
+            elif ethertype == ETHERTYPE_PPPOE_SESSION:
+                return _decode_ppp(frame, offset + 6, depth)  # RFC 2516 §4: 6-byte header
+            else:
+                break
+    except IndexError:
+        raise NeedData(f"frame of {len(frame)} bytes is shorter than its link header") from None
     if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
-        return decode_ip(frame, offset)
+        return decode_ip(frame, offset, depth)
     raise Unsupported(f"ethertype 0x{ethertype:04x} is not IP")
+
+
+def _decode_ppp(frame: bytes, offset: int, depth: int) -> Packet:
+    """A PPP frame (RFC 1661): optional HDLC address/control (ff 03), then the protocol field
+    (one byte when compressed, RFC 1661 §6.5); IPv4 and IPv6 are decoded, the rest refused."""
+    if frame[offset : offset + 2] == b"\xff\x03":
+        offset += 2
+    if len(frame) < offset + 2:
+        raise NeedData(f"PPP header cut short in a frame of {len(frame)} bytes")
+    if frame[offset] & 0x01:  # compressed one-byte protocol field
+        protocol, offset = frame[offset], offset + 1
+    else:
+        protocol, offset = (frame[offset] << 8) | frame[offset + 1], offset + 2
+    if protocol in (_PPP_IPV4, _PPP_IPV6):
+        return decode_ip(frame, offset, depth)
+    raise Unsupported(f"PPP protocol 0x{protocol:04x} is not IP")
 
 
 def _unsupported(family: int) -> Packet:
     raise Unsupported(f"loopback address family {family} is not IP")
 
 
-def decode_ip(buf: bytes, offset: int) -> Packet:
+def decode_ip(buf: bytes, offset: int, depth: int = 0) -> Packet:
     """Decode the IP packet starting at ``offset`` in ``buf`` (IPv4 or IPv6 by version nibble)."""
     if len(buf) - offset < 20:
         raise NeedData(f"IP header needs 20 bytes, have {len(buf) - offset}")
     version = buf[offset] >> 4
     if version == 4:
-        return _decode_ipv4(buf, offset)
-    if version == 6:
-        return _decode_ipv6(buf, offset)
-    raise Malformed(f"IP version {version} is neither 4 nor 6")
+        pkt = _decode_ipv4(buf, offset)
+    elif version == 6:
+        pkt = _decode_ipv6(buf, offset)
+    else:
+        raise Malformed(f"IP version {version} is neither 4 nor 6")
+    if depth < _MAX_TUNNEL_DEPTH and pkt.frag_id < 0:
+        proto = pkt.proto
+        if proto in (PROTO_IPIP, PROTO_IPV6_IN_IP, PROTO_GRE) or (
+            proto == PROTO_UDP and (pkt.sport in _TUNNEL_PORTS or pkt.dport in _TUNNEL_PORTS)
+        ):
+            return _open_tunnel(pkt, depth) or pkt
+    return pkt
+
+
+def _open_tunnel(outer: Packet, depth: int) -> Packet | None:
+    """The inner packet of a tunnel, or None when the payload is not one (the outer stands)."""
+    data = outer.payload
+    inner: Packet | None
+    try:
+        if outer.proto in (PROTO_IPIP, PROTO_IPV6_IN_IP):
+            kind = "6in4" if outer.proto == PROTO_IPV6_IN_IP and outer.ip_version == 4 else "ipip"
+            inner = decode_ip(data, 0, depth + 1)
+        elif outer.proto == PROTO_GRE:
+            kind = "gre"
+            inner = _open_gre(data, depth + 1)
+        elif PORT_GTP_U in (outer.sport, outer.dport):
+            kind = "gtp-u"
+            inner = _open_gtp_u(data, depth + 1)
+        else:
+            kind = "vxlan"
+            # RFC 7348 §5: the I flag (0x08, valid VNI), 3 bytes, VNI, 1 byte; other flag bits
+            # are extensions (group policy, GPE) that do not move the inner frame.
+            if len(data) < 8 + 14 or not data[0] & 0x08:
+                return None
+            inner = _decode_frame(data[8:], LINKTYPE_ETHERNET, depth + 1)
+    except (DecodeError, IndexError):
+        return None
+    if inner is None:
+        return None
+    inner.tunnel = f"{kind}+{inner.tunnel}" if inner.tunnel else kind
+    return inner
+
+
+def _open_gre(data: bytes, depth: int) -> Packet | None:
+    """GRE (RFC 2784, 2890; RFC 2637 §4.1 for version 1, PPTP): skip the optional fields."""
+    flags, protocol = (data[0] << 8) | data[1], (data[2] << 8) | data[3]
+    version = flags & 0x07
+    pos = 4
+    if flags & 0x4000 or flags & 0x0078:  # source routing (deprecated) or reserved bits
+        return None
+    if version == 0:
+        pos += 4 * (bool(flags & 0x8000) + bool(flags & 0x2000) + bool(flags & 0x1000))
+    elif version == 1:
+        if protocol != _GRE_PPP or not flags & 0x2000 or flags & 0x8000:
+            return None
+        pos += 4 + 4 * (bool(flags & 0x1000) + bool(flags & 0x0080))  # key, seq, ack
+    else:
+        return None
+    if len(data) < pos + 1:
+        return None
+    if protocol in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+        return decode_ip(data, pos, depth)
+    if protocol == _GRE_PPP:
+        return _decode_ppp(data, pos, depth)
+    if protocol == ETHERTYPE_TEB:
+        return _decode_frame(data[pos:], LINKTYPE_ETHERNET, depth)
+    if protocol == _ERSPAN_II:
+        return _decode_frame(data[pos + 8 :], LINKTYPE_ETHERNET, depth)
+    if protocol == _ERSPAN_III:
+        sub = 8 if data[pos + 11] & 0x01 else 0  # the O flag: a platform-specific subheader
+        return _decode_frame(data[pos + 12 + sub :], LINKTYPE_ETHERNET, depth)
+    return None
+
+
+def _open_gtp_u(data: bytes, depth: int) -> Packet | None:
+    """GTPv1-U T-PDU (3GPP TS 29.281 §5): 8-byte header, 4 more with E/S/PN, extension headers
+    (length in 4-byte units, last byte = next type) when E is set."""
+    flags = data[0]
+    if flags >> 5 != 1 or not flags & 0x10 or data[1] != 0xFF:
+        return None
+    pos = 8
+    if flags & 0x07:
+        pos += 4
+        next_type = data[pos - 1] if flags & 0x04 else 0
+        while next_type:
+            length = data[pos] * 4
+            if not length:
+                return None
+            pos += length
+            next_type = data[pos - 1]
+    if len(data) <= pos or data[pos] >> 4 not in (4, 6):
+        return None
+    return decode_ip(data, pos, depth)
 
 
 def _decode_ipv4(buf: bytes, offset: int) -> Packet:

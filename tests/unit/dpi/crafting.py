@@ -24,6 +24,8 @@ from tspulab.dpi.packet import Packet, decode
 
 CLIENT = "10.0.0.2"
 SERVER = "93.184.216.34"
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+"""Explicit MACs: without them scapy resolves the destination (an ARP lookup) to fill them in."""
 
 
 def client_hello(
@@ -79,13 +81,16 @@ def tcp_frame(
     src, dst = (CLIENT, SERVER) if from_client else (SERVER, CLIENT)
     sp, dp = (sport, dport) if from_client else (dport, sport)
     return bytes(
-        Ether() / IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, seq=seq, flags=flags) / payload
+        Ether(**MACS)
+        / IP(src=src, dst=dst)
+        / TCP(sport=sp, dport=dp, seq=seq, flags=flags)
+        / payload
     )
 
 
 def udp_frame(payload: bytes, sport: int = 40000, dport: int = 443, v6: bool = False) -> bytes:
     ip = IPv6(src="2001:db8::2", dst="2001:db8::1") if v6 else IP(src=CLIENT, dst=SERVER)
-    return bytes(Ether() / ip / UDP(sport=sport, dport=dport) / payload)
+    return bytes(Ether(**MACS) / ip / UDP(sport=sport, dport=dport) / payload)
 
 
 def segments(stream: bytes, cuts: list[int], isn: int = 1000) -> list[Packet]:

@@ -243,11 +243,24 @@ def test_dtls_fragment_and_rejects() -> None:
     assert dtls.match_client_hello(good[:-3]) is None  # truncated
 
 
-@pytest.mark.parametrize("name", ALL_CAPTURES)
+_DTLS_CAPTURES = ("anyconnect-vpn.pcap",)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_CAPTURES if n not in _DTLS_CAPTURES])
 def test_no_dtls_in_captures_without_dtls(name: str) -> None:
-    """None of nDPI's 51 captures holds DTLS (signal.pcap is TCP, telegram.pcap's UDP is MTProto
-    and VoIP), so every match would be a false positive."""
+    """Only anyconnect-vpn.pcap holds DTLS (Cisco's); in the others (signal.pcap is TCP,
+    telegram.pcap's UDP is MTProto and VoIP) every match would be a false positive."""
     assert not any(dtls.match_client_hello(s.payload) for s in segments(name) if s.udp)
+    assert not any(dtls.match_records(s.payload) for s in segments(name) if s.udp)
+
+
+def test_cisco_anyconnect_dtls_bad_version() -> None:
+    """AnyConnect speaks DTLS with record and client version 0x0100 (OpenSSL DTLS1_BAD_VER): its
+    ClientHello matches, and so does every later datagram as a run of DTLS records."""
+    udp = [s.payload for s in segments("anyconnect-vpn.pcap") if s.udp and s.flow[3] == 443]
+    hellos = [m for m in map(dtls.match_client_hello, udp) if m is not None]
+    assert hellos and all(m.record_version == 0x0100 for m in hellos)
+    assert sum(dtls.match_records(p) == 0x0100 for p in udp) == len(udp)
 
 
 # --- SSH ------------------------------------------------------------------------------------------

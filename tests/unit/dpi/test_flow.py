@@ -9,7 +9,7 @@ from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.l2 import Ether
 
 from tspulab.dpi.flow import FlowTable, flow_key
-from tspulab.dpi.packet import decode
+from tspulab.dpi.packet import PROTO_UDP, Packet, decode
 
 
 def test_both_directions_share_one_flow_and_counters() -> None:
@@ -90,3 +90,41 @@ def test_expire_all_returns_everything_once() -> None:
     table.lookup(decode(udp_frame(b"x", sport=1)), 0.0)
     table.lookup(decode(udp_frame(b"x", sport=2)), 0.0)
     assert len(table.expire_all()) == 2 and len(table) == 0 and table.expire_all() == []
+
+
+def test_flow_table_is_bounded_and_evicts_the_oldest() -> None:
+    """A flood of new flows (a port scan) never grows the table past max_flows; the flow that was
+    in the table longest goes first, to ``expired``, and is counted."""
+    table = FlowTable(max_flows=100)
+    first = None
+    for port in range(1000, 1500):
+        flow = table.lookup(_udp(port), 1.0)
+        first = first or flow
+        assert len(table) <= 100
+    assert len(table) == 100 and table.evicted == 400
+    assert table.expired[0] is first
+    survivors = {f.client_port for f in table.flows()}
+    assert survivors == set(range(1400, 1500))
+
+
+def test_full_table_sweeps_idle_flows_before_evicting() -> None:
+    table = FlowTable(idle_timeout=10.0, max_flows=10)
+    for port in range(10):
+        table.lookup(_udp(port + 1), 0.0)
+    table.lookup(_udp(100), 1.0)  # nothing idle yet: one eviction
+    assert table.evicted == 1
+    table.lookup(_udp(101), 20.0)  # everything else is idle: swept, not evicted
+    assert table.evicted == 1 and len(table) == 1
+
+
+def test_fragment_records_are_bounded() -> None:
+    table = FlowTable(max_fragment_records=8)
+    for ident in range(50):
+        pkt = _udp(2000)
+        pkt.frag_id, pkt.more_fragments = ident, True
+        table.lookup(pkt, 0.0)
+    assert len(table._fragments) <= 8
+
+
+def _udp(sport: int) -> Packet:
+    return Packet(4, b"\x0a\x00\x00\x02", b"\x01\x02\x03\x04", PROTO_UDP, sport, 53, b"q", 29, 64)

@@ -178,3 +178,145 @@ def test_fast_path_equals_general_path_on_real_frames() -> None:
             assert decode(frame) == general
             compared += 1
     assert compared > 5000
+
+
+# --- encapsulations (issue 14, class 7) -----------------------------------------------------------
+
+# Explicit addresses: scapy would otherwise look the MACs up (ARP) to fill them in.
+_MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+_INNER = IP(src="10.1.1.1", dst="10.2.2.2") / UDP(sport=1111, dport=53) / b"inner"
+_OUTER = IP(src="192.0.2.1", dst="192.0.2.2")
+
+
+def _encapsulated() -> dict[str, bytes]:
+    from scapy.contrib.gtp import GTP_U_Header
+    from scapy.contrib.mpls import MPLS
+    from scapy.layers.inet import GRE
+    from scapy.layers.l2 import GRE_PPTP
+    from scapy.layers.ppp import PPP, PPPoE
+    from scapy.layers.vxlan import VXLAN
+
+    return {
+        "pppoe": bytes(Ether(**_MACS) / PPPoE(sessionid=3) / PPP(proto=0x21) / _INNER),
+        "vlan+pppoe": bytes(
+            Ether(**_MACS) / Dot1Q(vlan=4) / PPPoE(sessionid=3) / PPP(proto=0x21) / _INNER
+        ),
+        "mpls": bytes(
+            Ether(type=0x8847, **_MACS) / MPLS(label=5, s=0) / MPLS(label=6, s=1) / _INNER
+        ),
+        "ipip": bytes(Ether(**_MACS) / _OUTER / _INNER),
+        "gre": bytes(
+            Ether(**_MACS) / _OUTER / GRE(key_present=1, key=5, seqnum_present=1) / _INNER
+        ),
+        "gre+eth": bytes(Ether(**_MACS) / _OUTER / GRE(proto=0x6558) / Ether(**_MACS) / _INNER),
+        "pptp": bytes(
+            Ether(**_MACS) / _OUTER / GRE_PPTP(seqnum_present=1) / PPP(proto=0x21) / _INNER
+        ),
+        "gtp-u": bytes(
+            Ether(**_MACS) / _OUTER / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=7) / _INNER
+        ),
+        "vxlan": bytes(
+            Ether(**_MACS)
+            / _OUTER
+            / UDP(sport=5, dport=4789)
+            / VXLAN(vni=9)
+            / Ether(**_MACS)
+            / _INNER
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_encapsulated()))
+def test_encapsulated_inner_packet_is_decoded(kind: str) -> None:
+    pkt = decode(_encapsulated()[kind])
+    assert (pkt.src, pkt.dst, pkt.sport, pkt.dport) == (_a("10.1.1.1"), _a("10.2.2.2"), 1111, 53)
+    assert pkt.payload == b"inner"
+    expected = {"pppoe": "", "vlan+pppoe": "", "mpls": "", "gre+eth": "gre", "pptp": "gre"}
+    assert pkt.tunnel == expected.get(kind, kind)
+
+
+def test_6in4_and_nested_tunnels() -> None:
+    inner6 = IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP(sport=5, dport=443) / b"x"
+    pkt = decode(bytes(Ether(**_MACS) / _OUTER / inner6))
+    assert (pkt.ip_version, pkt.dport, pkt.payload, pkt.tunnel) == (6, 443, b"x", "6in4")
+    from scapy.contrib.gtp import GTP_U_Header
+
+    nested = Ether(**_MACS) / _OUTER / UDP(dport=2152) / GTP_U_Header(teid=1) / _OUTER / inner6
+    assert decode(bytes(nested)).tunnel == "gtp-u+6in4"
+
+
+def test_unreadable_tunnel_payload_leaves_the_outer_packet() -> None:
+    """UDP to the GTP-U or VXLAN port that is not one, and a GRE of unknown protocol: the outer
+    packet stands, so its own flow is classified instead of an error."""
+    not_gtp = decode(bytes(Ether(**_MACS) / _OUTER / UDP(sport=9, dport=2152) / (b"\x00" * 40)))
+    assert (not_gtp.dport, not_gtp.tunnel, len(not_gtp.payload)) == (2152, "", 40)
+    not_vxlan = decode(bytes(Ether(**_MACS) / _OUTER / UDP(sport=9, dport=4789) / (b"\x00" * 40)))
+    assert not_vxlan.dport == 4789
+    fragment_ipip = bytes(
+        Ether(**_MACS) / IP(src="192.0.2.1", dst="192.0.2.2", proto=4, flags="MF")
+    )
+    assert decode(fragment_ipip + bytes(_INNER)).proto == 4  # a fragment is not opened
+
+
+def test_tunnel_depth_is_bounded() -> None:
+    packet = _INNER
+    for _ in range(10):
+        packet = IP(src="192.0.2.1", dst="192.0.2.2") / packet
+    assert decode(bytes(Ether(**_MACS) / packet)).proto == 4  # the 5th level is left closed
+
+
+# --- pcapng with several interfaces (issue 14, class 7) -------------------------------------------
+
+
+def _block(btype: int, body: bytes, order: str = "<") -> bytes:
+    import struct
+
+    body += b"\x00" * (-len(body) % 4)
+    size = len(body) + 12
+    return struct.pack(order + "II", btype, size) + body + struct.pack(order + "I", size)
+
+
+def _pcapng(order: str = "<") -> bytes:
+    """Two interfaces: Ethernet in microseconds, raw IP in nanoseconds (if_tsresol 9)."""
+    import struct
+
+    shb = _block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)
+    idb_eth = _block(1, struct.pack(order + "HHI", 1, 0, 65535), order)
+    tsresol = struct.pack(order + "HH", 9, 1) + b"\x09\x00\x00\x00" + b"\x00" * 4
+    idb_raw = _block(1, struct.pack(order + "HHI", 101, 0, 65535) + tsresol, order)
+    first = bytes(
+        Ether(**_MACS) / IP(src="10.0.0.2", dst="1.2.3.4") / UDP(sport=5, dport=53) / b"q"
+    )
+    second = bytes(IP(src="1.2.3.4", dst="10.0.0.2") / UDP(sport=53, dport=5) / b"r")
+
+    def epb(iface: int, ticks: int, frame: bytes) -> bytes:
+        head = struct.pack(
+            order + "IIIII", iface, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
+        )
+        return _block(6, head + frame, order)
+
+    t0 = 1_700_000_000
+    return (
+        shb + idb_eth + idb_raw + epb(0, t0 * 10**6, first) + epb(1, t0 * 10**9 + 5 * 10**8, second)
+    )
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_interfaces_keep_their_own_link_type_and_resolution(
+    tmp_path: Path, order: str
+) -> None:
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(_pcapng(order))
+    frames = list(read_capture(path))
+    assert [(round(ts, 3), lt) for ts, lt, _ in frames] == [(1.7e9, 1), (1.7e9 + 0.5, LINKTYPE_RAW)]
+    from tspulab.replay import replay_file
+
+    flows = replay_file(path)
+    assert len(flows) == 1 and flows[0].packets_from_server == 1  # one flow, not two
+
+
+def test_pcapng_errors_name_the_block(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pcapng"
+    path.write_bytes(_pcapng()[:-7])
+    with pytest.raises(DecodeError, match=r"bad\.pcapng: block 5"):
+        list(read_capture(path))

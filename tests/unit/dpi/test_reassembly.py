@@ -9,6 +9,7 @@ from tspulab.dpi.errors import Malformed, NeedData
 from tspulab.dpi.reassembly import (
     MAX_RECORDS_BEFORE_HELLO,
     NotClientHello,
+    OverlapPolicy,
     ReassemblyMode,
     TcpStream,
     find_client_hello,
@@ -33,7 +34,7 @@ def test_start_without_syn_is_first_data_segment() -> None:
 
 
 def test_retransmission_is_ignored_and_first_seen_bytes_win() -> None:
-    s = TcpStream()
+    s = TcpStream(overlap=OverlapPolicy.FIRST)
     s.syn(0)
     s.feed(1, b"hello")
     assert not s.feed(1, b"HELLO")  # same range, different bytes: the first ones stay
@@ -52,12 +53,64 @@ def test_out_of_order_segments_are_buffered_then_drained() -> None:
 
 
 def test_overlapping_out_of_order_first_seen_wins() -> None:
-    s = TcpStream()
+    s = TcpStream(overlap=OverlapPolicy.FIRST)
     s.syn(0)
     s.feed(4, b"DEF")  # bytes 3..5 (offsets from the first data byte)
     s.feed(3, b"xdefG")  # overlaps the buffered DEF: only 'x' and 'G' are new
     s.feed(1, b"ab")
     assert bytes(s.data) == b"abxDEFG"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (OverlapPolicy.FIRST, b"xello world"),  # the 1-byte fake keeps the first byte
+        (OverlapPolicy.LAST, b"hello world"),
+        (OverlapPolicy.LONGEST, b"hello world"),
+    ],
+)
+def test_tiny_segment_first_then_the_real_one(policy: OverlapPolicy, expected: bytes) -> None:
+    s = TcpStream(overlap=policy)
+    s.syn(0)
+    s.feed(1, b"x")  # junk on an ACK, or a fake with a bad checksum, at the first data byte
+    changed = s.feed(1, b"hello world")
+    assert bytes(s.data) == expected
+    assert changed and s.rewritten == (policy is not OverlapPolicy.FIRST)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (OverlapPolicy.FIRST, b"hello world"),
+        (OverlapPolicy.LAST, b"HELLO world"),  # any later copy wins
+        (OverlapPolicy.LONGEST, b"hello world"),  # an equal-size copy does not
+    ],
+)
+def test_equal_size_retransmission_per_policy(policy: OverlapPolicy, expected: bytes) -> None:
+    s = TcpStream(overlap=policy)
+    s.syn(0)
+    s.feed(1, b"hello")
+    s.feed(1, b"HELLO")
+    s.feed(6, b" world")
+    assert bytes(s.data) == expected
+
+
+def test_longest_replaces_a_short_buffered_piece_out_of_order() -> None:
+    s = TcpStream(overlap=OverlapPolicy.LONGEST)
+    s.syn(0)
+    s.feed(4, b"D")  # a 1-byte piece ahead of a gap
+    s.feed(4, b"def")  # the real segment covering it
+    s.feed(1, b"abc")
+    assert bytes(s.data) == b"abcdef"
+
+
+def test_segment_starts_are_kept() -> None:
+    s = TcpStream()
+    s.syn(0)
+    s.feed(1, b"EHLO x\r\n")
+    s.feed(9, b"STARTTLS\r\n")
+    s.feed(19, b"\x16\x03\x01")
+    assert s.segment_starts == [0, 8, 18]
 
 
 def test_sequence_numbers_wrap() -> None:

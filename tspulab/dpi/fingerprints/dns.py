@@ -13,6 +13,12 @@ question / answer / authority / additional counts. Checked on ONE payload:
   pointer (nothing precedes it to point at), then QTYPE != 0 and QCLASS IN/CH/HS/NONE/ANY
   (the top bit, mDNS's "unicast response", is ignored).
 
+``match_udp(payload, port_53=True)`` is the reading for a datagram to or from port 53, where the
+port already says "DNS" and a resolver parses leniently (as nDPI does): any opcode (IQUERY,
+STATUS, DSO, unassigned ones), the Z bit, 1-16 questions, and name labels of any bytes (binary
+labels, control characters, spaces: RFC 2181 §11 allows any octet) are accepted; the name is
+given in presentation form, non-printable bytes as ``\\DDD`` (RFC 4343 §2.1).
+
 Random data passes the header alone with probability below 2^-16 (QDCOUNT) x 2^-24 (counts);
 the name and class checks cut that further, measured in the tests.
 """
@@ -25,6 +31,7 @@ _OPCODES = (0, 4, 5)
 _CLASSES = (1, 3, 4, 254, 255)
 _TYPE_OPT = 41
 _MAX_SECTION = 256
+_MAX_QUESTIONS_ON_53 = 16  # nDPI's NDPI_MAX_DNS_REQUESTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +48,15 @@ class DNSMatch:
     """QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT."""
 
 
-def _pull_qname(payload: bytes, pos: int) -> tuple[str, int] | None:
+_PRINTABLE = frozenset(range(0x21, 0x7F)) - {ord("."), ord("\\")}
+
+
+def _presentation(label: bytes) -> str:
+    """A label in presentation form: printable bytes as is, others as \\DDD (RFC 4343 §2.1)."""
+    return "".join(chr(b) if b in _PRINTABLE else f"\\{b:03d}" for b in label)
+
+
+def _pull_qname(payload: bytes, pos: int, any_bytes: bool = False) -> tuple[str, int] | None:
     labels: list[str] = []
     total = 0
     while True:
@@ -55,20 +70,39 @@ def _pull_qname(payload: bytes, pos: int) -> tuple[str, int] | None:
             return None
         label = payload[pos : pos + length]
         total += length + 1
-        if len(label) < length or total > 255 or any(b < 0x21 or b > 0x7E for b in label):
+        if len(label) < length or total > 255:
             return None
-        labels.append(label.decode("ascii"))
+        if any(b < 0x21 or b > 0x7E for b in label):
+            if not any_bytes:
+                return None
+            labels.append(_presentation(label))
+        else:
+            labels.append(label.decode("ascii"))
         pos += length
 
 
-def match_udp(payload: bytes) -> DNSMatch | None:
-    """A plausible DNS query or response, or None. Never raises."""
+def match_udp(payload: bytes, port_53: bool = False) -> DNSMatch | None:
+    """A plausible DNS query or response, or None. Never raises. ``port_53``: the lenient
+    reading for traffic on the DNS port (see the module docstring)."""
     if len(payload) < 17:
         return None
     flags = int.from_bytes(payload[2:4], "big")
     counts = tuple(int.from_bytes(payload[i : i + 2], "big") for i in range(4, 12, 2))
     qd, an, ns, ar = counts
     is_response, opcode, rcode = bool(flags & 0x8000), (flags >> 11) & 0x0F, flags & 0x0F
+    if port_53:
+        if not 1 <= qd <= _MAX_QUESTIONS_ON_53 or max(an, ns, ar) > _MAX_SECTION:
+            return None
+        parsed = _pull_qname(payload, 12, any_bytes=True)
+        if parsed is None or parsed[1] + 4 > len(payload):
+            return None
+        qname, pos = parsed
+        qtype = int.from_bytes(payload[pos : pos + 2], "big")
+        qclass = int.from_bytes(payload[pos + 2 : pos + 4], "big")
+        return DNSMatch(
+            int.from_bytes(payload[:2], "big"), is_response, opcode, rcode, qname, qtype,
+            qclass, (qd, an, ns, ar),
+        )  # fmt: skip
     if qd != 1 or opcode not in _OPCODES or flags & 0x0040:
         return None
     query = not is_response and opcode == 0

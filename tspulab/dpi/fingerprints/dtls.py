@@ -7,10 +7,17 @@ type and length; the ClientHello body adds a cookie after the session id
 ClientHello, which tls.parse_client_hello_message parses (so SNI, ALPN, groups, JA3/JA4 come from
 one parser). The TSPU's Snowflake blocks keyed on DTLS handshake details (tspu-behaviour.md §5.2).
 
-Checked on ONE datagram: record type 22 (handshake), record version 0xfeff (DTLS 1.0) or 0xfefd
-(1.2; DTLS 1.3 clients also use it, RFC 9147 §5.3), epoch 0, handshake type 1, message_seq 0 or 1
-(1 after a HelloVerifyRequest), fragment within the message, client_version 0xfeff/0xfefd. An
-unfragmented ClientHello must also parse; a fragment is reported with ``client_hello=None``.
+Checked on ONE datagram: record type 22 (handshake), record version 0xfeff (DTLS 1.0), 0xfefd
+(1.2; DTLS 1.3 clients also use it, RFC 9147 §5.3), 0xfefc (1.3 as some stacks write it) or 0x0100
+(OpenSSL's pre-RFC ``DTLS1_BAD_VER``, still spoken by Cisco AnyConnect), epoch 0, handshake
+type 1, message_seq 0 or 1 (1 after a HelloVerifyRequest), fragment within the message,
+client_version one of the same versions. An unfragmented ClientHello must also parse; a
+fragment is reported with ``client_hello=None``.
+
+``match_records`` recognises DTLS without a ClientHello (a flow picked up after the handshake):
+the datagram is exactly a run of DTLS records (RFC 6347 §4.1: type 20-25, a DTLS version, 48-bit
+sequence number, a length that ends each record where the next begins or at the datagram's end).
+Random data fits that with probability below 2^-24 per record.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from dataclasses import dataclass
 from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.tls import ClientHello, ja4_fingerprint, parse_client_hello_message
 
-_VERSIONS = (0xFEFF, 0xFEFD)
+_VERSIONS = (0xFEFF, 0xFEFD, 0xFEFC, 0x0100)
+_RECORD_TYPES = range(
+    20, 26
+)  # change_cipher_spec, alert, handshake, application_data, heartbeat, tls12_cid
+_MAX_RECORDS = 16
 _RECORD_HEADER = 13
 _HANDSHAKE_HEADER = 12
 
@@ -85,3 +96,25 @@ def match_client_hello(payload: bytes) -> DTLSMatch | None:
         return None
     ja4 = ja4_fingerprint(ch, "d")
     return DTLSMatch(record_version, client_version, message_seq, cookie, False, ch, ja4)
+
+
+def match_records(payload: bytes) -> int | None:
+    """The record version if ``payload`` is exactly a run of DTLS records, else None."""
+    pos = 0
+    version = None
+    for _ in range(_MAX_RECORDS):
+        if len(payload) - pos < _RECORD_HEADER:
+            return None
+        record_version = int.from_bytes(payload[pos + 1 : pos + 3], "big")
+        if payload[pos] not in _RECORD_TYPES or record_version not in _VERSIONS:
+            return None
+        if version is not None and record_version != version:
+            return None
+        version = record_version
+        length = int.from_bytes(payload[pos + 11 : pos + 13], "big")
+        pos += _RECORD_HEADER + length
+        if pos == len(payload) and length:
+            return version
+        if pos > len(payload) or not length:
+            return None
+    return None
