@@ -261,6 +261,8 @@ class TspuBox:
         flow = d.flow
         if flow is None or flow.key in self.installed:
             return []
+        if flow.proto not in (IP_PROTO_TCP, IP_PROTO_UDP):
+            return []  # judged rules match ports; the inspect table never sends other protocols
         if not switch_can_take_over(d.verdict, d.fate):
             return []
         ep = endpoints(flow)

@@ -238,6 +238,19 @@ def test_malformed_truncated_and_stray_packet_ins_are_counted_and_dropped(wire: 
     assert c.tcp("PA", hello_record("example.com")).delivered == [UP_PORT]
 
 
+def test_a_stray_icmp_packet_in_is_released_without_rules(wire: Wire) -> None:
+    """The inspect table sends only TCP and UDP up; anything else that arrives (another app's
+    table-miss rule, a misconfigured switch) is judged and released, never pushed as a rule the
+    switch would refuse (an ICMP 5-tuple has no ports: OFPBMC_BAD_PREREQ)."""
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+
+    from tspulab.controllers.switch_events import PacketIn
+
+    frame = bytes(Ether() / IPv6(src="::", dst="ff02::1:ff00:6") / ICMPv6ND_NS(tgt="fe80::6"))
+    out = wire.handle(PacketIn(frame, SUB_PORT, len(frame)))
+    assert [type(m).__name__ for m in out] == ["OFPPacketOut"] and wire.switch.errors == []
+
+
 def test_an_engine_failure_is_counted_and_other_flows_go_on(
     wire: Wire, monkeypatch: pytest.MonkeyPatch
 ) -> None:
