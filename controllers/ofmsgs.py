@@ -241,9 +241,22 @@ def delete_all_meters() -> Any:
     )
 
 
-def packet_out(data: bytes, in_port: int, out_port: int) -> Any:
+_PACKET_OUT = struct.Struct(ofp.OFP_PACKET_OUT_PACK_STR)
+_OUTPUT = struct.Struct(ofp.OFP_ACTION_OUTPUT_PACK_STR)
+
+
+def packet_out(data: bytes, in_port: int, out_port: int) -> Prebuilt:
     """Send `data` out of `out_port` as if it came in on `in_port` (OFPP_IN_PORT when they are
-    the same port: OpenFlow does not output a packet to its own in_port otherwise)."""
+    the same port: OpenFlow does not output a packet to its own in_port otherwise). Packed with
+    struct like `flow_mod` (one per released packet); equal to `reference_packet_out`."""
+    port = ofp.OFPP_IN_PORT if out_port == in_port else out_port
+    action = _OUTPUT.pack(ofp.OFPAT_OUTPUT, ofp.OFP_ACTION_OUTPUT_SIZE, port, ofp.OFPCML_MAX)
+    head = _PACKET_OUT.pack(ofp.OFP_NO_BUFFER, in_port, len(action))
+    return Prebuilt(ofp.OFPT_PACKET_OUT, head + action + data)
+
+
+def reference_packet_out(data: bytes, in_port: int, out_port: int) -> Any:
+    """`packet_out` built with os-ken's object model."""
     port = ofp.OFPP_IN_PORT if out_port == in_port else out_port
     return parser.OFPPacketOut(
         datapath=None,

@@ -7,7 +7,14 @@ import ipaddress
 import pytest
 
 from tests.unit.fakeoftable import FakeOFTable, Pkt
-from tspulab.controllers.ofmsgs import flow_mod, meter_mod, reference_flow_mod, to_bytes
+from tspulab.controllers.ofmsgs import (
+    flow_mod,
+    meter_mod,
+    packet_out,
+    reference_flow_mod,
+    reference_packet_out,
+    to_bytes,
+)
 from tspulab.controllers.pipeline import (
     CONTROLLER_PORT,
     COOKIE_MISS,
@@ -186,3 +193,11 @@ def test_templates_equal_os_ken_bytes_for_every_rule_kind() -> None:
             assert to_bytes(flow_mod(rule, command)) == to_bytes(
                 reference_flow_mod(rule, command)
             ), (rule, command)
+
+
+def test_packet_out_template_equals_os_ken_bytes() -> None:
+    frame = bytes(range(60))
+    for in_port, out_port in ((1, 2), (2, 1), (1, 1)):
+        assert to_bytes(packet_out(frame, in_port, out_port)) == to_bytes(
+            reference_packet_out(frame, in_port, out_port)
+        )
