@@ -101,10 +101,12 @@ def test_unjudged_tcp_udp_climb_to_controller_other_traffic_passes() -> None:
     assert ft.outputs(Pkt(1, SUB, "18.196.0.1")) == [], "the registry comes first"
 
 
-def test_mirror_copies_syn_and_syn_ack_and_forwards_them() -> None:
+def test_mirror_copies_syns_and_forwards_syn_acks() -> None:
     ft = _rules(inspect=True, mirror=Mirror(tcp_syn=True))
     assert ft.outputs(Pkt(1, SUB, SRV, tcp_flags=0x002)) == [CONTROLLER_PORT, 2]
-    assert ft.outputs(Pkt(2, SRV, SUB, sport=443, dport=40000, tcp_flags=0x012)) == [
+    assert ft.outputs(Pkt(2, SRV, SUB, sport=443, dport=40000, tcp_flags=0x012)) == [1]
+    # a SYN from the server side (split handshake, §2.3) is copied like the client's
+    assert ft.outputs(Pkt(2, SRV, SUB, sport=443, dport=40000, tcp_flags=0x002)) == [
         CONTROLLER_PORT,
         1,
     ]
