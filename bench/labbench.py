@@ -67,10 +67,14 @@ def wait_lab_free(timeout_s: float = 180.0, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
+#: bring-ups tried before a benchmark gives up (each failure is printed)
+BRINGUP_ATTEMPTS = 4
+
+
 def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab], T]) -> T:
     """Bring the scenario's lab up (once the machine has no other lab), run `body`, tear down,
     and refuse to go on if the run left anything behind."""
-    for attempt in (1, 2):
+    for attempt in range(1, BRINGUP_ATTEMPTS + 1):
         wait_lab_free()
         live = LiveLab(base, runs_dir, tspu=tspu, log=quiet)
         try:
@@ -83,8 +87,9 @@ def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab],
             # ours down; try once more, visibly.
             print(f"note: bring-up failed ({type(exc).__name__}: {exc}); see {live.run_dir}",
                   flush=True)  # fmt: skip
-            if attempt == 2:
+            if attempt == BRINGUP_ATTEMPTS:
                 raise
+            time.sleep(5.0)  # a loaded machine: nginx or the switches were slow to come up
             continue
         try:
             result = body(live)
