@@ -67,6 +67,8 @@ class World:
     run_dir: Path
     record: RunRecord
     ca: RunCA
+    server_dev: str
+    """The server's interface toward the subscriber: where a TSPU would see the traffic."""
 
     url: str = f"https://{TARGET_NAME}/"
     bulk_url: str = f"https://{TARGET_NAME}/bulk"
@@ -140,7 +142,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         record = RunRecord(run_dir)
         ca = RunCA(run_dir / "pki")
         world = World(
-            NetnsNode(sub, "sub"), NetnsNode(srv, "srv"), NetnsNode(tgt, "tgt"), run_dir, record, ca
+            NetnsNode(sub, "sub"),
+            NetnsNode(srv, "srv"),
+            NetnsNode(tgt, "tgt"),
+            run_dir,
+            record,
+            ca,
+            f"{tag}b",
         )
         start_nginx(world.tgt, [Site("target", (TARGET_NAME,), TARGET_IP)], ca, run_dir, record)
         start_dnsmasq(world.tgt, TARGET_IP, {TARGET_NAME: TARGET_IP}, run_dir, record)
