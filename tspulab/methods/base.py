@@ -46,6 +46,9 @@ class Access:
             return ["--socks5-hostname", self.socks5]
         if self.http_proxy:
             return ["--proxytunnel", "--proxy", f"http://{self.http_proxy}"]
+        if self.tun:
+            # Bound to the interface: the method's routing table (tunnel.add_routes) applies.
+            return ["--noproxy", "*", "--interface", self.tun]
         return ["--noproxy", "*"]
 
     def describe(self) -> str:
@@ -81,6 +84,10 @@ class MethodContext:
 
     def tag(self, n_hex: int = 6) -> str:
         return hashlib.blake2b(self.name.encode(), digest_size=8).hexdigest()[:n_hex]
+
+    def route_table(self) -> int:
+        """The routing table of the method's TUN routes (tunnel.add_routes)."""
+        return 1000 + int(self.tag(4), 16) % 30000
 
     def tunnel_net(self) -> ipaddress.IPv4Network:
         """A /24 for the method's tunnel addresses, in 172.16.0.0/12 (the lab uses 10/8 and

@@ -18,7 +18,7 @@ import subprocess
 from tspulab.methods.base import Access, Method
 from tspulab.methods.options import OpenVpnOptions
 from tspulab.methods.process import MethodError, Node, wait_listening, wait_log
-from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat, pin_server_route
+from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat
 
 READY = r"Initialization Sequence Completed"
 
@@ -112,17 +112,19 @@ class OpenVpn(Method):
     def start_client(self, node: Node) -> Access:
         self.prepare()
         self._client_node = node
-        self._unpin = pin_server_route(node, self.ctx.server_address, self.tool)
         started = self.processes.start(
             node, ["openvpn", "--config", str(self.directory / "client.conf")], "openvpn-client"
         )
         wait_log(started, READY, tool="openvpn client", timeout_s=30)
-        add_routes(node, self.options.routes, self.client_dev, self.tool)
+        self._unroute = add_routes(
+            node, self.options.routes, self.client_dev, self.ctx.route_table(), self.tool
+        )
         return Access(tun=self.client_dev)
 
     def stop(self) -> None:
         super().stop()
-        if getattr(self, "_client_node", None) is not None:
-            self._client_node.cmd(f"{self._unpin} 2>/dev/null")
+        unroute = getattr(self, "_unroute", None)
+        if unroute is not None:
+            self._client_node.cmd(f"{unroute} 2>/dev/null")
         if getattr(self, "_server_node", None) is not None:
             disable_nat(self._server_node, self.nat_table)

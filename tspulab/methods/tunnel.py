@@ -3,18 +3,18 @@
 A VPN server in a cloud host receives the subscriber's packets on its TUN interface and sends
 them on to the target from its own address, as a commercial VPN server does: IP forwarding on
 and a masquerade rule (nftables, in the host's own namespace, so nothing of it reaches the
-machine's tables). The client sends the scenario's prefixes into its TUN interface, after pinning
-a host route to the server through the path it had, so the tunnel's own packets do not loop.
+machine's tables). The client routes the method's prefixes into its TUN interface in a table of
+its own, used only by traffic bound to that interface, so one subscriber can probe direct and
+through several VPNs at the same time and the tunnel's own packets never loop into it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tspulab.methods.process import MethodError, Node, run_checked
+from tspulab.methods.process import Node, run_checked
 
 
 def enable_forwarding_nat(
@@ -39,27 +39,20 @@ def disable_nat(node: Node, table: str) -> None:
     node.cmd(f"nft delete table ip {table} 2>/dev/null")
 
 
-def route_to(node: Node, address: str) -> tuple[str | None, str]:
-    """(gateway or None, device) of `node`'s current route to `address`."""
-    out = node.cmd(f"ip -4 route get {address}")
-    dev = re.search(r"\bdev (\S+)", out)
-    if dev is None:
-        raise MethodError(f"{node.name} has no route to {address}: {out.strip()}")
-    via = re.search(r"\bvia (\S+)", out)
-    return (via.group(1) if via else None), dev.group(1)
-
-
-def pin_server_route(node: Node, server: str, tool: str) -> str:
-    """A /32 to the server through the current path; returns the command that removes it."""
-    via, dev = route_to(node, server)
-    spec = f"{server}/32" + (f" via {via}" if via else "") + f" dev {dev}"
-    run_checked(node, f"ip route replace {spec}", tool=tool)
-    return f"ip route del {spec}"
-
-
 def add_routes(
-    node: Node, routes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network], dev: str, tool: str
-) -> None:
+    node: Node,
+    routes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    dev: str,
+    table: int,
+    tool: str,
+) -> str:
+    """The prefixes through `dev`, in a routing table of the method's own that only traffic bound
+    to `dev` uses (`ip rule oif`): a probe through the method binds to the interface (curl
+    `--interface`), while the subscriber's other traffic, direct probes and the tunnel's own
+    packets keep the main table. Returns the command that removes the rule (the table's routes
+    go with the interface)."""
     for net in routes:
         if net.version == 4:
-            run_checked(node, f"ip route replace {net} dev {dev}", tool=tool)
+            run_checked(node, f"ip route replace {net} dev {dev} table {table}", tool=tool)
+    run_checked(node, f"ip rule add oif {dev} table {table} priority {table}", tool=tool)
+    return f"ip rule del oif {dev} table {table} priority {table}"

@@ -14,7 +14,7 @@ from tspulab.methods.base import Access, Method
 from tspulab.methods.keys import X25519Pair, random_b64
 from tspulab.methods.options import WireGuardOptions
 from tspulab.methods.process import Node, run_checked, wait_command, wait_listening
-from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat, pin_server_route
+from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat
 
 
 class WireGuard(Method):
@@ -84,7 +84,6 @@ class WireGuard(Method):
     def start_client(self, node: Node) -> Access:
         self.prepare()
         self._client_node = node
-        self._unpin = pin_server_route(node, self.ctx.server_address, self.tool)
         self._interface(node, self.client_dev, "client.conf", self.client_ip, "client")
         wait_command(
             node,
@@ -94,12 +93,15 @@ class WireGuard(Method):
             started=self._started,
             timeout_s=20,
         )
-        add_routes(node, self.options.routes, self.client_dev, self.tool)
+        self._unroute = add_routes(
+            node, self.options.routes, self.client_dev, self.ctx.route_table(), self.tool
+        )
         return Access(tun=self.client_dev)
 
     def stop(self) -> None:
         super().stop()
-        if getattr(self, "_client_node", None) is not None:
-            self._client_node.cmd(f"{self._unpin} 2>/dev/null")
+        unroute = getattr(self, "_unroute", None)
+        if unroute is not None:
+            self._client_node.cmd(f"{unroute} 2>/dev/null")
         if getattr(self, "_server_node", None) is not None:
             disable_nat(self._server_node, self.nat_table)

@@ -41,6 +41,9 @@ def test_method_carries_traffic(world: World, case: Case) -> None:
         )  # fmt: skip
         assert bulk.ok, f"{case.id}: bulk {bulk.outcome} {bulk.stderr}"
         assert bulk.goodput_bps and bulk.goodput_bps > 1e6
+        # Only what goes through the method's client is carried: the subscriber's other traffic
+        # (a direct probe beside it) is not.
+        _direct_is_impossible(world)
         with (world.run_dir / "methods-results.jsonl").open("a") as f:
             f.write(json.dumps({"case": case.id, "page": page.to_json(), "bulk": bulk.to_json()}))
             f.write("\n")
