@@ -4,15 +4,17 @@
     10.13.1.2    .1.1 | .2.1         .2.2 | .3.1           10.13.3.2 (nginx :443, QUIC :443)
                              capture ▲ (tspu ns, from-gateway port)
 
-Everything is real except the censor: openssl s_client (tlsclient.py; or the aioquic client) in
-the client namespace talks
-to nginx (or an aioquic server) with a certificate for the target name from a per-bench CA, over
-two routers that decrement the TTL and answer ICMP time-exceeded. tcpdump in the TSPU namespace
-records what the box would see (the packets as they arrive from the gateway, both directions),
-and the capture is replayed through the DPI engine of a profile (verdicts.py): the verdict the
-box would give. A fake with TTL 2 reaches the box and expires there; disorder's TTL-1 part
-expires at the gateway, before the box (§1: the TSPU sits at hop >= 2 from most subscribers, not
-at the subscriber's own router).
+Everything is real: openssl s_client (tlsclient.py; or the aioquic client) in the client
+namespace talks to nginx (or an aioquic server) with a certificate for the target name from a
+per-bench CA, over two routers that decrement the TTL and answer ICMP time-exceeded. tcpdump in
+the TSPU namespace records what the box would see (the packets as they arrive from the gateway,
+both directions), and the capture is replayed through the DPI engine of a profile (verdicts.py):
+the verdict the box would give. With ``censor(profile)`` the same engine also acts live in the
+TSPU namespace (censor.py): packets are dropped or reset as the profile says.
+
+A fake with TTL 2 reaches the box and expires there; disorder's TTL-1 part expires at the
+gateway, before the box (§1: the TSPU sits at hop >= 2 from most subscribers, not at the
+subscriber's own router).
 
 Offloads are off on every veth (no TSO/GSO/GRO, checksums computed in software), so the capture
 holds the segments and checksums that were really sent. Namespaces are named
@@ -35,6 +37,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tspulab.lab.pki import RunCA
 from tspulab.strategies import tlsclient
@@ -212,12 +215,14 @@ class Bench:
     # --- capture and strategies -----------------------------------------------------------
 
     @contextlib.contextmanager
-    def capture(self, path: Path) -> Iterator[Path]:
-        """tcpdump on the box's port towards the subscriber, for the duration of the block."""
+    def capture(self, path: Path, at: str = "box") -> Iterator[Path]:
+        """tcpdump on the box's port towards the subscriber (``at="box"``), or on the client's
+        own interface (``at="client"``: what a user would record), for the block's duration."""
+        role, ifname = (CAPTURE_NS, CAPTURE_IF) if at == "box" else ("c", "up0")
         proc = subprocess.Popen(
             # --immediate-mode: without it the ring buffer hands packets over once a second,
             # and the SIGINT at the end loses the last second of the capture.
-            ["ip", "netns", "exec", self.ns[CAPTURE_NS], "tcpdump", "-i", CAPTURE_IF, "-U",
+            ["ip", "netns", "exec", self.ns[role], "tcpdump", "-i", ifname, "-U",
              "--immediate-mode", "-s", "0", "-n", "-w", str(path), f"host {SERVER}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
@@ -257,6 +262,25 @@ class Bench:
         finally:
             for proc in reversed(started):
                 self.stop(proc)
+
+    @contextlib.contextmanager
+    def censor(self, profile: str) -> Iterator[list[dict[str, Any]]]:
+        """The box acting live under ``profile`` (censor.py) for the duration of the block; the
+        list it yields is filled, on exit, with the censor's per-flow verdicts."""
+        log = self.dir / f"censor-{next(_counter)}.jsonl"
+        flows: list[dict[str, Any]] = []
+        proc = self.spawn(
+            "t", [sys.executable, "-m", "tspulab.strategies.censor", "--profile", profile,
+                  "--registry-inline", self.target, "--subscriber-if", CAPTURE_IF,
+                  "--subscriber-net", SUBSCRIBER_NET, "--log", str(log)],
+            "censor", ready="ready",
+        )  # fmt: skip
+        try:
+            yield flows
+        finally:
+            self.stop(proc)
+            if log.exists():
+                flows.extend(json.loads(line) for line in log.read_text().splitlines())
 
     # --- trials ---------------------------------------------------------------------------
 

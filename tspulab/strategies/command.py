@@ -35,22 +35,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", default=[], metavar="SPEC",
                    help="sweep these instead of the built-in singles (repeatable)")  # fmt: skip
     p.add_argument("--no-pairs", action="store_true", help="singles only")
+    p.add_argument("--live", action="store_true",
+                   help="the profile's engine acts live (a run per profile)")  # fmt: skip
     p.add_argument("--max-pairs", type=int, default=30)
     p.add_argument("--out", help="directory for sweep.json, table.md and the captures")
 
 
-def table(results: Sequence[StrategyResult], profile: str, trials: int) -> list[str]:
+def table(results: Sequence[StrategyResult], profile: str, live: bool = False) -> list[str]:
+    extra = " replay agrees |" if live else ""
     lines = [
         f"### {profile}",
         "",
-        "| rank | strategy | success | TTFB ms (median) | why not |",
-        "|---:|---|---:|---:|---|",
+        f"| rank | strategy | success | TTFB ms (median) | why not |{extra}",
+        f"|---:|---|---:|---:|---|{'---:|' if live else ''}",
     ]
     for i, r in enumerate(ranked(results, profile), 1):
         ttfb = r.ttfb_ms(profile)
+        n = len(r.trials_of(profile))
+        agree = f" {r.replay_agrees.get(profile, 0)}/{n} |" if live else ""
         lines.append(
-            f"| {i} | `{r.strategy}` | {r.success_count(profile)}/{len(r.trials)} | "
-            f"{'' if ttfb is None else f'{ttfb:.1f}'} | {r.why(profile)} |"
+            f"| {i} | `{r.strategy}` | {r.success_count(profile)}/{n} | "
+            f"{'' if ttfb is None else f'{ttfb:.1f}'} | {r.why(profile)} |{agree}"
         )
     return lines
 
@@ -61,14 +66,14 @@ def diff(results: Sequence[StrategyResult], p1: str, p2: str) -> list[str]:
     started = [r for r in results if r.success_count(p2) > r.success_count(p1)]
     lines.append(f"Stopped working ({len(stopped)}):")
     lines += [
-        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials)} -> "
-        f"{r.success_count(p2)}/{len(r.trials)} ({r.why(p2)})"
+        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials_of(p1))} -> "
+        f"{r.success_count(p2)}/{len(r.trials_of(p2))} ({r.why(p2)})"
         for r in stopped
     ] or ["- none"]
     lines.append(f"Started working ({len(started)}):")
     lines += [
-        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials)} -> "
-        f"{r.success_count(p2)}/{len(r.trials)}"
+        f"- `{r.strategy}`: {r.success_count(p1)}/{len(r.trials_of(p1))} -> "
+        f"{r.success_count(p2)}/{len(r.trials_of(p2))}"
         for r in started
     ] or ["- none"]
     return lines
@@ -103,7 +108,7 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         with Bench(target=args.target, workdir=out, quic=args.transport == "udp") as bench:
-            sweep = Sweep(bench, profiles, args.trials, args.transport)
+            sweep = Sweep(bench, profiles, args.trials, args.transport, live=args.live)
             results = sweep.run(singles, pairs=not args.no_pairs, max_pairs=args.max_pairs)
     except BenchError as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
@@ -113,12 +118,17 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         f"# Strategy sweep: {args.target} over {args.transport}, {args.trials} trials each",
         "",
         f"{len(results)} strategies in {elapsed:.0f} s; a trial succeeds when the real server "
-        "answered and the profile's verdict on the connection let it through (replay of the "
-        "capture at the box).",
+        "answered and the profile's verdict on the connection let it through "
+        + (
+            "(the profile's engine acting live on the bench; 'replay agrees' counts the trials "
+            "whose replayed capture gave the same pass or fail)."
+            if args.live
+            else "(replay of the capture at the box)."
+        ),
         "",
     ]
     for p in profiles:
-        lines += [*table(results, p, args.trials), ""]
+        lines += [*table(results, p, args.live), ""]
     if args.diff:
         lines += diff(results, *args.diff)
     text = "\n".join(lines)
@@ -126,6 +136,7 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     (out / "table.md").write_text(text + "\n")
     (out / "sweep.json").write_text(json.dumps({
         "target": args.target, "transport": args.transport, "trials": args.trials,
+        "live": args.live,
         "profiles": profiles, "seconds": round(elapsed, 1),
         "results": [r.to_json(profiles) for r in results],
     }, indent=1))  # fmt: skip

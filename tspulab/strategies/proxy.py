@@ -36,7 +36,7 @@ from tspulab.strategies.spec import Strategy, parse_any
 SIOCOUTQNSD = 0x894B
 _ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 _BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\n\r\n"
-FIRST_WRITE_WAIT_S = 2.0
+FIRST_WRITE_WAIT_S = 30.0
 
 
 def unsent_bytes(sock: socket.socket) -> int:
@@ -156,8 +156,11 @@ class _Handler(socketserver.BaseRequestHandler):
         with upstream:
             try:
                 first = read_first_write(client)
-            except (TimeoutError, OSError):
-                first = b""
+            except (TimeoutError, OSError) as err:
+                # Never relay a first write unshaped: the strategy would silently not apply.
+                print(f"{target[0]}:{target[1]} no first write ({err!r}): closed",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                return
             if first:
                 notes: list[str] = []
                 try:

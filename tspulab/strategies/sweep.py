@@ -8,7 +8,12 @@ connection lets it through. One live run serves every profile, so ``--diff P1 P2
 than one profile.
 
 Connections are matched to trials by time: the flows whose first packet falls between a trial's
-start and the next one's belong to it; a trial passes a profile only if all of them pass.
+start and the next one's belong to it; a trial passes a profile only if all of them pass. TCP
+flows whose SYN is not in the run's capture are left out (``opened_ports``).
+
+With ``live=True`` the profile's engine acts on the bench (censor.py), one run per profile, and
+the live verdicts are used; each run's capture is replayed too, and ``replay_agrees`` counts
+the trials where replay and live give the same pass or fail.
 
 Pairs (like zapret's blockcheck, but against a known censor): two singles with different names,
 taken from the singles that failed at least one profile, the most successful first (in diagonal
@@ -24,8 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tspulab.dpi.engine_replay import replay_with_profile
+from tspulab.dpi.errors import DecodeError
+from tspulab.dpi.packet import PROTO_TCP, TCP_ACK, TCP_SYN, decode
 from tspulab.dpi.pcap import read_capture
 from tspulab.strategies.bench import SERVER, SUBSCRIBER_NET, Bench, Trial
 from tspulab.strategies.spec import NONE, Strategy, StrategySpecError, parse
@@ -54,11 +62,18 @@ class StrategyResult:
     None when no flow of that trial was seen."""
     seconds: float
     error: str | None = None
+    live_trials: dict[str, list[Trial]] = field(default_factory=dict)
+    """With the censor acting live: each profile's own trials (``trials`` is then empty)."""
+    replay_agrees: dict[str, int] = field(default_factory=dict)
+    """Live runs: trials whose replayed verdict (pass or not) equals the live one."""
+
+    def trials_of(self, profile: str) -> list[Trial]:
+        return self.live_trials.get(profile, self.trials)
 
     def successes(self, profile: str) -> list[bool]:
         return [
             t.ok and j is not None and j.passed
-            for t, j in zip(self.trials, self.judged.get(profile, []), strict=False)
+            for t, j in zip(self.trials_of(profile), self.judged.get(profile, []), strict=False)
         ]
 
     def success_count(self, profile: str) -> int:
@@ -67,7 +82,7 @@ class StrategyResult:
     def ttfb_ms(self, profile: str) -> float | None:
         times = [
             t.ttfb_s * 1000
-            for t, ok in zip(self.trials, self.successes(profile), strict=False)
+            for t, ok in zip(self.trials_of(profile), self.successes(profile), strict=False)
             if ok and t.ttfb_s is not None
         ]
         return statistics.median(times) if times else None
@@ -75,7 +90,7 @@ class StrategyResult:
     def why(self, profile: str) -> str:
         """Why trials failed: the live error or the verdict, most frequent first."""
         reasons: dict[str, int] = {}
-        for t, j in zip(self.trials, self.judged.get(profile, []), strict=False):
+        for t, j in zip(self.trials_of(profile), self.judged.get(profile, []), strict=False):
             if not t.ok:
                 key = f"live: {t.detail[:60]}"
             elif j is None:
@@ -92,11 +107,15 @@ class StrategyResult:
             "strategy": self.strategy,
             "seconds": round(self.seconds, 2),
             "error": self.error,
-            "trials": [{"ok": t.ok, "ttfb_s": t.ttfb_s, "detail": t.detail} for t in self.trials],
             "profiles": {
                 p: {
                     "success": self.success_count(p),
-                    "of": len(self.trials),
+                    "of": len(self.trials_of(p)),
+                    "trials": [
+                        {"ok": t.ok, "ttfb_s": t.ttfb_s, "detail": t.detail}
+                        for t in self.trials_of(p)
+                    ],
+                    "replay_agrees": self.replay_agrees.get(p),
                     "ttfb_ms": self.ttfb_ms(p),
                     "why": self.why(p),
                     "verdicts": [
@@ -122,24 +141,62 @@ class Sweep:
     profiles: Sequence[str]
     trials: int = 3
     transport: str = "tcp"
+    live: bool = False
+    """Judge by the censor acting live (one run per profile) instead of a replay."""
     log: Callable[[str], None] = print
     results: list[StrategyResult] = field(default_factory=list)
 
+    def _trials(self, strategy: Strategy, capture: Path) -> list[Trial]:
+        with self.bench.capture(capture), self.bench.strategy(strategy):
+            return [self.bench.trial(strategy, self.transport) for _ in range(self.trials)]
+
     def run_one(self, strategy: Strategy, capture: Path) -> StrategyResult:
         started = time.monotonic()
-        trials: list[Trial] = []
-        error = None
+        result = StrategyResult(strategy.text(), [], {}, 0.0)
         try:
-            with self.bench.capture(capture), self.bench.strategy(strategy):
-                trials = [self.bench.trial(strategy, self.transport) for _ in range(self.trials)]
+            if self.live:
+                self._live(strategy, capture, result)
+            else:
+                result.trials = self._trials(strategy, capture)
+                result.judged = judge_trials(
+                    capture, result.trials, self.profiles, self.bench.target
+                )
         except Exception as err:  # one broken strategy must not end the sweep
-            error = f"{type(err).__name__}: {err}"
-        judged = judge_trials(capture, trials, self.profiles, self.bench.target) if trials else {}
-        result = StrategyResult(strategy.text(), trials, judged, time.monotonic() - started, error)
+            result.error = f"{type(err).__name__}: {err}"
+        result.seconds = time.monotonic() - started
         self.results.append(result)
-        counts = " ".join(f"{p}={result.success_count(p)}/{len(trials)}" for p in self.profiles)
+        counts = " ".join(
+            f"{p}={result.success_count(p)}/{len(result.trials_of(p))}" for p in self.profiles
+        )
+        error = result.error
         self.log(f"  {strategy.text():44s} {counts}{'  ERROR ' + error if error else ''}")
         return result
+
+    def _live(self, strategy: Strategy, capture: Path, result: StrategyResult) -> None:
+        """Each profile in turn acting live on the bench (censor.py); the capture of each run is
+        also replayed, to count how often replay and live agree."""
+        for profile in self.profiles:
+            cap = capture.with_name(f"{capture.stem}-{profile}.pcap")
+            with self.bench.censor(profile) as flows:
+                trials = self._trials(strategy, cap)
+            result.live_trials[profile] = trials
+            opened = opened_ports(cap)
+            result.judged[profile] = by_window(
+                trials,
+                [
+                    (f["first_seen"], live_judgement(f))
+                    for f in flows
+                    if f["server"] == SERVER
+                    and f["server_port"] == 443
+                    and f["initiated_inside"]
+                    and (f["proto"] != PROTO_TCP or f["client_port"] in opened)
+                ],
+            )
+            replayed = judge_trials(cap, trials, [profile], self.bench.target)[profile]
+            result.replay_agrees[profile] = sum(
+                (a is not None and a.passed) == (b is not None and b.passed)
+                for a, b in zip(result.judged[profile], replayed, strict=False)
+            )
 
     def run(
         self, singles: Sequence[str], pairs: bool = True, max_pairs: int = 30
@@ -198,39 +255,70 @@ def judge_trials(
 ) -> dict[str, list[Judgement | None]]:
     """Per profile, per trial: the judgement of its connections (time-window matching)."""
     out: dict[str, list[Judgement | None]] = {}
-    starts = [t.started for t in trials] + [float("inf")]
     server = bytes(int(x) for x in SERVER.split("."))
+    opened = opened_ports(capture)
     for profile in profiles:
         result = replay_with_profile(read_capture(capture), engine(profile, target, SUBSCRIBER_NET))
-        per_trial: list[Judgement | None] = [None] * len(trials)
-        for fv in result.flows:
-            f = fv.flow
-            if f.server_addr != server or f.server_port != 443 or not f.initiated_inside:
-                continue
-            i = _window(starts, f.first_seen)
-            if i is None:
-                continue
-            j = Judgement.of(fv)
-            current = per_trial[i]
-            if current is None or (current.passed and not j.passed):
-                per_trial[i] = j
-        out[profile] = per_trial
+        out[profile] = by_window(
+            trials,
+            [
+                (fv.flow.first_seen, Judgement.of(fv))
+                for fv in result.flows
+                if fv.flow.server_addr == server
+                and fv.flow.server_port == 443
+                and fv.flow.initiated_inside
+                and (fv.flow.proto != PROTO_TCP or fv.flow.client_port in opened)
+            ],
+        )
     return out
 
 
-def _window(starts: Sequence[float], t: float) -> int | None:
-    """The trial whose time window holds ``t`` (packets are stamped after their trial began)."""
-    for i in range(len(starts) - 1):
-        if starts[i] <= t < starts[i + 1]:
-            return i
-    return None
+def opened_ports(capture: Path) -> set[int]:
+    """Client ports of the TCP connections opened during the capture (their SYN is in it).
+
+    A connection of an earlier run can still be retransmitting when the next run starts (a box
+    that dropped it leaves the client's kernel retrying with exponential backoff); such packets
+    belong to no trial of this run. Note that the kernel retransmits unacknowledged data as one
+    segment: a split ClientHello dropped once comes back whole."""
+    ports: set[int] = set()
+    for _, linktype, frame in read_capture(capture):
+        try:
+            pkt = decode(frame, linktype)
+        except DecodeError:
+            continue
+        if pkt.proto == PROTO_TCP and pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            ports.add(pkt.sport)
+    return ports
+
+
+def live_judgement(flow: dict[str, Any]) -> Judgement:
+    fates: dict[str, int] = flow["fates"]
+    passed = flow["action"] in ("allow", "detect") and all(k == "forward" for k in fates)
+    return Judgement(passed, flow["action"], flow["rule"], flow["reason"], fates)
+
+
+def by_window(
+    trials: Sequence[Trial], flows: Sequence[tuple[float, Judgement]]
+) -> list[Judgement | None]:
+    """Each flow goes to the trial whose time window holds its first packet (packets are stamped
+    after their trial began); a trial keeps its first failing judgement, else a passing one."""
+    starts = [t.started for t in trials] + [float("inf")]
+    per_trial: list[Judgement | None] = [None] * len(trials)
+    for first_seen, j in flows:
+        i = next((k for k in range(len(trials)) if starts[k] <= first_seen < starts[k + 1]), None)
+        if i is None:
+            continue
+        current = per_trial[i]
+        if current is None or (current.passed and not j.passed):
+            per_trial[i] = j
+    return per_trial
 
 
 def ranked(results: Sequence[StrategyResult], profile: str) -> list[StrategyResult]:
     """Best first: most successes, then the fewest steps (simpler to deploy), then the shortest
     median TTFB (differences of a few ms are noise here: the client process starts per trial)."""
     return sorted(
-        (r for r in results if r.trials),
+        (r for r in results if r.trials or r.live_trials),
         key=lambda r: (
             -r.success_count(profile),
             r.strategy.count("+"),

@@ -10,7 +10,14 @@ from tspulab.strategies import hello
 from tspulab.strategies.bench import Trial
 from tspulab.strategies.command import diff, table
 from tspulab.strategies.diagnose import diagnose, observe
-from tspulab.strategies.sweep import StrategyResult, pair_candidates, ranked
+from tspulab.strategies.sweep import (
+    StrategyResult,
+    by_window,
+    live_judgement,
+    opened_ports,
+    pair_candidates,
+    ranked,
+)
 from tspulab.strategies.verdicts import Judgement
 
 P = ["tspu-2022", "tspu-2026-reassembly"]
@@ -48,7 +55,7 @@ def test_ranking_table_and_diff() -> None:
         "split:at=sni",
         "none",
     ]
-    lines = table([a, b, c], "tspu-2022", 2)
+    lines = table([a, b, c], "tspu-2022")
     assert lines[4].startswith("| 1 | `tlsrec:at=1` | 2/2 | 10.0 |")
     d = "\n".join(diff([a, b, c], "tspu-2022", "tspu-2026-reassembly"))
     assert "Stopped working (1):\n- `split:at=sni`: 2/2 -> 0/2 (drop (sni-iv) x2)" in d
@@ -114,3 +121,43 @@ def test_a_reset_after_the_hello_is_what_sni_i_predicts(tmp_path: Path) -> None:
     matches = next(line for line in text.splitlines() if "matches:" in line)
     assert "tspu-2022 (reset, rule sni-i)" in matches
     assert "tspu-2026-reassembly (drop, rule sni-iv) predicts blackhole" in text
+
+
+def test_only_connections_opened_in_the_capture_are_judged(tmp_path: Path) -> None:
+    c, s = "10.13.1.2", "10.13.3.2"
+    pkts = [
+        # an earlier run's connection still retransmitting its (whole) ClientHello
+        IP(src=c, dst=s) / TCP(sport=41000, dport=443, flags="PA", seq=1, ack=1) / Raw(b"x" * 10),
+        IP(src=c, dst=s) / TCP(sport=42000, dport=443, flags="S", seq=1),
+        IP(src=s, dst=c) / TCP(sport=443, dport=42000, flags="SA", seq=9, ack=2),
+    ]
+    path = tmp_path / "c.pcap"
+    wrpcap(str(path), [Ether() / p for p in pkts])
+    assert opened_ports(path) == {42000}
+
+
+def test_live_judgement_and_time_windows() -> None:
+    flow = {"action": "police", "rule": "twitter-sni", "reason": "r", "fates": {"forward": 3}}
+    assert not live_judgement(flow).passed
+    ok = {"action": "allow", "rule": None, "reason": "r", "fates": {"forward": 9}}
+    assert live_judgement(ok).passed
+    dropped = {"action": "allow", "rule": None, "reason": "r", "fates": {"forward": 9, "drop": 1}}
+    assert not live_judgement(dropped).passed
+    trials = [Trial(True, 0.01, "ok", 10.0), Trial(True, 0.01, "ok", 20.0)]
+    per = by_window(trials, [(10.5, OK), (20.1, OK), (20.2, DROP), (9.0, DROP)])
+    assert per == [OK, DROP]  # a failing flow of a trial wins; one before every trial is ignored
+
+
+def test_the_live_box_reset_is_a_rst_ack_with_the_packets_numbers() -> None:
+    from tspulab.strategies.censor import as_reset
+
+    reply = IP(src="10.13.3.2", dst="10.13.1.2", id=7) / TCP(
+        sport=443, dport=40000, flags="PA", seq=500, ack=900, options=[("NOP", None)] * 4
+    ) / Raw(b"server hello")  # fmt: skip
+    rst = IP(as_reset(bytes(reply)))
+    assert rst[TCP].flags == "RA" and (rst[TCP].seq, rst[TCP].ack) == (500, 900)
+    assert len(rst[TCP].payload) == 0 and rst[TCP].dataofs == 5 and rst.len == 40
+    again = IP(bytes(rst.copy()))
+    del again[TCP].chksum, again[IP].chksum
+    again = IP(bytes(again))
+    assert (rst[TCP].chksum, rst[IP].chksum) == (again[TCP].chksum, again[IP].chksum)
