@@ -73,6 +73,8 @@ class MethodContext:
     record: RunRecord | None = None
     local_port: int = 0
     """The client's local proxy port (0: derived from the name)."""
+    clients: int = 1
+    """How many subscriber hosts may run a client (WireGuard makes a key and address each)."""
     ca: MethodCA | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +85,10 @@ class MethodContext:
             self.ca = MethodCA(self.directory / "pki", name=f"tspulab {self.name} CA")
 
     def tag(self, n_hex: int = 6) -> str:
-        return hashlib.blake2b(self.name.encode(), digest_size=8).hexdigest()[:n_hex]
+        """A hex tag of this method in this run (its directory is under the run directory):
+        interface names and wireguard-go's UAPI sockets, which live in /var/run/wireguard for
+        every namespace of the machine, must not clash between methods or between runs."""
+        return hashlib.blake2b(str(self.directory).encode(), digest_size=8).hexdigest()[:n_hex]
 
     def route_table(self) -> int:
         """The routing table of the method's TUN routes (tunnel.add_routes)."""
@@ -116,6 +121,8 @@ class Method(ABC):
         self.ctx = ctx
         self.processes = Processes(ctx.directory, ctx.record)
         self.prepared = False
+        self.undo: list[tuple[Node, str]] = []
+        """Commands that undo set-up done in a node (routes, rules, nft tables), run at stop."""
 
     @property
     def directory(self) -> Path:
@@ -136,10 +143,15 @@ class Method(ABC):
 
     @abstractmethod
     def start_client(self, node: Node) -> Access:
-        """Start the client side in `node`, wait until it is ready, say how to go through it."""
+        """Start a client in `node` (one per subscriber host, up to `ctx.clients`), wait until it
+        is ready, and say how to go through it."""
 
     def stop(self) -> None:
+        """End the processes, then undo the set-up, newest first; logs stay."""
         self.processes.stop()
+        while self.undo:
+            node, command = self.undo.pop()
+            node.cmd(f"{command} 2>/dev/null")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.ctx.name} {self.ctx.server_address}:{self.ctx.port}>"

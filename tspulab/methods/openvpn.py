@@ -18,7 +18,7 @@ import subprocess
 from tspulab.methods.base import Access, Method
 from tspulab.methods.options import OpenVpnOptions
 from tspulab.methods.process import MethodError, Node, wait_listening, wait_log
-from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat
+from tspulab.methods.tunnel import add_routes, enable_forwarding_nat
 
 READY = r"Initialization Sequence Completed"
 
@@ -72,6 +72,8 @@ class OpenVpn(Method):
                     "dh none",
                     "ecdh-curve prime256v1",
                     "keepalive 10 60",
+                    # One certificate for every subscriber host that runs a client.
+                    "duplicate-cn",
                 ]
             )
             + "\n"
@@ -101,7 +103,7 @@ class OpenVpn(Method):
         enable_forwarding_nat(
             node, self.ctx.tunnel_net(), self.nat_table, self.directory / "nat.nft", self.tool
         )
-        self._server_node = node
+        self.undo.append((node, f"nft delete table ip {self.nat_table}"))
         started = self.processes.start(
             node, ["openvpn", "--config", str(self.directory / "server.conf")], "openvpn-server"
         )
@@ -111,20 +113,12 @@ class OpenVpn(Method):
 
     def start_client(self, node: Node) -> Access:
         self.prepare()
-        self._client_node = node
         started = self.processes.start(
             node, ["openvpn", "--config", str(self.directory / "client.conf")], "openvpn-client"
         )
         wait_log(started, READY, tool="openvpn client", timeout_s=30)
-        self._unroute = add_routes(
+        unroute = add_routes(
             node, self.options.routes, self.client_dev, self.ctx.route_table(), self.tool
         )
+        self.undo.append((node, unroute))
         return Access(tun=self.client_dev)
-
-    def stop(self) -> None:
-        super().stop()
-        unroute = getattr(self, "_unroute", None)
-        if unroute is not None:
-            self._client_node.cmd(f"{unroute} 2>/dev/null")
-        if getattr(self, "_server_node", None) is not None:
-            disable_nat(self._server_node, self.nat_table)

@@ -79,12 +79,12 @@ class Processes:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Started:
-        """Start `argv` in `node`'s namespace with its output in `<directory>/<name>.log`.
+        """Start `argv` in `node`'s namespace with its output in `<directory>/<name>.<node>.log`.
 
         `env` and `cwd` are applied by `env`/`sh` in the namespace, so the same argv works under
         mnexec and under `ip netns exec`."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        log = self.directory / f"{name}.log"
+        log = self.directory / f"{name}.{node.name}.log"
         argv = list(argv)
         if cwd is not None:
             argv = ["sh", "-c", f"cd {shlex.quote(str(cwd))} && exec {shlex.join(argv)}"]

@@ -119,13 +119,8 @@ class Tor(Method):
             (d / f"{r.nick}.torrc").write_text(torrc)
         if self.options.transport == "obfs4":
             self._prepare_bridge(addresses[-1])
-        client_dir = d / "client"
-        client_dir.mkdir(exist_ok=True, mode=0o700)
         (d / "client.torrc.head").write_text(
-            COMMON
-            + self.dir_authorities
-            + f"DataDirectory {client_dir}\nSocksPort 127.0.0.1:{ctx.local_port}\n"
-            "ClientOnly 1\n"
+            COMMON + self.dir_authorities + f"SocksPort 127.0.0.1:{ctx.local_port}\nClientOnly 1\n"
         )
 
     def _authority_keys(self, r: Relay) -> str:
@@ -232,13 +227,17 @@ class Tor(Method):
     def start_client(self, node: Node) -> Access:
         self.prepare()
         d = self.directory
-        torrc = (d / "client.torrc.head").read_text()
+        # Each subscriber host's client has a data directory of its own.
+        datadir = d / f"client-{node.name}"
+        datadir.mkdir(exist_ok=True, mode=0o700)
+        torrc = (d / "client.torrc.head").read_text() + f"DataDirectory {datadir}\n"
         if self.options.transport == "obfs4":
             torrc += (
                 f"UseBridges 1\n{self.bridge_line}\nClientTransportPlugin obfs4 exec {OBFS4PROXY}\n"
             )
-        (d / "client.torrc").write_text(torrc)
-        started = self.processes.start(node, ["tor", "-f", str(d / "client.torrc")], "tor-client")
+        conf = d / f"client-{node.name}.torrc"
+        conf.write_text(torrc)
+        started = self.processes.start(node, ["tor", "-f", str(conf)], "tor-client")
         wait_log(started, r"Bootstrapped 100%", tool="tor client", timeout_s=120)
         wait_listening(
             node, self.ctx.local_port, tool="tor client", started=started, address="127.0.0.1"

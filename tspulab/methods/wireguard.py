@@ -13,8 +13,15 @@ from __future__ import annotations
 from tspulab.methods.base import Access, Method
 from tspulab.methods.keys import X25519Pair, random_b64
 from tspulab.methods.options import WireGuardOptions
-from tspulab.methods.process import Node, run_checked, wait_command, wait_listening
-from tspulab.methods.tunnel import add_routes, disable_nat, enable_forwarding_nat
+from tspulab.methods.process import (
+    MethodError,
+    Node,
+    Started,
+    run_checked,
+    wait_command,
+    wait_listening,
+)
+from tspulab.methods.tunnel import add_routes, enable_forwarding_nat
 
 
 class WireGuard(Method):
@@ -28,35 +35,41 @@ class WireGuard(Method):
 
     def _prepare(self) -> None:
         ctx, o = self.ctx, self.options
-        server, client = X25519Pair.generate(), X25519Pair.generate()
-        psk = random_b64(32)
+        server = X25519Pair.generate()
         net = ctx.tunnel_net()
-        self.server_ip, self.client_ip = str(net.network_address + 1), str(net.network_address + 2)
-        self.server_dev, self.client_dev = ctx.interface("wgs"), ctx.interface("wgc")
-        (self.directory / "server.conf").write_text(
-            "[Interface]\n"
-            f"PrivateKey = {server.b64()[0]}\n"
-            f"ListenPort = {ctx.port}\n\n"
-            "[Peer]\n"
-            f"PublicKey = {client.b64()[1]}\n"
-            f"PresharedKey = {psk}\n"
-            f"AllowedIPs = {self.client_ip}/32\n"
-        )
+        self.server_ip = str(net.network_address + 1)
+        self.server_dev = ctx.interface("wgs")
+        # One key pair, preshared key and address per subscriber host that may run a client.
+        peers, self.client_ips = [], []
         keepalive = f"PersistentKeepalive = {o.keepalive_s}\n" if o.keepalive_s else ""
-        (self.directory / "client.conf").write_text(
-            "[Interface]\n"
-            f"PrivateKey = {client.b64()[0]}\n\n"
-            "[Peer]\n"
-            f"PublicKey = {server.b64()[1]}\n"
-            f"PresharedKey = {psk}\n"
-            f"Endpoint = {ctx.server_address}:{ctx.port}\n"
-            "AllowedIPs = 0.0.0.0/0\n" + keepalive
+        for i in range(ctx.clients):
+            client, psk = X25519Pair.generate(), random_b64(32)
+            address = str(net.network_address + 2 + i)
+            self.client_ips.append(address)
+            peers.append(
+                f"[Peer]\nPublicKey = {client.b64()[1]}\nPresharedKey = {psk}\n"
+                f"AllowedIPs = {address}/32\n"
+            )
+            self._write(
+                f"client{i}.conf",
+                f"[Interface]\nPrivateKey = {client.b64()[0]}\n\n"
+                f"[Peer]\nPublicKey = {server.b64()[1]}\nPresharedKey = {psk}\n"
+                f"Endpoint = {ctx.server_address}:{ctx.port}\nAllowedIPs = 0.0.0.0/0\n" + keepalive,
+            )
+        self._write(
+            "server.conf",
+            f"[Interface]\nPrivateKey = {server.b64()[0]}\nListenPort = {ctx.port}\n\n"
+            + "\n".join(peers),
         )
-        for conf in ("server.conf", "client.conf"):
-            (self.directory / conf).chmod(0o600)
         self.nat_table = f"tspulab_{ctx.tag(8)}"
+        self.clients_started = 0
 
-    def _interface(self, node: Node, dev: str, conf: str, address: str, side: str) -> None:
+    def _write(self, name: str, text: str) -> None:
+        path = self.directory / name
+        path.write_text(text)
+        path.chmod(0o600)
+
+    def _interface(self, node: Node, dev: str, conf: str, address: str, side: str) -> Started:
         tool = f"wireguard-go {side}"
         # Foreground, so the PID we hold is the daemon's and stopping it removes the interface.
         started = self.processes.start(
@@ -68,40 +81,38 @@ class WireGuard(Method):
         run_checked(node, f"wg setconf {dev} {self.directory / conf}", tool=tool)
         run_checked(node, f"ip addr add {address}/24 dev {dev}", tool=tool)
         run_checked(node, f"ip link set {dev} mtu {self.options.mtu} up", tool=tool)
-        self._started = started
+        return started
 
     def start_server(self, node: Node) -> None:
         self.prepare()
         enable_forwarding_nat(
             node, self.ctx.tunnel_net(), self.nat_table, self.directory / "nat.nft", self.tool
         )
-        self._server_node = node
-        self._interface(node, self.server_dev, "server.conf", self.server_ip, "server")
+        self.undo.append((node, f"nft delete table ip {self.nat_table}"))
+        started = self._interface(node, self.server_dev, "server.conf", self.server_ip, "server")
         wait_listening(
-            node, self.ctx.port, tool="wireguard-go server", started=self._started, proto="udp"
+            node, self.ctx.port, tool="wireguard-go server", started=started, proto="udp"
         )
 
     def start_client(self, node: Node) -> Access:
         self.prepare()
-        self._client_node = node
-        self._interface(node, self.client_dev, "client.conf", self.client_ip, "client")
+        i = self.clients_started
+        if i >= self.ctx.clients:
+            raise MethodError(
+                f"wireguard {self.ctx.name}: keys were made for {self.ctx.clients} client(s)"
+            )
+        self.clients_started += 1
+        # Names unique per client too: the UAPI socket is named after the interface.
+        dev = self.ctx.interface(f"wg{i}c")
+        started = self._interface(node, dev, f"client{i}.conf", self.client_ips[i], "client")
         wait_command(
             node,
             f"ping -n -c 1 -W 1 {self.server_ip}",
             tool="wireguard-go client",
             what=f"a handshake with {self.ctx.server_address}:{self.ctx.port} (ping through)",
-            started=self._started,
+            started=started,
             timeout_s=20,
         )
-        self._unroute = add_routes(
-            node, self.options.routes, self.client_dev, self.ctx.route_table(), self.tool
-        )
-        return Access(tun=self.client_dev)
-
-    def stop(self) -> None:
-        super().stop()
-        unroute = getattr(self, "_unroute", None)
-        if unroute is not None:
-            self._client_node.cmd(f"{unroute} 2>/dev/null")
-        if getattr(self, "_server_node", None) is not None:
-            disable_nat(self._server_node, self.nat_table)
+        unroute = add_routes(node, self.options.routes, dev, self.ctx.route_table(), self.tool)
+        self.undo.append((node, unroute))
+        return Access(tun=dev)

@@ -65,11 +65,8 @@ def skip_if_missing(case: Case) -> None:
         pytest.skip(f"not installed: {', '.join(missing)} (scripts/setup.sh installs them)")
 
 
-@contextmanager
-def running(world: World, case: Case, name: str | None = None) -> Iterator[tuple[Method, Access]]:
-    """The method's server in `srv` and client in `sub`, stopped on the way out."""
+def method_for(world: World, case: Case, name: str, clients: int = 1) -> Method:
     skip_if_missing(case)
-    name = name or case.id
     ctx = MethodContext(
         name=name,
         directory=world.run_dir / "methods" / name,
@@ -77,8 +74,15 @@ def running(world: World, case: Case, name: str | None = None) -> Iterator[tuple
         port=case.port,
         options=KIND_OPTIONS[case.kind].model_validate(case.options),
         record=world.record,
+        clients=clients,
     )
-    method = adapter_class(case.kind)(ctx)
+    return adapter_class(case.kind)(ctx)
+
+
+@contextmanager
+def running(world: World, case: Case, name: str | None = None) -> Iterator[tuple[Method, Access]]:
+    """The method's server in `srv` and client in `sub`, stopped on the way out."""
+    method = method_for(world, case, name or case.id)
     try:
         method.start_server(world.srv)
         yield method, method.start_client(world.sub)

@@ -1,5 +1,6 @@
 """A plain three-namespace network of its own for the circumvention tools (no OVS, no Mininet).
 
+    sub2 192.0.3.2 ── veth ── 192.0.3.1 ┐
     sub (subscriber)  192.0.2.2 ── veth ── 192.0.2.1  srv (tool servers)  198.51.100.1 ── veth ── 198.51.100.10  tgt (nginx, dnsmasq)
                                         192.0.2.32/27 (more server addresses: Tor relays)
 
@@ -31,6 +32,7 @@ TARGET_IP = "198.51.100.10"
 TARGET_NAME = "target.example"
 SERVER_IP = "192.0.2.1"
 SUBSCRIBER_IP = "192.0.2.2"
+SUBSCRIBER2_IP = "192.0.3.2"
 SERVER_PREFIX = "192.0.2.32/27"
 """More addresses of the server host (a Tor network's relays), as a cloud host owns its prefix."""
 
@@ -64,6 +66,8 @@ class World:
     sub: NetnsNode
     srv: NetnsNode
     tgt: NetnsNode
+    sub2: NetnsNode
+    """A second subscriber (its own link to the server): several clients of one method."""
     run_dir: Path
     record: RunRecord
     ca: RunCA
@@ -83,7 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     tag = f"tm{os.getpid() % 100000}"
-    names = {role: f"{tag}{role}" for role in ("sub", "srv", "tgt")}
+    names = {role: f"{tag}{role}" for role in ("sub", "srv", "tgt", "sub2")}
     run_dir = tmp_path_factory.mktemp("methods")
     made_ns: list[str] = []
     hosts_dirs: list[Path] = []
@@ -98,7 +102,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{TARGET_IP} {TARGET_NAME}\n")
             # Servers that resolve with DNS only (tor's exits) ask the target's dnsmasq.
             (hosts / "resolv.conf").write_text(f"nameserver {TARGET_IP}\n")
-        sub, srv, tgt = names["sub"], names["srv"], names["tgt"]
+        sub, srv, tgt, sub2 = names["sub"], names["srv"], names["tgt"], names["sub2"]
         _sh(
             "ip",
             "link",
@@ -127,7 +131,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "netns",
             tgt,
         )
+        _sh(
+            "ip",
+            "link",
+            "add",
+            f"{tag}e",
+            "netns",
+            sub2,
+            "type",
+            "veth",
+            "peer",
+            f"{tag}f",
+            "netns",
+            srv,
+        )
         for ns, dev, addr in (
+            (sub2, f"{tag}e", f"{SUBSCRIBER2_IP}/24"),
+            (srv, f"{tag}f", "192.0.3.1/24"),
             (sub, f"{tag}a", f"{SUBSCRIBER_IP}/24"),
             (srv, f"{tag}b", f"{SERVER_IP}/24"),
             (srv, f"{tag}c", "198.51.100.1/24"),
@@ -139,12 +159,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # back to the server keeps replies of un-NATed tools (none today) on the path.
         _sh("ip", "-n", tgt, "route", "add", "default", "via", "198.51.100.1")
         _sh("ip", "-n", srv, "route", "add", "local", SERVER_PREFIX, "dev", "lo")
+        # The second subscriber reaches the server's addresses, and nothing behind it.
+        _sh("ip", "-n", sub2, "route", "add", "192.0.2.0/24", "via", "192.0.3.1")
         record = RunRecord(run_dir)
         ca = RunCA(run_dir / "pki")
         world = World(
             NetnsNode(sub, "sub"),
             NetnsNode(srv, "srv"),
             NetnsNode(tgt, "tgt"),
+            NetnsNode(sub2, "sub2"),
             run_dir,
             record,
             ca,
