@@ -26,14 +26,11 @@ from typing import Any
 
 from labbench import in_lab, median, scenario, verdict
 
-from tspulab.lab.services import client_argv
 from tspulab.scenario.live import LiveLab
 
 
 def curl(live: LiveLab, argv: list[str], timeout_s: float) -> list[dict[str, Any]]:
-    proc = live.lab.host("sub1").popen(
-        client_argv(live.resolv, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = live.lab.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=timeout_s + 10)
     if proc.returncode != 0:
         raise RuntimeError(f"curl exit {proc.returncode}: {err.decode()[-300:]}")

@@ -1,10 +1,32 @@
-"""Checks that a run left nothing behind, read from its own record."""
+"""Running a lab from a test, and checking that a run left nothing behind.
+
+Every lab runs in a sandbox of its own (`tspulab.lab.sandbox`): the test body that drives it is a
+module-level function run there with `in_sandbox`, and its return value (or its failed assertion,
+with the traceback from inside) comes back here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from tspulab.lab.record import RunRecord, process_start_time, remaining
+from tspulab.lab.record import RunRecord, remaining
+from tspulab.lab.sandbox import run_in_sandbox
+
+T = TypeVar("T")
+
+#: No lab test may hang the suite.
+LAB_TIMEOUT_S = 600.0
+
+
+def silent(*_args: object, **_kwargs: object) -> None:
+    """A `log=` for runs whose progress the test does not print (picklable, unlike a lambda)."""
+
+
+def in_sandbox(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in a new run sandbox; its result, or its exception, comes back."""
+    return run_in_sandbox(fn, *args, timeout_s=LAB_TIMEOUT_S, **kwargs)
 
 
 def leftovers(run_dir: Path) -> list[str]:
@@ -12,9 +34,7 @@ def leftovers(run_dir: Path) -> list[str]:
     return remaining(run_dir)
 
 
-def mininet_namespaces_gone(run_dir: Path) -> bool:
-    """Every Mininet host's namespace was held by its recorded shell; none may remain."""
-    shells = [e for e in RunRecord(run_dir).entries()
-              if e["kind"] == "process" and e["name"].startswith("mininet host")]  # fmt: skip
-    return bool(shells) and all(not Path(f"/proc/{e['pid']}/ns/net").exists()
-                                or process_start_time(e["pid"]) != e["start"] for e in shells)  # fmt: skip
+def sandbox_gone(run_dir: Path) -> bool:
+    """The run was sealed in a sandbox, and no process of the machine is in its namespaces."""
+    sandboxes = [e for e in RunRecord(run_dir).entries() if e["kind"] == "sandbox"]
+    return bool(sandboxes) and remaining(run_dir) == []

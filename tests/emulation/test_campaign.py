@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
 from tspulab.scenario.campaign_runner import run_campaign
 from tspulab.scenario.schema import load_scenario
@@ -17,9 +17,9 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.y
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return run_campaign(
-        load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), unique_names=True,
-        log=lambda *_: None, show_progress=False,
+    return in_sandbox(
+        run_campaign, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), log=silent,
+        show_progress=False,
     )  # fmt: skip
 
 
@@ -56,13 +56,12 @@ def test_report_and_teardown(campaign) -> None:  # type: ignore[no-untyped-def]
     assert leftovers(campaign.run_dir) == []
 
 
-def test_http_and_ping_probe_kinds(tmp_path: Path) -> None:
-    """Plain HTTP and ICMP probes in a campaign lab: an IP block stops both (§2.2 IP)."""
+def _probe_kinds(tmp_path: Path) -> Path:
     from tspulab.dpi.registry import Registry
     from tspulab.scenario.campaign_lab import CampaignLab
 
     scenario = load_scenario(SCENARIO)
-    with CampaignLab(scenario, tmp_path, log=lambda *_: None) as lab:
+    with CampaignLab(scenario, tmp_path, log=silent) as lab:
         for kind in ("http", "ping", "https"):
             assert lab.probe("fast-1", "yandex", kind=kind).ok, kind
         blocked = Registry()
@@ -72,4 +71,9 @@ def test_http_and_ping_probe_kinds(tmp_path: Path) -> None:
             result = lab.probe("fast-1", "yandex", kind=kind, timeout_s=1)
             assert not result.ok and result.kind == kind
         assert lab.probe("slow-1", "yandex", kind="ping").ok, "the other ISP is not updated"
-    assert leftovers(lab.run_dir) == []
+    return lab.run_dir
+
+
+def test_http_and_ping_probe_kinds(tmp_path: Path) -> None:
+    """Plain HTTP and ICMP probes in a campaign lab: an IP block stops both (§2.2 IP)."""
+    assert leftovers(in_sandbox(_probe_kinds, tmp_path)) == []

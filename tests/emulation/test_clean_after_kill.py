@@ -1,47 +1,109 @@
-"""After a SIGKILL of the runner, `tspulab clean` removes exactly what the run made."""
+"""SIGKILL of `tspulab run` at random moments (bring-up, probing, teardown): the kernel ends the
+run's sandbox, so nothing of it is left in the root namespace without any `tspulab clean`, and
+what was measured before the kill is intact."""
 
 from __future__ import annotations
 
-import os
-import signal
+import json
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers, mininet_namespaces_gone
-from tspulab.lab.record import RunRecord
-from tspulab.metrics.results import read_results
+from tests.emulation.helpers import leftovers
+from tspulab.lab.record import RunRecord, processes_in_namespace
+from tspulab.lab.sandbox import namespace_ids
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
-def test_sigkill_then_clean(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tspulab.cli", "run", str(DEMO), "--runs-dir", str(runs)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+def _sandbox_namespaces(runner: subprocess.Popen[bytes]) -> dict[str, int] | None:
+    """The namespaces of the runner's sandbox: its child (unshare) has PID 1 as only child."""
     try:
-        deadline = time.monotonic() + 90
-        results: list[dict[str, object]] = []
-        while time.monotonic() < deadline and len(results) < 2:
-            time.sleep(0.5)
-            found = list(runs.glob("*/results.jsonl"))
-            results = read_results(found[0]) if found else []
-        assert len(results) >= 2, "the run never produced a measurement"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    run_dir = next(runs.iterdir())
-    assert leftovers(run_dir), "a killed run should have left its lab up"
-    assert not RunRecord(run_dir).is_clean()
+        for child in Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split():
+            grand = Path(f"/proc/{child}/task/{child}/children").read_text().split()
+            if grand:
+                ids = namespace_ids(grand[0])
+                if ids["net"] != namespace_ids()["net"]:
+                    return ids
+    except OSError:
+        return None
+    return None
+
+
+def _root_interfaces() -> set[str]:
+    return {p.name for p in Path("/sys/class/net").iterdir()}
+
+
+def _results(run_dir: Path) -> list[str]:
+    path = run_dir / "results.jsonl"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _kill_at(moment: str, runs: Path, rng: random.Random) -> dict[str, object]:
+    before = _root_interfaces()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "tspulab.cli", "run", str(DEMO), "--runs-dir", str(runs)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    namespaces = None
+    deadline = time.monotonic() + 120
+    run_dir: Path | None = None
+    while time.monotonic() < deadline:
+        namespaces = namespaces or _sandbox_namespaces(runner)
+        dirs = sorted(runs.glob("demo-*"))
+        run_dir = dirs[-1] if dirs else None
+        lines = _results(run_dir) if run_dir else []
+        if moment == "bring-up" and namespaces and run_dir:
+            time.sleep(rng.uniform(0.0, 1.5))  # OVS, controller, Mininet hosts, servers
+            break
+        if moment == "probing" and len(lines) >= rng.randint(1, 6):
+            break
+        if moment == "teardown" and any('"bulk"' in line for line in lines):
+            time.sleep(rng.uniform(0.0, 0.3))  # the last probe is written, teardown begins
+            break
+        time.sleep(0.02)
+    assert namespaces is not None and run_dir is not None, f"{moment}: the run never came up"
+    runner.kill()
+    runner.wait()
+    # The kernel ends the PID namespace's processes; give it a moment, nothing more.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        processes_in_namespace(ns, inode) for ns, inode in namespaces.items()
+    ):
+        time.sleep(0.05)
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    listening = subprocess.run(["ss", "-lntuxp"], capture_output=True, text=True).stdout
+    return {
+        "run_dir": run_dir,
+        "processes": sum(len(processes_in_namespace(ns, i)) for ns, i in namespaces.items()),
+        "new_interfaces": sorted(_root_interfaces() - before),
+        "mounts": [line for line in mountinfo.splitlines() if str(run_dir) in line],
+        "sockets": [line for line in listening.splitlines() if str(run_dir) in line],
+        "lines": _results(run_dir),
+    }
+
+
+def test_sigkill_at_five_random_moments_leaves_nothing(tmp_path: Path) -> None:
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    moments = ["bring-up", "bring-up", "probing", "probing", "teardown"]
+    for n, moment in enumerate(moments):
+        got = _kill_at(moment, tmp_path / f"runs{n}", rng)
+        context = f"kill {n} during {moment} (seed {seed})"
+        assert got["processes"] == 0, context
+        assert got["new_interfaces"] == [], context
+        assert got["mounts"] == [] and got["sockets"] == [], context
+        run_dir = got["run_dir"]
+        assert isinstance(run_dir, Path)
+        assert leftovers(run_dir) == [], context
+        assert not RunRecord(run_dir).is_clean(), "no clean-up ran: the kernel did it"
+        for line in got["lines"]:  # type: ignore[attr-defined]
+            json.loads(line)  # every measurement written before the kill is whole
     out = subprocess.run(
-        [sys.executable, "-m", "tspulab.cli", "clean", "--runs-dir", str(runs)],
+        [sys.executable, "-m", "tspulab.cli", "clean", "--runs-dir", str(tmp_path / "runs0")],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert "removed" in out
-    assert leftovers(run_dir) == []
-    assert mininet_namespaces_gone(run_dir)
-    # Measurements taken before the kill survive it.
-    assert len(read_results(run_dir / "results.jsonl")) >= 2
+    assert "removed 0 item(s)" in out, out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulation.helpers import leftovers, mininet_namespaces_gone
+from tests.emulation.helpers import in_sandbox, leftovers, sandbox_gone, silent
 from tspulab.controllers.pipeline import COOKIE_REGISTRY
 from tspulab.metrics.results import read_results
 from tspulab.scenario.runner import run_scenario
@@ -18,8 +18,8 @@ DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return run_scenario(
-        load_scenario(DEMO), tmp_path_factory.mktemp("runs"), unique_names=True, log=lambda *_: None
+    return in_sandbox(
+        run_scenario, load_scenario(DEMO), tmp_path_factory.mktemp("runs"), log=silent
     )
 
 
@@ -68,4 +68,4 @@ def test_registry_in_switch_and_bulk_bypasses_controller(demo_run) -> None:  # t
 def test_teardown_leaves_nothing(demo_run) -> None:  # type: ignore[no-untyped-def]
     assert demo_run.leftovers == [], "teardown should not need the record replay"
     assert leftovers(demo_run.run_dir) == []
-    assert mininet_namespaces_gone(demo_run.run_dir)
+    assert sandbox_gone(demo_run.run_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
 
@@ -20,23 +20,23 @@ def _kill_controller(live: LiveLab) -> None:
     proc.wait()
 
 
-def test_fail_closed(tmp_path: Path) -> None:
-    with LiveLab(
-        load_scenario(SCENARIO), tmp_path, fail_mode="closed", log=lambda *_: None
-    ) as live:
+def _fail_closed(tmp_path: Path) -> Path:
+    with LiveLab(load_scenario(SCENARIO), tmp_path, fail_mode="closed", log=silent) as live:
         assert live.probe("sub1", "yandex").ok
         _kill_controller(live)
         time.sleep(4)
         # A new flow (the DNS query first) needs the controller's verdict: none comes.
         assert live.probe("sub1", "yandex", timeout_s=3).outcome in ("timeout", "dns-failure")
         assert not live.probe("sub1", "rutracker", timeout_s=3).ok
-    assert leftovers(live.run_dir) == []
+    return live.run_dir
 
 
-def test_fail_open(tmp_path: Path) -> None:
-    with LiveLab(
-        load_scenario(SCENARIO), tmp_path, fail_mode="open", unique_names=True, log=lambda *_: None
-    ) as live:
+def test_fail_closed(tmp_path: Path) -> None:
+    assert leftovers(in_sandbox(_fail_closed, tmp_path)) == []
+
+
+def _fail_open(tmp_path: Path) -> Path:
+    with LiveLab(load_scenario(SCENARIO), tmp_path, fail_mode="open", log=silent) as live:
         assert not live.probe("sub1", "rutracker", timeout_s=3).ok
         _kill_controller(live)
         deadline = time.monotonic() + 20
@@ -47,4 +47,8 @@ def test_fail_open(tmp_path: Path) -> None:
         assert bypassed, "standalone mode should take over within three 1 s inactivity probes"
         assert live.probe("sub1", "yandex").ok
         assert live.probe("sub1", "twitter").ok, "SNI-I is gone with the controller too"
-    assert leftovers(live.run_dir) == []
+    return live.run_dir
+
+
+def test_fail_open(tmp_path: Path) -> None:
+    assert leftovers(in_sandbox(_fail_open, tmp_path)) == []

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
 
@@ -15,8 +15,8 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "hosting-2025.yam
 ALLOWANCE = 16_384  # freeze_bytes of the hosting-freeze-2025 profile
 
 
-def test_hosting_transfer_freezes_after_the_allowance(tmp_path: Path) -> None:
-    with LiveLab(load_scenario(SCENARIO), tmp_path, unique_names=True, log=lambda *_: None) as live:
+def _freeze(tmp_path: Path) -> Path:
+    with LiveLab(load_scenario(SCENARIO), tmp_path, log=silent) as live:
         assert live.probe("sub1", "small-shop").ok, "a small page fits in the allowance"
         frozen = live.probe("sub1", "small-shop", path="/bulk", range_bytes=262_144, timeout_s=4)
         assert frozen.outcome == "timeout", "no RST: the connection just stops (§5.8)"
@@ -32,4 +32,9 @@ def test_hosting_transfer_freezes_after_the_allowance(tmp_path: Path) -> None:
         allowed = live.probe("sub1", "4pda", path="/bulk", range_bytes=262_144, timeout_s=4)
         assert allowed.ok, "4pda.to is on the SNI allowlist"
         assert live.probe("sub1", "yandex", path="/bulk", range_bytes=262_144).ok
-    assert leftovers(live.run_dir) == []
+    return live.run_dir
+
+
+def test_hosting_transfer_freezes_after_the_allowance(tmp_path: Path) -> None:
+    run_dir = in_sandbox(_freeze, tmp_path)
+    assert leftovers(run_dir) == []

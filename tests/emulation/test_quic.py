@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers
-from tspulab.lab.services import client_argv, start_logged
+from tests.emulation.helpers import in_sandbox, leftovers, silent
+from tspulab.lab.services import start_logged
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
@@ -22,16 +22,14 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tspu-2022-sni.ya
 def _quic(live: LiveLab, version: int) -> dict[str, object]:
     argv = [sys.executable, "-m", "tspulab.lab.quicpeer", "client", "--host", "yandex.ru",
             "--ca", str(live.ca.ca_path), "--version", str(version), "--timeout", "3"]  # fmt: skip
-    proc = live.lab.host("sub1").popen(
-        client_argv(live.resolv, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = live.lab.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, _ = proc.communicate(timeout=20)
     result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
     return result
 
 
-def test_quic_v1_initial_dropped_v2_passes(tmp_path: Path) -> None:
-    with LiveLab(load_scenario(SCENARIO), tmp_path, unique_names=True, log=lambda *_: None) as live:
+def _quic_versions(tmp_path: Path) -> Path:
+    with LiveLab(load_scenario(SCENARIO), tmp_path, log=silent) as live:
         host = live.lab.host(live.plan.cloud_hosts["yandex"])
         cert = live.ca.issue("quic-yandex", ["yandex.ru"])
         server = [sys.executable, "-m", "tspulab.lab.quicpeer", "server",
@@ -48,4 +46,9 @@ def test_quic_v1_initial_dropped_v2_passes(tmp_path: Path) -> None:
                 and e["flow"]["proto"] == 17 and e["flow"]["server_port"] == 443]  # fmt: skip
         assert {v["action"] for v in quic} == {"drop", "allow"}
         assert any(v.get("rule", "").startswith("quic-v1-1001") for v in quic)
-    assert leftovers(live.run_dir) == []
+    return live.run_dir
+
+
+def test_quic_v1_initial_dropped_v2_passes(tmp_path: Path) -> None:
+    run_dir = in_sandbox(_quic_versions, tmp_path)
+    assert leftovers(run_dir) == []

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.dpi.profile import load_profile
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
@@ -21,11 +21,11 @@ def _loss() -> float:
     return float(rule.action.loss.value)
 
 
-def test_googlevideo_loses_packets(tmp_path: Path) -> None:
+def _loss_run(tmp_path: Path) -> Path:
     """The loss share is asserted, not the slowdown: with no netem here the round trip is
     ~0.2 ms and TCP recovers fast, so goodput varies (measured 105 vs 516 Mbit/s once, 45 vs
     57 MB/s another time); with the Vagrant VM's netem delay the slowdown becomes the point."""
-    with LiveLab(load_scenario(SCENARIO), tmp_path, unique_names=True, log=lambda *_: None) as live:
+    with LiveLab(load_scenario(SCENARIO), tmp_path, log=silent) as live:
         slow = live.probe("sub1", "googlevideo", path="/bulk", range_bytes=8 << 20, timeout_s=30)
         fast = live.probe("sub1", "google", path="/bulk", range_bytes=8 << 20, timeout_s=30)
         assert slow.ok and fast.ok
@@ -40,5 +40,10 @@ def test_googlevideo_loses_packets(tmp_path: Path) -> None:
         share = dropped / sent
         p = _loss()
         assert 0.5 * p <= share <= 1.5 * p, (dropped, sent, p)
-    assert leftovers(live.run_dir) == []
     assert live.leftovers == [], "the nft table goes at teardown, not via the record"
+    return live.run_dir
+
+
+def test_googlevideo_loses_packets(tmp_path: Path) -> None:
+    run_dir = in_sandbox(_loss_run, tmp_path)
+    assert leftovers(run_dir) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.controllers.pipeline import COOKIE_REGISTRY
 from tspulab.lab.ofctl import parse_dump_flows
 from tspulab.scenario.build import build_registry
@@ -20,9 +20,9 @@ def _registry_rules(live: LiveLab) -> set[str]:
     return {f.match for f in flows if f.cookie == COOKIE_REGISTRY}
 
 
-def test_registry_diff_applied_mid_run(tmp_path: Path) -> None:
+def _registry_diff(tmp_path: Path) -> Path:
     scenario = load_scenario(DEMO)
-    with LiveLab(scenario, tmp_path, unique_names=True, log=lambda *_: None) as live:
+    with LiveLab(scenario, tmp_path, log=silent) as live:
         assert live.probe("sub1", "evernote").ok
         assert not live.probe("sub1", "viber").ok
         before = _registry_rules(live)
@@ -49,4 +49,9 @@ def test_registry_diff_applied_mid_run(tmp_path: Path) -> None:
         assert not evernote.ok and evernote.outcome == "timeout"
         assert live.probe("sub1", "viber").ok, "released from the registry: reachable again"
         assert not live.probe("sub1", "telegram-web", timeout_s=2).ok
-    assert leftovers(live.run_dir) == []
+    return live.run_dir
+
+
+def test_registry_diff_applied_mid_run(tmp_path: Path) -> None:
+    run_dir = in_sandbox(_registry_diff, tmp_path)
+    assert leftovers(run_dir) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
 from tspulab.scenario.runner import run_scenario
 from tspulab.scenario.schema import load_scenario
@@ -18,9 +18,9 @@ PROFILE_KBPS = 130
 
 @pytest.fixture(scope="module")
 def twitter_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return run_scenario(
-        load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), bulk_transfer=False,
-        unique_names=True, log=lambda *_: None,
+    return in_sandbox(
+        run_scenario, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"),
+        bulk_transfer=False, log=silent,
     )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulation.helpers import leftovers
+from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
 from tspulab.parity import compare_run
 from tspulab.scenario.runner import run_scenario
@@ -19,13 +19,10 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tspu-2022-sni.ya
 
 @pytest.fixture(scope="module")
 def sni_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return run_scenario(
-        load_scenario(SCENARIO),
-        tmp_path_factory.mktemp("runs"),
-        capture=True,
-        unique_names=True,
-        log=lambda *_: None,
-    )
+    return in_sandbox(
+        run_scenario, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), capture=True,
+        log=silent,
+    )  # fmt: skip
 
 
 def test_each_sni_mode_gives_its_published_reaction(sni_run) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,7 @@
 """Bring a Mininet topology up on the run's private Open vSwitch, and take it down again.
 
+The lab runs inside the run's sandbox (`tspulab.lab.sandbox`): its own network, PID and mount
+namespaces, so nothing of it exists in the machine's root namespace and labs run side by side.
 Order of bring-up: private OVS → controller (already listening) → Mininet build with
 `OVSSwitch(datapath='user')` and a `RemoteController` on 127.0.0.1 → offloads off on every
 interface (the userspace datapath does not fill in checksums the kernel left to the NIC, and TCP
@@ -25,26 +27,12 @@ from mininet.topo import Topo
 from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
 from tspulab.lab.ovs import PrivateOVS
-from tspulab.lab.record import RunRecord, cleanup, process_alive
+from tspulab.lab.record import RunRecord, cleanup
+from tspulab.lab.sandbox import require_sandbox
 from tspulab.lab.services import stop_servers
 from tspulab.metrics.results import read_results
 
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
-
-
-def running_vswitchd() -> list[int]:
-    """PIDs of ovs-vswitchd processes running on this machine (any, not only ours)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_bytes().strip() == b"ovs-vswitchd" and process_alive(
-                    int(entry.name)
-                ):  # a zombie (this VM's init reaps slowly) holds nothing
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 class OsKenController(RemoteController):  # type: ignore[misc]
@@ -99,23 +87,10 @@ class Lab:
     def start(self) -> None:
         setLogLevel("warning")
         t0 = time.monotonic()
-        if running_vswitchd() and Path("/sys/class/net/ovs-netdev").exists():
-            # The userspace datapath uses one "ovs-netdev" tap per machine: a second private OVS
-            # cannot create its datapath while another one holds it (the tap itself outlives a
-            # stopped vswitchd harmlessly).
-            raise LabError(
-                "another userspace Open vSwitch is running (interface ovs-netdev exists): one lab "
-                "at a time on this machine; wait for it, or `tspulab clean` after a killed run"
-            )
-        links = expected_switch_links(self.topo)
-        taken = [name for name in links if Path(f"/sys/class/net/{name}").exists()]
-        if taken:
-            raise LabError(
-                f"interfaces {', '.join(taken)} already exist: another run is up, or an earlier "
-                "one was killed (run `tspulab clean`)"
-            )
-        # Record before creating: cleanup deletes a name only if it exists then.
-        for name in links:
+        # Every interface, process and socket of the lab lives in the run's own namespaces.
+        require_sandbox("a lab")
+        self.record.sandbox()
+        for name in expected_switch_links(self.topo):
             self.record.link(name)
         self.ovs.start()
         self.controller.start()

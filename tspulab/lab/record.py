@@ -11,6 +11,11 @@ SIGKILL of the runner the file is still there, and `tspulab clean` replays it ba
 - nothing is ever matched by pattern: no Mininet-wide clean-up, no kill by process name.
 
 A run directory whose record ends with a `clean` entry has been cleaned.
+
+Runs are sealed in sandboxes of their own (`tspulab.lab.sandbox`): entries made inside one carry
+the inode of its network namespace (`ns`). Their processes, interfaces, nftables tables and private
+/tmp files live and die with that sandbox, so for them the record is a check, not a to-do list:
+the run is left behind only while a process of the machine is still in that namespace.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tspulab.lab.sandbox import RUNNER_ENV, current_sandbox, processes_in
 
 RECORD_NAME = "made.jsonl"
 
@@ -60,6 +67,9 @@ class RunRecord:
 
     def _append(self, entry: dict[str, Any]) -> None:
         entry["t"] = time.time()
+        sandbox = current_sandbox()
+        if sandbox is not None:
+            entry["ns"] = sandbox["net"]
         with self.path.open("a+") as f:
             # After a kill mid-write the last line may be torn: start on a fresh line.
             f.seek(0, os.SEEK_END)
@@ -104,6 +114,23 @@ class RunRecord:
     def note(self, **fields: Any) -> None:
         """Record a fact about the run (not something to remove): ports, versions, capabilities."""
         self._append({"kind": "note", **fields})
+
+    def sandbox(self) -> None:
+        """Record the sandbox the run is sealed in, and the process that started it (outside),
+        so `tspulab clean` tells a run in progress from one whose runner died."""
+        ids = current_sandbox()
+        if ids is None:
+            return
+        runner = os.environ.get(RUNNER_ENV, "")
+        pid, _, start = runner.partition(":")
+        self._append(
+            {
+                "kind": "sandbox",
+                "namespaces": ids,
+                "runner_pid": int(pid) if pid else None,
+                "runner_start": int(start) if start else None,
+            }
+        )
 
     def mark_clean(self, removed: list[str]) -> None:
         self._append({"kind": "clean", "removed": removed})
@@ -169,12 +196,50 @@ def _link_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
 
+def processes_in_namespace(kind: str, inode: int) -> list[int]:
+    """Host PIDs of the processes in the namespace `kind` ("net", "mnt", "pid") with this inode."""
+    return processes_in(kind, inode)
+
+
+def _sealed(entry: dict[str, Any]) -> bool:
+    """Made inside a sandbox, and not a file outside its private /tmp."""
+    if "ns" not in entry:
+        return False
+    return entry["kind"] != "file" or str(entry["path"]).startswith("/tmp/")
+
+
+def _sandboxes(entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Network-namespace inode -> the sandbox entry (namespaces, runner) of each sandbox."""
+    out: dict[int, dict[str, Any]] = {}
+    for entry in entries:
+        if entry["kind"] == "sandbox":
+            out[entry["namespaces"]["net"]] = entry
+        elif "ns" in entry:
+            out.setdefault(entry["ns"], {"namespaces": {"net": entry["ns"]}})
+    return out
+
+
+def _sandbox_pids(sandbox: dict[str, Any]) -> list[int]:
+    found: set[int] = set()
+    for kind, inode in sandbox["namespaces"].items():
+        found.update(processes_in_namespace(kind, inode))
+    return sorted(found)
+
+
 def remaining(run_dir: Path) -> list[str]:
-    """What of a run is still there: recorded processes alive (same PID and start time), links,
-    nftables tables and files. Empty after a complete teardown."""
+    """What of a run is still there: a process in its sandbox's namespaces; recorded processes
+    alive (same PID and start time), links, nftables tables and files of unsealed entries. Empty
+    after a complete teardown."""
     left = []
-    for entry in RunRecord(run_dir).entries():
+    entries = RunRecord(run_dir).entries()
+    for inode, sandbox in _sandboxes(entries).items():
+        pids = _sandbox_pids(sandbox)
+        if pids:
+            left.append(f"sandbox net:{inode}: {len(pids)} process(es) {pids[:5]}")
+    for entry in entries:
         kind = entry["kind"]
+        if _sealed(entry):
+            continue
         if kind == "process":
             pid = entry["pid"]
             if process_start_time(pid) == entry["start"] and process_alive(pid):
@@ -197,8 +262,23 @@ def cleanup(record: RunRecord) -> list[str]:
     """Remove what `record` lists, newest first. Returns a description of what was removed."""
     removed: list[str] = []
     entries = record.entries()
+    here = current_sandbox()
+    for inode, sandbox in _sandboxes(entries).items():
+        if here is not None and here["net"] == inode:
+            continue  # the run's own teardown, inside its sandbox: the kernel ends the rest
+        pids = _sandbox_pids(sandbox)
+        runner, start = sandbox.get("runner_pid"), sandbox.get("runner_start")
+        if pids and runner is not None and process_start_time(runner) == start:
+            # Its runner lives: a run in progress, not a leftover.
+            removed.append(f"sandbox net:{inode} still running (runner pid {runner}): left alone")
+            continue
+        if pids:
+            _end_processes(pids, grace_s=1.0)
+            removed.append(f"sandbox net:{inode}: ended {len(pids)} process(es)")
     for entry in reversed(entries):
         kind = entry["kind"]
+        if _sealed(entry):
+            continue
         if kind == "process":
             pid, start, pgid = entry["pid"], entry.get("start"), entry.get("pgid")
             now_start = process_start_time(pid)

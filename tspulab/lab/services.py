@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from tspulab.lab.pki import CertFiles, RunCA
 from tspulab.lab.record import RunRecord
+from tspulab.lab.sandbox import bind_resolv_conf
 
 #: Served at /bulk on every service, for transfers that show counters and throughput.
 BULK_BYTES = 32 * 1024 * 1024
@@ -193,24 +193,15 @@ def start_dnsmasq(
 
 
 def write_resolv_conf(run_dir: Path, dns_address: str) -> Path:
+    """The scenario's resolver for every client of the run: written to the run directory and
+    bind-mounted once over /etc/resolv.conf in the run's mount namespace, so a client command runs
+    as it is and its queries really cross the lab. Call it before the Mininet hosts are made: each
+    host's `mnexec -n` copies the mount namespace then (private propagation: later mounts stay
+    out)."""
     path = run_dir / "resolv.conf"
     path.write_text(
         "# tspulab: the scenario's resolver\n"
         f"nameserver {dns_address}\noptions timeout:1 attempts:2\n"
     )
+    bind_resolv_conf(path)
     return path
-
-
-def client_argv(resolv_conf: Path, argv: list[str]) -> list[str]:
-    """Wrap a client command so it resolves with the lab's DNS server.
-
-    Mininet hosts share the root file system, so /etc/resolv.conf is the machine's. `unshare -m`
-    gives the client a private mount namespace (private propagation: nothing leaks out) in which
-    the run's resolv.conf is bind-mounted over /etc/resolv.conf; the network namespace is the
-    host's, so the query really crosses the lab.
-    """
-    quoted = " ".join(shlex.quote(a) for a in argv)
-    return [
-        "unshare", "--mount", "--propagation", "private", "sh", "-c",
-        f"mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && exec {quoted}",
-    ]  # fmt: skip

@@ -28,7 +28,6 @@ from tspulab.lab.pki import RunCA
 from tspulab.lab.record import RunRecord
 from tspulab.lab.services import (
     Site,
-    client_argv,
     start_dnsmasq,
     start_logged,
     start_nginx,
@@ -47,9 +46,7 @@ from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PO
 
 
 class CampaignLab(LabRun):
-    def __init__(
-        self, scenario: Scenario, runs_dir: Path, *, unique_names: bool = True, log: Any = print
-    ) -> None:
+    def __init__(self, scenario: Scenario, runs_dir: Path, *, log: Any = print) -> None:
         self.scenario = scenario
         self.log = log
         self.run_dir = make_run_dir(runs_dir, scenario.name)
@@ -73,12 +70,10 @@ class CampaignLab(LabRun):
             CloudSpec(self.cloud_hosts[c.name], tuple(str(p) for p in c.prefixes), c.name)
             for c in scenario.clouds
         )
-        tag = hashlib.blake2b(str(self.run_dir).encode(), digest_size=2).hexdigest()[:3]
         self.spec = MultiIspSpec(
             isps=tuple(isp_specs),
             clouds=clouds,
             dns_address=str(scenario.dns.address),
-            switch_prefix=f"c{tag}" if unique_names else "",
         )
         self.addresses = {s.name: str(s.address) for s in scenario.services}
         self.registry = build_registry(scenario)
@@ -169,6 +164,8 @@ class CampaignLab(LabRun):
 
     def start(self) -> None:
         self.log(f"run directory: {self.run_dir}")
+        # Before the hosts exist: each Mininet host copies the mount namespace when it is made.
+        self.resolv = write_resolv_conf(self.run_dir, str(self.scenario.dns.address))
         self.lab.start()
         assert self.lab.net is not None
         self.log(
@@ -191,14 +188,13 @@ class CampaignLab(LabRun):
             self.record,
             hosts_file=self.hosts_file,
         )
-        self.resolv = write_resolv_conf(self.run_dir, dns)
         for method in self.scenario.circumvention:
             if method.kind == "socks5" and method.cloud is not None:
                 host = self.lab.host(self.cloud_hosts[method.cloud])
                 argv = ["microsocks", "-i", str(method.address), "-p", str(method.port)]
                 start_logged(
                     host,
-                    client_argv(self.resolv, argv),
+                    argv,
                     self.run_dir / f"socks-{method.name}.log",
                     self.record,
                     f"microsocks {method.name}",

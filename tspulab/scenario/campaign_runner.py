@@ -248,12 +248,11 @@ def run_campaign(
     scenario: Scenario,
     runs_dir: Path,
     *,
-    unique_names: bool = True,
     log: Any = print,
     show_progress: bool = True,
 ) -> CampaignOutcome:
     check_runnable(scenario)
-    lab = CampaignLab(scenario, runs_dir, unique_names=unique_names, log=log)
+    lab = CampaignLab(scenario, runs_dir, log=log)
     expect = [e.model_dump(by_alias=True, mode="json") for e in scenario.expect]
     lab.meta["expect"] = expect
     (lab.run_dir / "run.json").write_text(json.dumps(lab.meta, indent=1))

@@ -10,7 +10,6 @@ in the middle of a run (push a new registry version, kill the controller, probe 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
@@ -63,11 +62,8 @@ class LiveLab(LabRun):
         tspu: bool = True,
         capture: bool = False,
         fail_mode: str = "closed",
-        unique_names: bool = True,
         log: Any = print,
     ) -> None:
-        """`unique_names`: prefix the switches with a tag of this run, so that several labs can
-        be up on one machine at once (tests, benchmarks beside a demo)."""
         self.scenario = scenario
         self.tspu = tspu
         self.capture = capture
@@ -76,8 +72,9 @@ class LiveLab(LabRun):
         self.record = RunRecord(self.run_dir)
         self.registry = build_registry(scenario)
         self.prefixes = self.registry.aggregated_prefixes()
-        tag = hashlib.blake2b(str(self.run_dir).encode(), digest_size=2).hexdigest()[:3]
-        self.plan = plan_lab(scenario, switch_prefix=f"t{tag}" if unique_names else "")
+        self.plan = plan_lab(
+            scenario,
+        )
         self.tspu_switch = self.plan.topology.tspu_switch
         self.meta: dict[str, Any] = {
             "scenario": str(scenario.path),
@@ -116,6 +113,8 @@ class LiveLab(LabRun):
 
     def start(self) -> None:
         self.log(f"run directory: {self.run_dir}")
+        # Before the hosts exist: each Mininet host copies the mount namespace when it is made.
+        self.resolv = write_resolv_conf(self.run_dir, str(self.scenario.dns.address))
         self.lab.start()
         assert self.lab.net is not None
         self.log(
@@ -128,7 +127,6 @@ class LiveLab(LabRun):
             start_nginx(self.lab.host(host_name), sites, self.ca, self.run_dir, self.record)
         dns = str(self.scenario.dns.address)
         start_dnsmasq(self.lab.host("dns1"), dns, self.plan.dns_records, self.run_dir, self.record)
-        self.resolv = write_resolv_conf(self.run_dir, dns)
 
     def _before_teardown(self) -> None:
         if self._tcpdump is not None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tspulab.lab.services import client_argv, site_marker
+from tspulab.lab.services import site_marker
 
 # curl exit codes worth naming in a report (man curl, EXIT CODES).
 CURL_ERRORS = {
@@ -104,9 +104,7 @@ def https_probe(
         del argv[i : i + 2]
         argv[1:1] = ["--socks5-hostname", socks5]
     started = time.time()
-    proc = host.popen(
-        client_argv(resolv_conf, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout_s + 10)
     except subprocess.TimeoutExpired:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tspulab.lab.ofctl import parse_dump_flows, parse_dump_ports
+from tspulab.lab.sandbox import run_in_sandbox
 from tspulab.metrics.report import write_report
 from tspulab.metrics.results import read_results
 from tspulab.metrics.summary import ServiceSpec, Summary, summarise
@@ -38,11 +39,10 @@ def run_scenario(
     tspu: bool = True,
     bulk_transfer: bool = True,
     capture: bool = False,
-    unique_names: bool = True,
     log: Any = print,
 ) -> RunOutcome:
     """Run one scenario end to end. `tspu=False` runs the TSPU position as a learning switch."""
-    live = LiveLab(scenario, runs_dir, tspu=tspu, capture=capture, unique_names=unique_names,
+    live = LiveLab(scenario, runs_dir, tspu=tspu, capture=capture,
                    log=log)  # fmt: skip
     extra: dict[str, Any] = {}
     with live:
@@ -154,7 +154,7 @@ def run_scenario_cli(path: str, runs_dir: str, capture: bool = False) -> int:
     if scenario.isps or scenario.timeline:
         return _run_campaign_cli(scenario, Path(runs_dir))
     try:
-        outcome = run_scenario(scenario, Path(runs_dir), capture=capture)
+        outcome = run_in_sandbox(run_scenario, scenario, Path(runs_dir), capture=capture)
     except KeyboardInterrupt:
         print(
             "interrupted: the lab was torn down; results so far are in the run directory",
@@ -173,7 +173,7 @@ def _run_campaign_cli(scenario: Scenario, runs_dir: Path) -> int:
     from tspulab.scenario.campaign_runner import NotImplementedInRunner, run_campaign
 
     try:
-        outcome = run_campaign(scenario, runs_dir)
+        outcome = run_in_sandbox(run_campaign, scenario, runs_dir)
     except NotImplementedInRunner as err:
         print(err, file=sys.stderr)
         return 2

@@ -1,0 +1,448 @@
+"""Each run sealed in Linux namespaces of its own: network, PID and mount.
+
+    tspulab / pytest (root namespaces)
+     └ setpriv --pdeathsig KILL unshare --net --mount --pid --fork --kill-child --mount-proc
+        └ python -m tspulab.lab.sandbox JOB   PID 1 of the run: mounts, reaps, passes signals on
+           └ the job (own process group)      the lab: OVS, os-ken, Mininet hosts, servers, probes
+
+Why this shape:
+- The network namespace holds every interface of the run: the userspace datapath's `ovs-netdev`
+  tap, the bridges' taps, the veths of the Mininet hosts (each host is a namespace nested inside
+  this one). Nothing of the lab exists in the machine's root namespace, so nothing of it can reach
+  a real network, and several labs run side by side without name clashes.
+- The PID namespace's first process is the run's supervisor. When it dies, for any reason, the
+  kernel kills every process of the namespace. `setpriv --pdeathsig KILL` makes `unshare` die with
+  the process that started it, and `--kill-child` makes PID 1 die with `unshare`: SIGKILL of
+  `tspulab run` (or of pytest) ends the whole run, and with its last process the network namespace
+  and its interfaces go too. PID 1 must reap orphans (daemons that detach, like ovsdb-server), so
+  it does nothing else: the job runs in a child.
+- The mount namespace gives the run a private /tmp (the controller's control socket and any
+  temporary file vanish with it), its own /sys (interfaces of this network namespace) and /proc
+  (processes of this PID namespace), and one bind mount of the run's resolv.conf over
+  /etc/resolv.conf for every client (`bind_resolv_conf`). Paths under /tmp that the job needs (its
+  run directory under pytest's tmp_path, the job file) are bound back in at the same place.
+
+The job is any picklable callable with picklable arguments; its result, or its exception with the
+traceback text, comes back pickled. `run_in_sandbox(fn, *args)` is how `tspulab run`, the tests
+and the benchmarks run a lab; the lab refuses to start outside a sandbox (`require_sandbox`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import pickle
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Set in the job's environment: the namespace inodes of the sandbox it runs in.
+SANDBOX_ENV = "TSPULAB_SANDBOX"
+#: Set in the job's environment: "PID:START" of the process outside that started the sandbox.
+RUNNER_ENV = "TSPULAB_RUNNER"
+NAMESPACES = ("net", "mnt", "pid")
+#: The default time a sandbox may run before it is killed (a run that hangs must not hang CI).
+DEFAULT_TIMEOUT_S = 3600.0
+
+_MS_BIND = 4096
+_MS_REC = 16384
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be made, or it ended without a result."""
+
+
+class RemoteError(RuntimeError):
+    """The job raised an exception that could not be sent back as itself."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the sandbox runs: `fn(*args, **kwargs)`, and where its result goes."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    result_path: Path
+    #: paths under /tmp the job needs (bound into the private /tmp at the same place)
+    share: tuple[Path, ...] = ()
+    #: sys.path of the caller, so the job imports the same modules (tests included)
+    sys_path: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- identity ------------------------------------------------------------------------------------
+
+
+def namespace_ids(pid: int | str = "self") -> dict[str, int]:
+    """Inode numbers of a process's network, mount and PID namespaces (the kernel's identity)."""
+    return {ns: os.stat(f"/proc/{pid}/ns/{ns}").st_ino for ns in NAMESPACES}
+
+
+def current_sandbox() -> dict[str, int] | None:
+    """The sandbox this process runs in, or None outside one."""
+    raw = os.environ.get(SANDBOX_ENV)
+    if not raw:
+        return None
+    ids = {k: int(v) for k, v in (part.split(":") for part in raw.split(","))}
+    # An inherited variable in a process that left the sandbox's network does not count.
+    return ids if ids.get("net") == namespace_ids()["net"] else None
+
+
+def require_sandbox(what: str) -> dict[str, int]:
+    ids = current_sandbox()
+    if ids is None:
+        raise SandboxError(
+            f"{what} runs only inside a run sandbox (its own network, PID and mount namespaces): "
+            "start it with tspulab.lab.sandbox.run_in_sandbox(fn, ...) or `tspulab run`"
+        )
+    return ids
+
+
+# --- inside: PID 1 and the job ---------------------------------------------------------------
+
+
+def _libc_mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def _under_tmp(path: Path) -> bool:
+    return path == Path("/tmp") or Path("/tmp") in path.parents
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """The paths that are not inside another one of them."""
+    ordered = sorted({p for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in ordered:
+        if not any(k == path or k in path.parents for k in kept):
+            kept.append(path)
+    return kept
+
+
+def private_tmp(share: Iterable[Path]) -> None:
+    """A tmpfs over /tmp, with the shared paths under the old /tmp bound back in place."""
+    keep = _outermost(p.resolve() for p in share if _under_tmp(p.resolve()))
+    held = [(p, os.open(p, os.O_PATH)) for p in keep]
+    _libc_mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777")
+    for path, fd in held:
+        if path.is_dir() or Path(f"/proc/self/fd/{fd}").is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        _libc_mount(f"/proc/self/fd/{fd}", str(path), None, _MS_BIND | _MS_REC, None)
+        os.close(fd)
+
+
+def loopback_up() -> None:
+    """A new network namespace's loopback starts down; the controller listens there."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, ifr)[:18])[1]
+        fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
+
+
+def bind_resolv_conf(resolv_conf: Path) -> None:
+    """Every client of the run resolves with the lab's DNS: one bind mount in the run's mount
+    namespace (Mininet hosts share it; only their network namespaces are their own)."""
+    require_sandbox("bind_resolv_conf")
+    _libc_mount(str(resolv_conf), "/etc/resolv.conf", None, _MS_BIND, None)
+
+
+def _run_job(job: Job) -> int:
+    try:
+        value = job.fn(*job.args, **job.kwargs)
+        outcome: tuple[str, Any, str] = ("ok", value, "")
+    except BaseException as exc:  # sent back to the caller, who re-raises it
+        outcome = ("error", exc, traceback.format_exc())
+    try:
+        payload = pickle.dumps(outcome)
+    except Exception as exc:
+        text = outcome[2] or repr(outcome[1])
+        payload = pickle.dumps(("error", RemoteError(f"unpicklable result ({exc}):\n{text}"), ""))
+    tmp = job.result_path.with_suffix(".part")
+    tmp.write_bytes(payload)
+    tmp.replace(job.result_path)
+    return 0 if outcome[0] == "ok" else 1
+
+
+def _pid1(job_path: Path) -> int:
+    job: Job = pickle.loads(job_path.read_bytes())
+    _libc_mount("sysfs", "/sys", "sysfs", 0, None)
+    private_tmp([*job.share, job_path.parent, Path.cwd(), Path(sys.prefix)])
+    loopback_up()
+    ids = namespace_ids()
+    os.environ[SANDBOX_ENV] = ",".join(f"{k}:{v}" for k, v in ids.items())
+    child = os.fork()
+    if child == 0:
+        os.setpgid(0, 0)  # the terminal's Ctrl-C reaches PID 1, which forwards it once
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(
+                sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler
+            )
+        code = 1
+        try:
+            code = _run_job(job)
+        finally:
+            os._exit(code)
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    while True:
+        pid, status = os.wait()  # reaps orphans too (daemons that detached)
+        if pid == child:
+            return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+# --- outside: starting one ----------------------------------------------------------------------
+
+
+def processes_in(kind: str, inode: int) -> list[int]:
+    """Host PIDs of live processes in the namespace `kind` with this inode."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(entry / "ns" / kind).st_ino != inode:
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _start_time(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def _pid1_of(unshare_pid: int, timeout_s: float = 5.0) -> int | None:
+    """The host PID of the sandbox's PID 1 (unshare's only child)."""
+    path = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            children = path.read_text().split()
+        except OSError:
+            return None
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    return None
+
+
+def sandbox_argv(job_path: Path) -> list[str]:
+    for tool in ("setpriv", "unshare"):
+        if shutil.which(tool) is None:
+            raise SandboxError(f"{tool} not found (util-linux): run scripts/setup.sh")
+    return [
+        "setpriv", "--pdeathsig", "KILL", "--",
+        "unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+        "--propagation", "private", "--",
+        sys.executable, "-m", "tspulab.lab.sandbox", str(job_path),
+    ]  # fmt: skip
+
+
+@dataclass
+class Sandbox:
+    """A started sandbox: its processes, and the way to its result."""
+
+    proc: subprocess.Popen[bytes]
+    job: Job
+    workdir: Path
+    #: the sandbox's namespace inodes, read from its PID 1 as soon as it exists
+    namespaces: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pid1(self) -> int | None:
+        return _pid1_of(self.proc.pid)
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the run's supervisor (SIGTERM, SIGINT: it tears the lab down)."""
+        pid1 = self.pid1
+        if pid1 is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid1, signum)
+
+    def kill(self) -> None:
+        """SIGKILL: unshare dies, PID 1 with it, and the kernel ends the rest."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    def processes(self) -> list[int]:
+        """Host PIDs of the processes still in the sandbox's namespaces."""
+        found: set[int] = set()
+        for kind, inode in self.namespaces.items():
+            found.update(processes_in(kind, inode))
+        return sorted(found)
+
+    def _drain(self, timeout_s: float = 10.0) -> None:
+        """After PID 1 is gone the kernel kills the rest; wait until it has, so that when a run
+        returns nothing of it exists any more."""
+        deadline = time.monotonic() + timeout_s
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def wait(self, timeout_s: float | None = None) -> Any:
+        """Wait for the job; return its result or raise its exception."""
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
+            self._drain()
+            self._remove_workdir()
+            raise SandboxError(f"sandbox still running after {timeout_s} s: killed") from None
+        self._drain()
+        try:
+            if not self.job.result_path.exists():
+                raise SandboxError(f"sandbox ended with exit code {code} and no result")
+            status, value, text = pickle.loads(self.job.result_path.read_bytes())
+        finally:
+            self._remove_workdir()
+        if status == "ok":
+            return value
+        if isinstance(value, BaseException):
+            if text:
+                value.add_note(f"in the sandbox:\n{text}")
+            raise value
+        raise RemoteError(text)
+
+    def _remove_workdir(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _shareable(path: Path) -> Path:
+    """What to bind into the private /tmp for a path argument: the path, or for one that does not
+    exist yet its nearest existing folder; a folder right under /tmp (a runs directory) is made
+    here, so what the job writes there outlives the sandbox."""
+    path = path.resolve()
+    if path.exists() or not _under_tmp(path):
+        return path
+    parent = next(p for p in path.parents if p.exists())
+    if parent == Path("/tmp"):
+        path.mkdir(parents=True)
+        return path
+    return parent
+
+
+def start_sandbox(
+    fn: Callable[..., Any], *args: Any, share: Iterable[Path] = (), **kwargs: Any
+) -> Sandbox:
+    """Start `fn(*args, **kwargs)` in a new sandbox and return at once."""
+    if os.geteuid() != 0:
+        raise SandboxError("a run sandbox needs root (network, PID and mount namespaces)")
+    workdir = Path(tempfile.mkdtemp(prefix="tspulab-sandbox-"))
+    values = (*args, *kwargs.values())
+    paths = [_shareable(a) for a in values if isinstance(a, Path)]
+    # An object that came from a file (a Scenario's `path`) may name files beside it.
+    paths += [a.path.resolve().parent for a in values if isinstance(getattr(a, "path", None), Path)]
+    job = Job(
+        fn=fn,
+        args=args,
+        kwargs=kwargs,
+        result_path=workdir / "result.pickle",
+        share=tuple(Path(p) for p in (*share, *paths)),
+        sys_path=tuple(sys.path),
+    )
+    job_path = workdir / "job.pickle"
+    job_path.write_bytes(pickle.dumps(job))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.pop(SANDBOX_ENV, None)
+    env[RUNNER_ENV] = f"{os.getpid()}:{_start_time(os.getpid())}"
+    proc = subprocess.Popen(sandbox_argv(job_path), env=env, stdin=subprocess.DEVNULL)
+    box = Sandbox(proc, job, workdir)
+    pid1 = box.pid1
+    if pid1 is not None:
+        with contextlib.suppress(OSError):
+            box.namespaces = namespace_ids(pid1)
+    return box
+
+
+def run_in_sandbox(
+    fn: Callable[..., T],
+    *args: Any,
+    share: Iterable[Path] = (),
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    **kwargs: Any,
+) -> T:
+    """Run `fn(*args, **kwargs)` in a sandbox of its own and return its result.
+
+    Ctrl-C or SIGTERM here is passed to the sandbox, which tears the lab down; a second Ctrl-C
+    kills it (the kernel then ends everything of the run)."""
+    box = start_sandbox(fn, *args, share=share, **kwargs)
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM here asks the run to tear down (PID 1 passes it to the job), then we go on
+        # waiting for the report; SIGKILL here kills the sandbox by construction.
+        previous = signal.signal(signal.SIGTERM, lambda _s, _f: box.signal(signal.SIGTERM))
+    try:
+        result: T = box.wait(timeout_s)
+        return result
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reached PID 1 too (same process group), which passed it on; a
+        # SIGINT sent to this process alone did not, so pass on SIGTERM if the job goes on.
+        try:
+            box.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            box.signal(signal.SIGTERM)
+        try:
+            box.proc.wait(timeout=60)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            box.kill()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if box.proc.poll() is None:
+            box.kill()
+            box.proc.wait()
+        box._remove_workdir()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tspulab.lab.sandbox JOB_FILE (started by run_in_sandbox)")
+        return 2
+    if os.getpid() != 1:
+        print("tspulab.lab.sandbox: must run as PID 1 of a new PID namespace", file=sys.stderr)
+        return 2
+    return _pid1(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
