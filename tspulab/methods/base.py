@@ -146,6 +146,14 @@ class Method(ABC):
         """Start a client in `node` (one per subscriber host, up to `ctx.clients`), wait until it
         is ready, and say how to go through it."""
 
+    def stop_client(self, node: Node) -> None:
+        """End what this method runs in `node` (a client that failed to start) and undo its
+        set-up there."""
+        self.processes.stop(node=node)
+        for item in [u for u in self.undo if u[0] is node][::-1]:
+            self.undo.remove(item)
+            node.cmd(f"{item[1]} 2>/dev/null")
+
     def stop(self) -> None:
         """End the processes, then undo the set-up, newest first; logs stay."""
         self.processes.stop()

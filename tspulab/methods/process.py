@@ -101,11 +101,13 @@ class Processes:
         self.started.append(started)
         return started
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """End every process (its whole process group: tor's obfs4proxy, nginx's workers)."""
-        while self.started:
-            item = self.started.pop()
+    def stop(self, timeout_s: float = 5.0, node: Node | None = None) -> None:
+        """End every process (its whole process group: tor's obfs4proxy, nginx's workers), or
+        only those in `node`."""
+        keep = [s for s in self.started if node is not None and s.node is not node]
+        for item in reversed([s for s in self.started if s not in keep]):
             stop_process(item.proc, timeout_s)
+        self.started = keep
 
 
 def stop_process(proc: Any, timeout_s: float = 5.0) -> None:

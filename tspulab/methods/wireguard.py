@@ -62,7 +62,7 @@ class WireGuard(Method):
             + "\n".join(peers),
         )
         self.nat_table = f"tspulab_{ctx.tag(8)}"
-        self.clients_started = 0
+        self.client_index: dict[str, int] = {}
 
     def _write(self, name: str, text: str) -> None:
         path = self.directory / name
@@ -96,12 +96,13 @@ class WireGuard(Method):
 
     def start_client(self, node: Node) -> Access:
         self.prepare()
-        i = self.clients_started
+        # A host keeps its key when its client is started again (after a failed start).
+        i = self.client_index.setdefault(node.name, len(self.client_index))
         if i >= self.ctx.clients:
+            del self.client_index[node.name]
             raise MethodError(
                 f"wireguard {self.ctx.name}: keys were made for {self.ctx.clients} client(s)"
             )
-        self.clients_started += 1
         # Names unique per client too: the UAPI socket is named after the interface.
         dev = self.ctx.interface(f"wg{i}c")
         started = self._interface(node, dev, f"client{i}.conf", self.client_ips[i], "client")

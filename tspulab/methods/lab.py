@@ -1,0 +1,126 @@
+"""The scenario's circumvention methods in a running lab.
+
+Servers start in their clouds' hosts when the lab is up (each ready before the campaign's clock
+starts); a subscriber host gets a method's client the first time it probes through it (a
+subscriber that never uses a method runs no client). Probes from several threads are safe: a
+method's clients start one at a time. Everything ends with `stop()`, in reverse order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tspulab.lab.record import RunRecord
+from tspulab.methods import adapter_class
+from tspulab.methods.base import Access, Method, MethodContext
+from tspulab.methods.options import Options, TorOptions
+from tspulab.methods.probe import MethodProbe, probe_through
+from tspulab.methods.process import MethodError, Node
+
+
+class LabMethods:
+    """Every non-direct method of a scenario: one adapter each, its server, its clients."""
+
+    def __init__(
+        self,
+        methods: Iterable[Any],
+        run_dir: Path,
+        record: RunRecord | None,
+        *,
+        clients: int,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        """`methods`: the scenario's `Circumvention` entries (name, kind, cloud, address, port,
+        options); `clients`: how many subscriber hosts may use each."""
+        self.log = log
+        self.methods = {m.name: m for m in methods if m.kind != "direct"}
+        self.adapters: dict[str, Method] = {}
+        for m in self.methods.values():
+            options: Options = m.options
+            ctx = MethodContext(
+                name=m.name,
+                directory=run_dir / "methods" / m.name,
+                server_address=str(m.address),
+                port=int(m.port),
+                options=options,
+                record=record,
+                clients=clients,
+            )
+            self.adapters[m.name] = adapter_class(m.kind)(ctx)
+        self._access: dict[tuple[str, str], Access] = {}
+        self._locks = {name: threading.Lock() for name in self.adapters}
+
+    def addresses(self, name: str) -> list[str]:
+        """Every address a method's servers use (a Tor network has one per relay)."""
+        m = self.methods[name]
+        first = ipaddress.ip_address(str(m.address))
+        options = m.options
+        if isinstance(options, TorOptions):
+            count = options.relays + (1 if options.transport == "obfs4" else 0)
+            return [str(first + i) for i in range(count)]
+        return [str(first)]
+
+    def start_servers(
+        self, node_of_cloud: Callable[[str], Node], prefixes_of_cloud: Callable[[str], list[str]]
+    ) -> None:
+        """Start every method's server in its cloud's host; refuse a method whose addresses
+        leave the cloud (a Tor network takes the addresses after the method's own)."""
+        for name, method in self.adapters.items():
+            cloud = self.methods[name].cloud
+            nets = [ipaddress.ip_network(p) for p in prefixes_of_cloud(cloud)]
+            outside = [
+                a
+                for a in self.addresses(name)
+                if not any(ipaddress.ip_address(a) in n for n in nets)
+            ]
+            if outside:
+                raise MethodError(
+                    f"circumvention {name}: {', '.join(outside)} not in cloud {cloud} "
+                    f"({', '.join(map(str, nets))})"
+                )
+            method.start_server(node_of_cloud(cloud))
+            self.log(f"  method {name} ({method.kind}, {method.tool}) ready on {cloud}")
+
+    def access(self, name: str, node: Node) -> Access:
+        """The way through method `name` from `node`, starting its client there once."""
+        key = (name, node.name)
+        with self._locks[name]:
+            if key not in self._access:
+                self._access[key] = self.adapters[name].start_client(node)
+            return self._access[key]
+
+    def probe(
+        self,
+        name: str,
+        node: Node,
+        url: str,
+        *,
+        ca: Path | None,
+        timeout_s: float,
+        expect_bytes: int | None = None,
+        extra_curl: list[str] | None = None,
+    ) -> MethodProbe:
+        """A fetch of `url` from `node` through method `name`; a client that cannot start is a
+        failed probe (outcome `client-failed: ...`), as a user's app would fail to connect."""
+        try:
+            access = self.access(name, node)
+        except MethodError as err:
+            self.adapters[name].stop_client(node)
+            return MethodProbe(
+                method=name, url=url, ok=False, outcome=f"client-failed: {err}"[:300],
+                curl_exit=-1, http_code=None, size_bytes=0, ttfb_s=None, total_s=None,
+                goodput_bps=None, access="", started=0.0,
+            )  # fmt: skip
+        return probe_through(
+            node, access, url, method=name, timeout_s=timeout_s, ca=ca,
+            expect_bytes=expect_bytes, extra_curl=extra_curl,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        for method in reversed(list(self.adapters.values())):
+            method.stop()
+        self._access.clear()
