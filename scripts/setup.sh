@@ -19,6 +19,11 @@ DEBIAN_PACKAGES=(
   microsocks           # a SOCKS5 proxy for circumvention in campaigns
   iptables libnetfilter-queue-dev gcc python3-dev  # strategies: -j NFQUEUE (nft queue fails here)
 )
+# The test VM (make vm, tests/vm, docs/vm.md): built with debootstrap, booted with qemu. Not
+# needed inside that VM, whose image is provisioned by this same script (TSPULAB_VM_BUILD=1).
+if [ -z "${TSPULAB_VM_BUILD:-}" ]; then
+  DEBIAN_PACKAGES+=(qemu-system-x86 debootstrap)
+fi
 
 # Circumvention tools (tspulab/methods, docs/methods.md): servers in clouds, clients in
 # subscribers, each started per run with configuration and keys of its own. Their Debian units
