@@ -93,6 +93,13 @@ class LabMethods:
                 self._access[key] = self.adapters[name].start_client(node)
             return self._access[key]
 
+    def drop_client(self, name: str, node: Node) -> None:
+        """Stop method `name`'s client in `node` (failed, or to be started afresh: a new client
+        makes new flows, which the TSPU judges under what it knows now)."""
+        with self._locks[name]:
+            self._access.pop((name, node.name), None)
+            self.adapters[name].stop_client(node)
+
     def probe(
         self,
         name: str,
@@ -109,7 +116,7 @@ class LabMethods:
         try:
             access = self.access(name, node)
         except MethodError as err:
-            self.adapters[name].stop_client(node)
+            self.drop_client(name, node)
             return MethodProbe(
                 method=name, url=url, ok=False, outcome=f"client-failed: {err}"[:300],
                 curl_exit=-1, http_code=None, size_bytes=0, ttfb_s=None, total_s=None,
