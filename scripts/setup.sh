@@ -20,8 +20,8 @@ DEBIAN_PACKAGES=(
   iptables libnetfilter-queue-dev gcc python3-dev  # strategies: -j NFQUEUE (nft queue fails here)
 )
 # The test VM (make vm, tests/vm, docs/vm.md): built with debootstrap, booted with qemu. Not
-# needed inside that VM, whose image is provisioned by this same script (TSPULAB_VM_BUILD=1).
-if [ -z "${TSPULAB_VM_BUILD:-}" ]; then
+# needed inside a tspulab VM (TSPULAB_IN_VM=1: the image build and the Vagrantfile set it).
+if [ -z "${TSPULAB_IN_VM:-}" ]; then
   DEBIAN_PACKAGES+=(qemu-system-x86 debootstrap)
 fi
 
