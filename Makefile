@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 SCENARIO ?= scenarios/telegram-2018.yaml
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean vm
 
 setup:
 	bash scripts/setup.sh
@@ -23,3 +23,9 @@ bench: setup
 
 clean: setup
 	$(VENV)/bin/tspulab clean
+
+# The test VM (docs/vm.md): Debian 12 + Debian's kernel (netem, Open vSwitch module), tspulab
+# installed by scripts/setup.sh in a chroot; cached in /var/cache/tspulab-vm. Then, e.g.:
+#   bash scripts/vm-run.sh --scenario scenarios/twitter-2021.yaml
+vm: setup
+	bash scripts/vm-build.sh
