@@ -227,3 +227,22 @@ def test_clock_start_near_the_end_of_time_is_an_error_not_an_overflow() -> None:
     text = _replace("start: 2018-04-13T00:00:00Z", "start: 9999-12-31T00:00:00Z")
     with pytest.raises(ScenarioError):
         load_scenario_text(text, "fuzz.yaml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # Found by the fuzz (4,000 examples): `op: null` loaded, then Expectation.holds raised
+        # ValueError ("compares no metric") when the campaign's results were judged.
+        ('op: "=="', "op: null", "expect[3]: 'op' is empty (a metric is compared"),
+        ("value: 1\n", "value: null\n", "expect[3]: 'value' is empty"),
+        # The same hole elsewhere: a state expectation without a state, a server without address.
+        ("    state: blocked", "    state: null", "expect[0]: 'state' is empty"),
+        ("    address: 88.99.1.10", "    address: null", "circumvention[0]: 'address' is empty"),
+        ("  - service: telegram\n    isp", "  - service: null\n    isp", "got: none"),
+    ],
+)
+def test_explicit_null_is_not_a_value(old: str, new: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(_replace(old, new), "fuzz.yaml")
+    assert any(message in str(e) for e in info.value.errors), str(info.value)

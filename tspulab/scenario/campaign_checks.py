@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from tspulab.scenario.campaign import DIRECT, SHARE_METRICS, Circumvention, Expectation
 from tspulab.scenario.check_context import (
     Context,
@@ -31,10 +33,31 @@ from tspulab.scenario.scalars import (
     known_profiles,
     time_offset_s,
 )
-from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument
+from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, listed
 
 MAX_PROBE_TIMES = 10_000
 """More probe times than this is a mistake (every: 1s over days), not a campaign."""
+
+
+def _present(model: BaseModel) -> set[str]:
+    """YAML keys the file gave a value: an explicit `key: null` counts as left out (the models
+    accept null for optional keys, and a metric with `op: null` cannot be compared at run time).
+    """
+    return {
+        (info.alias or name)
+        for name, info in type(model).model_fields.items()
+        if name in model.model_fields_set and getattr(model, name) is not None
+    }
+
+
+def _missing(model: BaseModel, key: str) -> str:
+    """'missing required key 'op'' or, for `op: null`, ''op' is empty'."""
+    fields = {(info.alias or name): name for name, info in type(model).model_fields.items()}
+    return (
+        f"'{key}' is empty"
+        if fields.get(key, key) in model.model_fields_set
+        else f"missing required key '{key}'"
+    )
 
 
 def _shown(value: str | datetime) -> str:
@@ -91,7 +114,7 @@ def _check_circumvention(ctx: Context) -> Iterator[ErrorLocation]:
                 (*loc, "name"),
                 f"duplicate circumvention name '{method.name}' (first at line {line})",
             )
-        given = method.model_fields_set
+        given = _present(method)
         if method.kind == "direct":
             for key in sorted(given & {"cloud", "address", "port"}):
                 yield doc.error((*loc, key), f"'{key}' does not apply to kind direct")
@@ -99,7 +122,7 @@ def _check_circumvention(ctx: Context) -> Iterator[ErrorLocation]:
         missing = [k for k in ("cloud", "address") if k not in given]
         for key in missing:
             yield doc.error(
-                loc, f"missing required key '{key}' (a {method.kind} server lives in a cloud)"
+                loc, f"{_missing(method, key)} (a {method.kind} server lives in a cloud)"
             )
         if method.cloud is not None and method.address is not None:
             yield from ctx.place(
@@ -186,7 +209,7 @@ def _check_switches(
                 yield doc.error(where, message)
                 continue
             if key == "stop" and name not in active:
-                in_use = ", ".join(active) or "none"
+                in_use = listed(active) or "none"
                 yield doc.error(where, f"'{name}' is not in use at this point (in use: {in_use})")
             elif key == "start" and name in active:
                 yield doc.error(
@@ -218,11 +241,13 @@ def _check_probes(ctx: Context) -> Iterator[ErrorLocation]:
     for key, values in (("kinds", probes.kinds), ("from", probes.from_)):
         if isinstance(values, str):
             continue
+        seen: set[str] = set()
         for k, value in enumerate(values):
-            if value in values[:k]:
+            if value in seen:
                 yield doc.error(("probes", key, k), f"'{value}' is listed twice")
             elif key == "from":
                 yield from ctx.unknown(ctx.hosts, ("probes", key, k), value)
+            seen.add(value)
 
 
 def _check_expectations(ctx: Context) -> Iterator[ErrorLocation]:
@@ -241,7 +266,7 @@ def _check_expectations(ctx: Context) -> Iterator[ErrorLocation]:
 
 def _check_expectation(ctx: Context, loc: Loc, exp: Expectation) -> Iterator[ErrorLocation]:
     doc = ctx.doc
-    given = {"from" if k == "from_" else k for k in exp.model_fields_set}
+    given = _present(exp)
     subjects = [k for k in ("service", "role", "metric") if k in given]
     if len(subjects) != 1:
         got = ", ".join(subjects) or "none"
@@ -266,7 +291,7 @@ def _check_expectation(ctx: Context, loc: Loc, exp: Expectation) -> Iterator[Err
     for key in ("op", "value"):
         if key not in given:
             yield doc.error(
-                loc, f"missing required key '{key}' (a metric is compared: op: '>=', value: 0.2)"
+                loc, f"{_missing(exp, key)} (a metric is compared: op: '>=', value: 0.2)"
             )
     if exp.method is not None:
         if exp.metric != "circumvention_success":
@@ -296,7 +321,7 @@ def _check_state(
 ) -> Iterator[ErrorLocation]:
     doc = ctx.doc
     if "state" not in given:
-        yield doc.error(loc, "missing required key 'state' (blocked, reachable or degraded)")
+        yield doc.error(loc, f"{_missing(exp, 'state')} (blocked, reachable or degraded)")
     for key in sorted(given & {"op", "value", "at"}):
         yield doc.error((*loc, key), f"'{key}' applies only to 'metric' expectations")
     if exp.service is not None:

@@ -7,13 +7,15 @@ its own check is already reported at its own line, and would otherwise be report
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,9 +40,17 @@ from tspulab.scenario.scalars import (
     lab_address_problem,
     time_offset_s,
 )
-from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, did_you_mean, format_loc
+from tspulab.scenario.yamlload import (
+    ErrorLocation,
+    Loc,
+    YamlDocument,
+    did_you_mean,
+    format_loc,
+    listed,
+)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def valid_items(model: type[M], raw: object) -> list[tuple[int, M]]:
@@ -71,9 +81,7 @@ class Names:
         """The message for an unknown name, or None (known, or the list is incomplete)."""
         if name in self.known or not self.complete:
             return None
-        hint = (
-            did_you_mean(name, self.known) or f" ({self.kind}s: {', '.join(self.known) or 'none'})"
-        )
+        hint = did_you_mean(name, self.known) or f" ({self.kind}s: {listed(self.known) or 'none'})"
         return f"unknown {self.kind} '{name}'{hint}"
 
 
@@ -85,6 +93,103 @@ def _names(
         names.known.setdefault(item.name, i)
     names.complete = not isinstance(raw, list) or len(items) == len(raw)
     return names
+
+
+# --- prefixes: containment and overlap in time linear in the file -----------------------------
+
+
+class PrefixIndex(Generic[T]):
+    """Many prefixes, asked which hold an address or overlap a prefix without a pairwise scan
+    (a cloud may list thousands of prefixes, and a file thousands of services).
+
+    CIDR prefixes overlap only by containment: the prefixes holding an address are found by
+    looking the address up once per prefix length present; those inside a prefix, by bisecting
+    the prefixes sorted by first address.
+    """
+
+    def __init__(self, prefixes: Iterable[tuple[IPNetwork, T]]) -> None:
+        self._by_length: dict[tuple[int, int], dict[int, list[T]]] = {}
+        self._sorted: list[tuple[int, int, int, int]] = []  # version, first, prefixlen, slot
+        self._owners: list[T] = []
+        for net, owner in prefixes:
+            shift = net.max_prefixlen - net.prefixlen
+            table = self._by_length.setdefault((net.version, net.prefixlen), {})
+            table.setdefault(int(net.network_address) >> shift, []).append(owner)
+            self._sorted.append(
+                (net.version, int(net.network_address), net.prefixlen, len(self._owners))
+            )
+            self._owners.append(owner)
+        self._sorted.sort()
+
+    def holding(self, address: IPAddress | IPNetwork, longest: int = 128) -> list[T]:
+        """Owners of the prefixes (of length <= `longest`) that hold `address`."""
+        first = (
+            address.network_address if isinstance(address, IPv4Network | IPv6Network) else address
+        )
+        bits = 32 if first.version == 4 else 128
+        out: list[T] = []
+        for (version, length), table in self._by_length.items():
+            if version == first.version and length <= longest:
+                out += table.get(int(first) >> (bits - length), ())
+        return out
+
+    def holds(self, address: IPAddress) -> bool:
+        return bool(self.holding(address))
+
+    def overlapping(self, net: IPNetwork) -> list[T]:
+        """Owners of the prefixes that overlap `net` (hold it, or lie inside it)."""
+        out = self.holding(net, longest=net.prefixlen)
+        last = int(net.broadcast_address)
+        at = bisect.bisect_left(
+            self._sorted, (net.version, int(net.network_address), net.prefixlen + 1)
+        )
+        while at < len(self._sorted):
+            version, start, _, slot = self._sorted[at]
+            if version != net.version or start > last:
+                break
+            out.append(self._owners[slot])
+            at += 1
+        return out
+
+
+def cloud_overlaps(
+    clouds: Sequence[tuple[int, Cloud]],
+) -> Iterator[tuple[int, Cloud, int, IPNetwork, int, Cloud, IPNetwork]]:
+    """(i, cloud, k, prefix, j, other, theirs): prefix k of cloud i overlaps prefix `theirs` of
+    an earlier cloud j of another name; in file order of (i, k), then of j and its prefixes."""
+    entries = [
+        (n, i, cloud, k, prefix)
+        for n, (i, cloud, k, prefix) in enumerate(
+            (i, cloud, k, p) for i, cloud in clouds for k, p in enumerate(cloud.prefixes)
+        )
+    ]
+    index: PrefixIndex[tuple[int, int, Cloud, int, IPNetwork]] = PrefixIndex(
+        (e[4], e) for e in entries
+    )
+    for n, i, cloud, k, prefix in entries:
+        earlier = sorted(
+            (
+                e
+                for e in index.overlapping(prefix)
+                if e[0] < n and e[1] != i and e[2].name != cloud.name
+            ),
+            key=lambda e: e[0],
+        )
+        for _, j, other, _, theirs in earlier:
+            yield i, cloud, k, prefix, j, other, theirs
+
+
+class CloudIndex:
+    """Whether an address lies in a named cloud, for many services and few or many prefixes."""
+
+    def __init__(self, clouds: Iterable[Cloud]) -> None:
+        self._index: dict[str, PrefixIndex[int]] = {}
+        for cloud in clouds:
+            self._index.setdefault(cloud.name, PrefixIndex((p, 0) for p in cloud.prefixes))
+
+    def holds(self, cloud: str, address: IPAddress) -> bool:
+        index = self._index.get(cloud)
+        return index is not None and index.holds(address)
 
 
 # --- registry sources (top-level `registry` and the timeline's registry_add/remove) ----------
@@ -190,7 +295,7 @@ def check_profile_sets(
         return
     for name, entries in sets.items():
         if name not in profile.sets:
-            known = ", ".join(sorted(profile.sets)) or "none"
+            known = listed(sorted(profile.sets)) or "none"
             hint = did_you_mean(name, profile.sets) or f" (its sets: {known})"
             yield doc.error((*where, name), f"profile {profile_name} has no set '{name}'{hint}")
             continue
@@ -223,6 +328,7 @@ class Context:
     label_at: dict[str, float | None]
     #: address -> (owner description, loc of its key)
     addresses: dict[IPAddress, tuple[str, Loc]]
+    cloud_index: CloudIndex = field(default_factory=lambda: CloudIndex(()))
 
     def start(self) -> datetime | None:
         return None if self.clock is None else self.clock.start
@@ -242,11 +348,11 @@ class Context:
             if self.clouds_complete:
                 hint = (
                     did_you_mean(cloud_name, self.clouds)
-                    or f" (clouds: {', '.join(self.clouds) or 'none'})"
+                    or f" (clouds: {listed(self.clouds) or 'none'})"
                 )
                 yield self.doc.error(cloud_loc, f"unknown cloud '{cloud_name}'{hint}")
-        elif not any(address in p for p in cloud.prefixes):
-            prefixes = ", ".join(str(p) for p in cloud.prefixes)
+        elif not self.cloud_index.holds(cloud.name, address):
+            prefixes = listed(cloud.prefixes)
             yield self.doc.error(
                 (*loc, "address"), f"{address} is not inside cloud '{cloud.name}' ({prefixes})"
             )
@@ -311,6 +417,7 @@ def make_context(doc: YamlDocument, path: Path) -> Context:
         isp_names=isp_names,
         hosts=hosts,
         clouds={c.name: c for _, c in reversed(clouds)},
+        cloud_index=CloudIndex(c for _, c in clouds),
         clouds_complete=isinstance(raw_clouds, list) and len(clouds) == len(raw_clouds),
         services=_names("service", raw_services, services),
         methods=_names("circumvention method", raw_methods, methods, extra=(DIRECT,)),

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from tspulab.scenario.yamlload import did_you_mean
+from tspulab.scenario.yamlload import did_you_mean, listed
 
 # Topologies a scenario may name; the lab layer extends this as topologies/ grows.
 KNOWN_TOPOLOGIES: tuple[str, ...] = ("single-isp",)
@@ -194,7 +194,7 @@ Str = Annotated[str, Strict()]
 
 def unknown_name(kind: str, value: str, known: tuple[str, ...]) -> PydanticCustomError:
     """'unknown profile 'x'; did you mean 'y'?' (or the list of known names) as a pydantic error."""
-    hint = did_you_mean(value, known) or f" (known: {', '.join(known)})"
+    hint = did_you_mean(value, known) or f" (known: {listed(known, 30)})"
     return PydanticCustomError(
         "unknown_name",
         "unknown {kind} '{value}'{hint}",

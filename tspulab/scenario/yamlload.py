@@ -9,8 +9,8 @@ line of the offending key. Errors are `ErrorLocation`s, collected into one `Scen
 Files come from people the user may not trust (CI runs scenarios it did not write), so the loader
 is bounded before it builds anything (`YamlLimits`): the file's size, the nesting depth, the items
 of one mapping or list, and the number of values once aliases are expanded (nine nested anchors,
-the "billion laughs", stand for 10^9 values in a few hundred bytes). A first pass over the parser's
-events measures these without composing a node, and a value ruamel cannot construct (month 13, an
+the "billion laughs", stand for 10^9 values in a few hundred bytes). The parser checks each event
+before the composer gets it (`_LimitedParser`), and a value ruamel cannot construct (month 13, an
 integer of 5000 digits) is reported at its position instead of escaping as a Python exception.
 """
 
@@ -36,6 +36,7 @@ from ruamel.yaml.events import (
     MappingStartEvent,
     ScalarEvent,
 )
+from ruamel.yaml.parser import RoundTripParser
 
 Loc = tuple[str | int, ...]
 
@@ -76,10 +77,36 @@ def format_loc(loc: Sequence[str | int]) -> str:
     return out
 
 
+SUGGEST_FROM = 200
+"""Among more names than this, "did you mean" only weighs those of about the same length that
+start alike: difflib costs microseconds per candidate, and a file of 10,000 references to
+10,000 names would otherwise take minutes to report."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A `; did you mean 'x'?` suffix when a choice is close to `word`, else ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    candidates = list(choices)
+    if len(candidates) > SUGGEST_FROM:
+        head = word[:1]
+        candidates = [c for c in candidates if c[:1] == head and abs(len(c) - len(word)) <= 2][
+            :SUGGEST_FROM
+        ]
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def listed(items: Iterable[object], most: int = 10) -> str:
+    """`a, b, c` or, past `most` items, `a, b, ... (1234 in all)`: an error message names a few
+    of a long list, not all of them (one line per error, and a file may have thousands)."""
+    shown: list[str] = []
+    count = 0
+    for item in items:
+        count += 1
+        if count <= most:
+            shown.append(str(item))
+    if count > most:
+        return ", ".join(shown) + f", ... ({count} in all)"
+    return ", ".join(shown)
 
 
 def to_plain(node: Any) -> Any:
@@ -210,7 +237,7 @@ def pydantic_message(err: ErrorDetails, root: type[BaseModel]) -> str:
         key = str(loc[-1])
         model = model_at(root, loc[:-1])
         known = tuple(yaml_keys(model)) if model else ()
-        hint = did_you_mean(key, known) or (f" (known keys: {', '.join(known)})" if known else "")
+        hint = did_you_mean(key, known) or (f" (known keys: {listed(known, 30)})" if known else "")
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return f"missing required key '{loc[-1]}'"
@@ -289,12 +316,14 @@ class YamlLimits:
     """What one YAML file may hold; the shipped scenarios and profiles use a small part of each
     (at most 6 KB, 6 levels, 28 items in one collection, 421 values)."""
 
-    max_bytes: int = 1024 * 1024
+    max_bytes: int = 256 * 1024
+    """ruamel's round-trip parser is pure Python (tens of KB/s on a busy machine): 256 KiB is 40
+    times the largest shipped file, and still parses in seconds."""
     max_depth: int = 32
     """Mappings and lists nested in each other, counted after aliases are expanded."""
     max_items: int = 10_000
     """Keys of one mapping or items of one list (long lists belong in a registry `file:`)."""
-    max_values: int = 100_000
+    max_values: int = 50_000
     """Scalars, mappings and lists of the whole file once every alias is expanded."""
 
 
@@ -317,78 +346,97 @@ class _Open:
     """Levels of this collection and below (aliases expanded)."""
 
 
-def _check_events(yaml: YAML, text: str, limits: YamlLimits) -> None:
-    """Walk the parser's events once and raise `_Limited` at the first limit passed.
+class _LimitChecker:
+    """Sees every parser event once and raises `_Limited` at the first limit passed.
 
     Anchored nodes are remembered by their expanded size and depth, so an alias costs what it
     stands for. An alias to a collection that is still open would make a recursive structure,
     which no scenario needs and which no plain-data conversion survives: refused too.
     """
-    anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) once expanded
-    stack: list[_Open] = []
-    total = 0
 
-    def fail(event: Any, message: str) -> None:
+    def __init__(self, limits: YamlLimits) -> None:
+        self.limits = limits
+        self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) expanded
+        self.stack: list[_Open] = []
+        self.total = 0
+
+    def _fail(self, event: Any, message: str) -> None:
         raise _Limited(problem=message, problem_mark=event.start_mark)
 
-    def count(event: Any, values: int) -> None:
-        nonlocal total
-        total += values
-        if total > limits.max_values:
-            fail(
+    def _too_deep(self, event: Any) -> None:
+        depth = self.limits.max_depth
+        self._fail(event, f"nested deeper than {depth} levels (limit on nesting depth)")
+
+    def _count(self, event: Any, values: int) -> None:
+        self.total += values
+        if self.total > self.limits.max_values:
+            self._fail(
                 event,
-                f"more than {limits.max_values} values once aliases are expanded "
+                f"more than {self.limits.max_values} values once aliases are expanded "
                 "(limit on alias expansion)",
             )
 
-    def add(event: Any, values: int, depth: int) -> None:
+    def _add(self, event: Any, values: int, depth: int) -> None:
         """A finished child of `values` values and `depth` levels joins the open collection."""
-        if not stack:
+        if not self.stack:
             return
-        parent = stack[-1]
+        parent = self.stack[-1]
         parent.children += 1
         parent.values += values
         parent.depth = max(parent.depth, depth + 1)
-        if len(stack) - 1 + parent.depth > limits.max_depth:
-            fail(event, f"nested deeper than {limits.max_depth} levels (limit on nesting depth)")
-        per_item = 2 if parent.is_mapping else 1
-        if parent.children > limits.max_items * per_item:
+        if len(self.stack) - 1 + parent.depth > self.limits.max_depth:
+            self._too_deep(event)
+        if parent.children > self.limits.max_items * (2 if parent.is_mapping else 1):
             what = (
                 "a mapping with more than {} keys"
                 if parent.is_mapping
                 else ("a list with more than {} items")
             )
-            fail(event, what.format(limits.max_items) + " (limit on collection size)")
+            self._fail(event, what.format(self.limits.max_items) + " (limit on collection size)")
 
-    for event in yaml.parse(text):
+    def see(self, event: Any) -> None:
         if isinstance(event, CollectionStartEvent):
-            if len(stack) + 1 > limits.max_depth:
-                fail(
-                    event, f"nested deeper than {limits.max_depth} levels (limit on nesting depth)"
-                )
-            count(event, 1)
-            stack.append(_Open(event.anchor, isinstance(event, MappingStartEvent)))
+            if len(self.stack) + 1 > self.limits.max_depth:
+                self._too_deep(event)
+            self._count(event, 1)
+            self.stack.append(_Open(event.anchor, isinstance(event, MappingStartEvent)))
         elif isinstance(event, CollectionEndEvent):
-            done = stack.pop()
+            done = self.stack.pop()
             if done.anchor is not None:
-                anchored[done.anchor] = (done.values, done.depth)
-            add(event, done.values, done.depth)  # its values were counted as they came
+                self.anchored[done.anchor] = (done.values, done.depth)
+            self._add(event, done.values, done.depth)  # its values were counted as they came
         elif isinstance(event, ScalarEvent):
             if event.anchor is not None:
-                anchored[event.anchor] = (1, 0)
-            count(event, 1)
-            add(event, 1, 0)
+                self.anchored[event.anchor] = (1, 0)
+            self._count(event, 1)
+            self._add(event, 1, 0)
         elif isinstance(event, AliasEvent):
-            if any(frame.anchor == event.anchor for frame in stack):
-                fail(
+            if any(frame.anchor == event.anchor for frame in self.stack):
+                self._fail(
                     event,
                     f"alias *{event.anchor} refers to a mapping or list that contains it "
                     "(a recursive structure)",
                 )
-            if event.anchor in anchored:  # else the composer reports the undefined alias
-                values, depth = anchored[event.anchor]
-                count(event, values)
-                add(event, values, depth)
+            if event.anchor in self.anchored:  # else the composer reports the undefined alias
+                values, depth = self.anchored[event.anchor]
+                self._count(event, values)
+                self._add(event, values, depth)
+
+
+class _LimitedParser(RoundTripParser):
+    """The round-trip parser, with every event it hands the composer checked against the limits
+    first: one pass over the text, and the composer (which recurses per nesting level) never sees
+    an event past a limit."""
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self._limits = _LimitChecker(getattr(loader, "tspulab_limits", LIMITS))
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        if event is not None:
+            self._limits.see(event)
+        return event
 
 
 class _Constructor(RoundTripConstructor):
@@ -443,10 +491,11 @@ def parse_yaml(text: str, file: str, limits: YamlLimits = LIMITS) -> YamlDocumen
     if len(text.encode("utf-8")) > limits.max_bytes:
         raise ScenarioError([_too_big(file, text.encode("utf-8"), limits)])
     yaml = YAML(typ="rt")
+    yaml.Parser = _LimitedParser
     yaml.Constructor = _Constructor
+    yaml.tspulab_limits = limits  # type: ignore[attr-defined]
     yaml.allow_duplicate_keys = False
     try:
-        _check_events(yaml, text, limits)
         tree = yaml.load(text)
     except MarkedYAMLError as err:
         raise ScenarioError([_yaml_error(file, text, err)]) from err
