@@ -40,6 +40,7 @@ METHOD_PACKAGES=(
   stunnel4
   dante-server tinyproxy         # SOCKS5 (dante) and HTTP CONNECT (tinyproxy)
   openssh-server openssh-client  # ssh -D tunnels
+  iodine                         # a DNS tunnel (iodine, iodined)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

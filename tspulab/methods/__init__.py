@@ -27,6 +27,7 @@ ADAPTERS: dict[str, str] = {
     "hysteria2": "singbox:Hysteria2",
     "tuic": "singbox:Tuic",
     "tor": "tor:Tor",
+    "iodine": "iodine:Iodine",
 }
 
 

@@ -112,6 +112,14 @@ class StunnelOptions(TlsOptions):
     pass
 
 
+class IodineOptions(TunnelOptions):
+    topdomain: Domain = "t.example.net"
+    """The domain delegated to the tunnel: every query is a name under it."""
+    record_type: Literal["auto", "NULL", "PRIVATE", "TXT", "SRV", "MX", "CNAME", "A"] = "auto"
+    """The DNS record type of the answers (iodine -T; auto: iodine picks, NULL where it can)."""
+    mtu: Int = Field(default=1130, ge=576, le=1500)
+
+
 class TorOptions(Options):
     transport: Literal["none", "obfs4"] = "none"
     """none: the client connects to the network's relays; obfs4: through an obfs4 bridge."""
@@ -134,6 +142,7 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "ssh": SshOptions,
     "stunnel": StunnelOptions,
     "tor": TorOptions,
+    "iodine": IodineOptions,
 }
 MethodKind = Literal[
     "direct",
@@ -149,6 +158,7 @@ MethodKind = Literal[
     "ssh",
     "stunnel",
     "tor",
+    "iodine",
 ]
 METHOD_KINDS: tuple[str, ...] = tuple(KIND_OPTIONS)
 DEFAULT_PORTS: dict[str, int] = {
@@ -164,6 +174,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "ssh": 22,
     "stunnel": 443,
     "tor": 9001,
+    "iodine": 53,
 }
 
 

@@ -102,6 +102,7 @@ EXPECTED: dict[str, tuple[str | None, str, str, str]] = {
     "socks5-microsocks": ("tls", "allow", "allow", "drop"),
     "socks5-dante": ("tls", "allow", "allow", "drop"),
     "http-connect": ("http", "allow", "allow", "allow"),
+    "iodine": ("dns", "allow", "allow", "allow"),
 }
 PROFILES = ("vpn-protocols-2023", "vpn-detect-2025", "tspu-2022")
 
