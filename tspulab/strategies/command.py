@@ -98,8 +98,8 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         for p in profiles:
             load_profile(p)
         singles = args.only or list(UDP_SINGLES if args.transport == "udp" else TCP_SINGLES)
-        for spec in singles:
-            parse(spec)
+        # The control always runs first; a 'none' among the singles would only repeat it.
+        singles = [spec for spec in singles if parse(spec).steps]
     except (ProfileError, StrategySpecError) as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
         return 2

@@ -86,13 +86,6 @@ def layout(buf: bytes) -> HelloLayout:
     return HelloLayout(record_len, ext_block, tuple(extensions), sni_ext, name_off, name_len)
 
 
-def host_name(buf: bytes) -> str | None:
-    lay = layout(buf)
-    if lay.name_off is None:
-        return None
-    return buf[lay.name_off : lay.name_off + lay.name_len].decode("ascii", "replace")
-
-
 def _fix_lengths(buf: bytearray, lay: HelloLayout, delta: int) -> None:
     """Grow the record, handshake and extensions lengths by ``delta`` bytes."""
     struct.pack_into("!H", buf, 3, lay.record_len + delta)

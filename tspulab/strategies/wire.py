@@ -131,17 +131,3 @@ def fragments(real: bytes, at: int, *, order: str = "forward", overlap: int = 0)
         frag.df, frag.mf, frag.offset = 0, int(more), offset // 8  # the field counts 8-byte units
         out.append(build(frag))
     return out if order == "forward" else out[::-1]
-
-
-def set_window(raw: bytes, window: int) -> bytes:
-    """A TCP packet with its window field rewritten (brdgrd: the SYN/ACK's window is unscaled,
-    RFC 7323 §2.2)."""
-    ip = parse(raw)
-    assert isinstance(ip.data, dpkt.tcp.TCP)
-    ip.data.win = window
-    return build(ip)
-
-
-def tcp_flags(raw: bytes) -> int:
-    ip = parse(raw)
-    return int(ip.data.flags) if isinstance(ip.data, dpkt.tcp.TCP) else 0
