@@ -110,6 +110,7 @@ class LabMethods:
         timeout_s: float,
         expect_bytes: int | None = None,
         extra_curl: list[str] | None = None,
+        expect_text: str | None = None,
     ) -> MethodProbe:
         """A fetch of `url` from `node` through method `name`; a client that cannot start is a
         failed probe (outcome `client-failed: ...`), as a user's app would fail to connect."""
@@ -124,7 +125,7 @@ class LabMethods:
             )  # fmt: skip
         return probe_through(
             node, access, url, method=name, timeout_s=timeout_s, ca=ca,
-            expect_bytes=expect_bytes, extra_curl=extra_curl,
+            expect_bytes=expect_bytes, extra_curl=extra_curl, expect_text=expect_text,
         )  # fmt: skip
 
     def stop(self) -> None:

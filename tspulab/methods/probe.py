@@ -72,12 +72,15 @@ def probe_through(
     expect_bytes: int | None = None,
     argv_prefix: list[str] | None = None,
     extra_curl: list[str] | None = None,
+    expect_text: str | None = None,
 ) -> MethodProbe:
     """Fetch `url` from `node` through `access`.
 
-    `expect_bytes`: the body must be this long (a bulk transfer); `argv_prefix` wraps curl (the
-    lab's resolver for TUN methods); `extra_curl` adds curl options (e.g. a Host header)."""
-    argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", f"{timeout_s:g}", "-w", "%{json}"]
+    `expect_bytes`: the body must be this long (a bulk transfer); `expect_text`: the body must
+    contain it (the page names the service that answered: reaching another host is no success);
+    `argv_prefix` wraps curl; `extra_curl` adds curl options (e.g. a Host header)."""
+    body_to = "-" if expect_text is not None else "/dev/null"
+    argv = ["curl", "-sS", "-o", body_to, "--max-time", f"{timeout_s:g}", "-w", "\\n%{json}"]
     argv += access.curl_args()
     if ca is not None:
         argv += ["--cacert", str(ca)]
@@ -89,7 +92,9 @@ def probe_through(
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-    info = _parse(out.decode(errors="replace"))
+    text = out.decode(errors="replace")
+    info = _parse(text)
+    body = text.rstrip("\n").rpartition("\n")[0]
     code = proc.returncode
     http = info.get("http_code") or info.get("response_code")
     size = int(info.get("size_download") or 0)
@@ -98,11 +103,15 @@ def probe_through(
     ttfb_s = float(ttfb) if isinstance(ttfb, int | float) and ttfb > 0 else None
     total_s = float(total) if isinstance(total, int | float) else None
     complete = expect_bytes is None or size == expect_bytes
-    ok = code == 0 and http in (200, 206) and complete
+    right = expect_text is None or expect_text in body
+    ok = code == 0 and http in (200, 206) and complete and right
     if ok:
         outcome = "ok"
     elif code == 0:
-        outcome = f"http-{http}" if http not in (200, 206) else f"short-body ({size} B)"
+        if http not in (200, 206):
+            outcome = f"http-{http}"
+        else:
+            outcome = f"short-body ({size} B)" if not complete else "wrong-service"
     else:
         outcome = {
             5: "proxy-unresolved",

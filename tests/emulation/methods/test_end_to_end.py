@@ -14,6 +14,7 @@ import pytest
 
 from tests.emulation.methods.cases import CASES, Case, running
 from tests.emulation.methods.conftest import TARGET_IP, World
+from tspulab.lab.services import site_marker
 from tspulab.methods.base import Access
 from tspulab.methods.probe import probe_through
 
@@ -32,8 +33,9 @@ def test_method_carries_traffic(world: World, case: Case) -> None:
     _direct_is_impossible(world)
     with running(world, case) as (_, access):
         page = probe_through(
-            world.sub, access, world.url, method=case.id, timeout_s=15, ca=world.ca.ca_path
-        )
+            world.sub, access, world.url, method=case.id, timeout_s=15, ca=world.ca.ca_path,
+            expect_text=site_marker("target"),
+        )  # fmt: skip
         assert page.ok, f"{case.id}: {page.outcome} {page.stderr}"
         bulk = probe_through(
             world.sub, access, world.bulk_url, method=case.id, timeout_s=30,
