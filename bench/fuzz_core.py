@@ -1,8 +1,8 @@
 """Fuzz the DPI core: generated and mutated frames through ``TspuEngine.process``, every profile
 in every reassembly mode; prints packets tried, exceptions (the goal is 0), peak memory and flows.
 
-Usage: python bench/fuzz_core.py [--packets 1000000] [--seed 1] [--mutator own|atheris]
-                                 [--out DIR] [--compare-seconds 20]
+Usage: python bench/fuzz_core.py [--packets 1000000] [--seed 1] [--profile NAME] [--out DIR]
+                                 [--flood 300000]
 
 Inputs:
 - Seeds are the frames of the shipped nDPI captures (tests/data/pcaps/ndpi/pcap, every link
@@ -14,19 +14,23 @@ Inputs:
   interesting bytes, insertions, deletions, truncation, splicing of two frames, with IP/UDP
   lengths fixed up most of the time so the mutation reaches the payload parsers), or a frame
   generated from scratch (Ethernet or raw IP, IPv4 or IPv6, TCP or UDP to the ports the
-  classifiers look at, payloads that start like TLS, QUIC, HTTP, SOCKS or nothing).
-- Time advances a few ms per packet, with jumps past idle timeouts; every 16th batch is a flood
-  of new flows (random source ports), to see whether the flow table stays bounded.
+  classifiers look at, payloads that start like TLS, QUIC, HTTP, SOCKS or nothing). One frame in
+  50 is read as another link type; the arriving side is given as the live controller gives it
+  (subscriber side, upstream side) or not at all, as in a replay.
+- Time advances a few ms per packet, with jumps past idle timeouts and, rarely, 5 s back (capture
+  clocks step); every 16th batch is a flood of new flows (random source ports).
+- After the run, ``--flood N`` sends N new flows within one second of scenario time into a fresh
+  engine per reassembly mode (no idle expiry can help): the flow table's limit and eviction
+  (tspulab/dpi/flow.py) should hold it, and the memory it took is printed.
 
 All engines (profiles x modes) are fed in interleaved batches, so a slow one cannot hide behind a
 fast one. An exception is counted by (type, innermost tspulab frame); the first input of each is
-written under --out with the batch that led to it, and reproduced on a fresh engine: a minimal
-regression test is then made from it by hand.
+written under --out with the batch of its engine that led to it (time, link type, frame in hex,
+one a line), from which a minimal regression test is made by hand. The run is deterministic for a
+given --seed.
 
-``--mutator atheris`` runs the same target under atheris (libFuzzer, coverage-guided, seeded with
-the capture frames); ``--compare-seconds S`` runs both for S seconds each, interleaved three
-times, and prints the lines of tspulab/dpi covered (sys.settrace over the DPI modules) and the
-packets tried, per second: the figures behind the choice in docs/dpi.md.
+bench/fuzz_core_compare.py runs this mutator and atheris (coverage-guided) for the same time
+under a line tracer: the figures behind the choice of this mutator are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ CAPTURES = ROOT / "tests" / "data" / "pcaps" / "ndpi" / "pcap"
 MODES = ("none", "tcp", "tls-records")
 SUBSCRIBER_NETS = tuple(ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 BATCH = 64
+LINKTYPES = (0, 1, 9, 12, 50, 51, 101, 113, 228, 229, 276, 147, 65535)
+"""The link types decode() reads (packet.py), and two it does not."""
 _DOMAIN = re.compile(r"(?:[a-z0-9_-]{1,63}\.)+[a-z][a-z0-9-]{0,62}")
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x16, 0x03, 0x01, 0xC0, 0x40, 0xFE)
 PORTS = (443, 80, 53, 1194, 51820, 8443, 22, 9001, 3478, 4433, 1080, 5060)
@@ -112,6 +118,8 @@ class Report:
     flows_held: int = 0
     """The most flows one engine's table held at any sample."""
     flows_created: int = 0
+    evicted: int = 0
+    """Flows the tables evicted because they were full."""
     engines: int = 0
 
 
@@ -318,7 +326,9 @@ def feed(target: Target, batch: list[tuple[float, int, bytes]], report: Report) 
     engine = target.engine
     for i, (now, linktype, frame) in enumerate(batch):
         try:
-            decision = engine.process(frame, now, linktype=linktype)
+            # The live controller knows the port a frame came in on; a replay does not.
+            side = (None, True, False)[len(frame) % 3]
+            decision = engine.process(frame, now, linktype=linktype, from_subscriber_side=side)
             if decision.flow is None:
                 report.undecodable += 1
             elif decision.flow.packets == 1:
@@ -360,7 +370,15 @@ def fuzz(
         for target in targets:
             batch = []
             for linktype, frame in packets(rng, seeds, BATCH, flood):
-                now += rng.choice((0.0, 0.0001, 0.002, 0.05)) if rng.random() > 0.001 else 700.0
+                roll = rng.random()
+                if roll < 0.02:  # another link layer reading the same bytes
+                    linktype = rng.choice(LINKTYPES)
+                if roll < 0.001:
+                    now += 700.0  # past every idle timeout
+                elif roll < 0.002:
+                    now -= 5.0  # a capture whose clock stepped back
+                else:
+                    now += rng.choice((0.0, 0.0001, 0.002, 0.05))
                 batch.append((now, linktype, frame))
             before = report.packets
             feed(target, batch, report)
@@ -374,6 +392,7 @@ def fuzz(
         if batches % 8 == 0:
             report.flows_held = max(report.flows_held, *(len(t.engine.table) for t in targets))
     report.seconds = time.perf_counter() - began
+    report.evicted = sum(getattr(t.engine.table, "evicted", 0) for t in targets)
     report.flows_held = max(report.flows_held, *(len(t.engine.table) for t in targets))
     report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
@@ -381,29 +400,44 @@ def fuzz(
 
 @dataclass
 class Flood:
-    profile: str
+    mode: str
     flows: int
     held: int
+    evicted: int
+    max_flows: int
     seconds: float
     mib: float
     """Resident memory added by the flood."""
 
 
-def flood(flows: int, seed: int = 1) -> list[Flood]:
-    """`flows` new TCP flows in one second of scenario time into a fresh engine per profile (no
-    idle expiry can help): what the flow table holds after, and the memory it took."""
+def flood(flows: int, seed: int = 1, profile: str = "tspu-2022") -> list[Flood]:
+    """`flows` new flows (random ports, a third with payload) within one second of scenario
+    time into a fresh engine per reassembly mode, so no idle expiry helps: what the flow table
+    holds after (its limit and eviction are the flow table's, tspulab/dpi/flow.py), the flows it
+    evicted and the memory it took."""
     rng = random.Random(seed)
     out = []
-    for name in profile_names():
-        engine = TspuEngine(load_profile(name), Registry(), ())
+    for mode in MODES:
+        engine = TspuEngine(with_mode(load_profile(profile), mode), Registry(), ())
         before = _rss_mib()
         began = time.perf_counter()
         for n in range(flows):
             _, frame = generate(rng, flood=True)
             engine.process(frame, 1_000_000.0 + n / flows)
         took = time.perf_counter() - began
-        out.append(Flood(name, flows, len(engine.table), took, _rss_mib() - before))
-        del engine
+        table = engine.table
+        out.append(
+            Flood(
+                mode,
+                flows,
+                len(table),
+                getattr(table, "evicted", 0),
+                getattr(table, "max_flows", 0),
+                took,
+                _rss_mib() - before,
+            )
+        )
+        del engine, table
     return out
 
 
@@ -426,7 +460,7 @@ def main() -> int:
     parser.add_argument("--profile", help="only this profile (all three modes)")
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"))
     parser.add_argument(
-        "--flood", type=int, default=200_000, help="new flows per profile in the flood (0: none)"
+        "--flood", type=int, default=300_000, help="new flows per reassembly mode (0: none)"
     )
     args = parser.parse_args()
     report = fuzz(args.packets, args.seed, args.profile, progress=lambda s: print(s, flush=True))
@@ -439,18 +473,21 @@ def main() -> int:
     print(f"exceptions: {sum(report.exceptions.values())}")
     for key, count in report.exceptions.most_common():
         print(f"  {count:8d}  {key}")
-    print(f"flows created: {report.flows_created}; most held by one engine: {report.flows_held}")
+    print(
+        f"flows created: {report.flows_created}; most held by one engine: {report.flows_held}; "
+        f"evicted (table full): {report.evicted}"
+    )
     print("resident MiB at each quarter: " + ", ".join(f"{m:.0f}" for m in report.rss_mib))
     print(f"peak resident MiB: {report.peak_rss_mib:.0f}")
     if report.first_inputs:
         for path in save_inputs(report, args.out):
             print(f"input written: {path}")
     if args.flood:
-        print(f"flood: {args.flood} new flows within 1 s into a fresh engine per profile")
+        print(f"flood: {args.flood} new flows within 1 s of scenario time (tspu-2022, each mode)")
         for f in flood(args.flood, args.seed):
             print(
-                f"  {f.profile:24s} flows held {f.held:8d}  +{f.mib:6.0f} MiB  "
-                f"{f.flows / f.seconds:8,.0f} flows/s"
+                f"  {f.mode:12s} flows held {f.held:7d} (table limit {f.max_flows}), evicted "
+                f"{f.evicted:7d}, +{f.mib:4.0f} MiB resident, {f.flows / f.seconds:7,.0f} flows/s"
             )
     return 1 if report.exceptions else 0
 

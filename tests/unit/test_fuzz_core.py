@@ -1,7 +1,7 @@
 """A few seconds of bench/fuzz_core.py in the suite: generated and mutated frames through
 `TspuEngine.process` in every profile and reassembly mode, with no exception.
 
-The full run (10^6 packets, figures in docs/dpi.md) is `python bench/fuzz_core.py`. Here also: the
+The full run (10^6 packets, figures in docs/benchmarks.md) is `python bench/fuzz_core.py`. Here also: the
 harness itself counts and records an exception (so a 0 means something), and the mutator keeps
 most frames decodable (so the fuzz reaches the parsers instead of stopping at the link layer).
 """

@@ -246,3 +246,14 @@ def test_explicit_null_is_not_a_value(old: str, new: str, message: str) -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario_text(_replace(old, new), "fuzz.yaml")
     assert any(message in str(e) for e in info.value.errors), str(info.value)
+
+
+def test_duplicate_key_beside_an_unreadable_value() -> None:
+    # Found by the fuzz (3,000 examples): the duplicate-key message re-reads the file to name the
+    # field, and that second reading raised ValueError (Exceeds the limit (4300 digits)) on a
+    # 5000-digit number the first reading had not reached yet.
+    text = _replace("version: 1\n", "version: 1\nversion: 1\n") + "x: " + "1" * 5000 + "\n"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(text, "fuzz.yaml")
+    (only,) = info.value.errors
+    assert str(only).startswith('fuzz.yaml:3:1: YAML: found duplicate key "version"')

@@ -282,11 +282,11 @@ def _duplicate_key_field(text: str, err: DuplicateKeyError) -> str:
     key = re.search(r'duplicate key "(.*?)"', str(err.problem))
     if key is None or err.context_mark is None:
         return ""
-    yaml = YAML(typ="rt")
+    yaml = _yaml(LIMITS)
     yaml.allow_duplicate_keys = True
     try:
         tree = yaml.load(text)
-    except YAMLError:
+    except YAMLError:  # incl. a value that cannot be built (a ConstructorError here)
         return ""
     loc = _path_to_mapping(tree, err.context_mark.line, err.context_mark.column)
     return format_loc((*loc, key.group(1))) if loc is not None else ""
@@ -454,6 +454,16 @@ class _Constructor(RoundTripConstructor):
             ) from err
 
 
+def _yaml(limits: YamlLimits) -> YAML:
+    """A round-trip loader with the limits checked and unbuildable values as YAML errors."""
+    yaml = YAML(typ="rt")
+    yaml.Parser = _LimitedParser
+    yaml.Constructor = _Constructor
+    yaml.tspulab_limits = limits  # type: ignore[attr-defined]
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
 def read_yaml(path: Path, file: str, limits: YamlLimits = LIMITS) -> YamlDocument:
     """Parse `path` (named `file` in errors); syntax errors, duplicate keys and passed limits ->
     ScenarioError. At most `limits.max_bytes` + 1 bytes are read."""
@@ -490,11 +500,7 @@ def parse_yaml(text: str, file: str, limits: YamlLimits = LIMITS) -> YamlDocumen
     cannot be built and passed limits -> ScenarioError."""
     if len(text.encode("utf-8")) > limits.max_bytes:
         raise ScenarioError([_too_big(file, text.encode("utf-8"), limits)])
-    yaml = YAML(typ="rt")
-    yaml.Parser = _LimitedParser
-    yaml.Constructor = _Constructor
-    yaml.tspulab_limits = limits  # type: ignore[attr-defined]
-    yaml.allow_duplicate_keys = False
+    yaml = _yaml(limits)
     try:
         tree = yaml.load(text)
     except MarkedYAMLError as err:
