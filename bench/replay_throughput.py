@@ -3,19 +3,25 @@
 Usage: python bench/replay_throughput.py [--packets 1000000] [--reassembly none] [--profile]
 
 Method, chosen to be fair to both:
-- Input: the shipped nDPI test captures ($TSPULAB_DATA_DIR/pcaps/ndpi/pcap). Their IP packets
+- Input: the shipped nDPI test captures (tests/data/pcaps/ndpi/pcap). Their IP packets
   (link headers stripped, non-IP frames dropped, so both tools see exactly the same packets) are
   written to ONE raw-IP pcap (linktype 101), repeated until it holds >= --packets packets. Each
   repetition is shifted by 10^6 s and each capture by 10^4 s, so every repetition's flows are new
   flows to both tools (both expire idle flows long before), as if the captures had been recorded
   again; no flow can take the decided fast path across repetitions.
-- nDPI: ``ndpiReader -i big.pcap -q`` once, one process; its wall time minus the wall time of the
-  same command on a one-packet file (start-up: protocol tables, automata) is its packet time.
-  That includes libpcap reading the page-cached file, which tspulab is spared (its frames are in
-  memory), so the comparison slightly favours tspulab.
+- Time is CPU time (user + system), not wall time: the machine is shared (2 cores, often a load
+  of 8-10), and CPU time is what load disturbs least. Rounds interleave the two tools, so a change
+  in load hits both, and the ratio is printed per round with its min / median / max.
+- nDPI: ``ndpiReader -i big.pcap -q``, one process per round; its CPU time minus the least CPU
+  time of the same command on a one-packet file (start-up: protocol tables, automata) is its
+  packet time. That includes libpcap reading the page-cached file, which tspulab is spared (its
+  frames are in memory), so the comparison slightly favours tspulab.
 - tspulab: the same file read into memory first (not timed); then decode -> flow lookup ->
-  classify for every packet, in one flow table, timed. The decode + lookup floor (no classify) is
-  reported too.
+  classify for every packet, in one flow table. Once as a controller runs it (JA3/JA4 computed
+  only if read), once reading each deciding ClientHello's JA3 and JA4 (what ndpiReader always
+  computes). The decode + lookup floor (no classify) is reported too.
+- ``--replay``: ``tspulab replay --json`` on the looped file in a child process, end to end
+  (reading, decoding, classifying, one JSON line per flow): wall time and peak RSS.
 - Memory: tracemalloc around a flow table of 100 000 TCP flows, each one real ClientHello
   decided as TLS (the verdict and its strings cached on the flow), reported per 100 k flows.
 """
@@ -27,7 +33,9 @@ import cProfile
 import ipaddress
 import math
 import pstats
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,15 +50,14 @@ from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowTable
 from tspulab.dpi.packet import LINKTYPE_RAW, decode
 from tspulab.dpi.pcap import read_capture
-from tspulab.scenario.paths import data_dir as shipped_data_dir
 
 Frame = tuple[float, int, bytes]
 _IP_OFFSET = {0: 4, 12: 0, 101: 0, 113: 16, 228: 0, 229: 0, 276: 20}
 
 
-def data_dir() -> Path:
-    """The shipped reference data (``data/``), or ``$TSPULAB_DATA_DIR``."""
-    return shipped_data_dir()
+def captures_dir() -> Path:
+    """The shipped nDPI captures (tests/data/pcaps/ndpi/pcap in the repository)."""
+    return Path(__file__).resolve().parent.parent / "tests" / "data" / "pcaps" / "ndpi" / "pcap"
 
 
 def ip_offset(linktype: int, frame: bytes) -> int | None:
@@ -91,19 +98,25 @@ def write_looped_pcap(paths: list[Path], target: int, out: Path) -> int:
     return loops * per_loop
 
 
-def classify_loop(frames: list[Frame], reassembly: str) -> float:
-    """Seconds for decode -> lookup -> classify over ``frames`` in one flow table."""
+def classify_loop(frames: list[Frame], reassembly: str, fingerprints: bool = False) -> float:
+    """Seconds for decode -> lookup -> classify over ``frames`` in one flow table. With
+    ``fingerprints``, each deciding ClientHello's JA3 and JA4 are read too (they are computed on
+    first read; a policy without fingerprint rules never reads them)."""
     table = FlowTable()
     lookup = table.lookup
     observe = Classifier(reassembly).observe
-    start = time.perf_counter()
+    start = time.process_time()
     for ts, linktype, frame in frames:
         try:
             pkt = decode(frame, linktype)
         except DecodeError:
             continue
-        observe(pkt, lookup(pkt, ts), ts)
-    return time.perf_counter() - start
+        flow = lookup(pkt, ts)
+        undecided = flow.classification is None
+        verdict = observe(pkt, flow, ts)
+        if fingerprints and undecided and verdict is not None:
+            _ = verdict.ja3, verdict.ja4
+    return time.process_time() - start
 
 
 def decided_path_loop(frames: list[Frame], reassembly: str) -> float:
@@ -121,66 +134,60 @@ def decided_path_loop(frames: list[Frame], reassembly: str) -> float:
         observe(pkt, lookup(pkt, 0.0), 0.0)
     for flow in table.flows():  # settle every flow: conclude undecided ones as the box would
         flow.classification = classifier.conclude(flow)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ts, linktype, frame in frames:
         try:
             pkt = decode(frame, linktype)
         except DecodeError:
             continue
         observe(pkt, lookup(pkt, 0.0), 0.0)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def dpkt_decode_loop(frames: list[Frame]) -> tuple[float, float]:
     """(dpkt seconds, tspulab seconds) to decode every frame to its L4 payload: the measurement
     behind choosing a hand-written decoder for the hot path (docs/dpi.md)."""
-    start = time.perf_counter()
+    start = time.process_time()
     for _, _, frame in frames:
         try:
             ip = dpkt.ip.IP(frame) if frame[0] >> 4 == 4 else dpkt.ip6.IP6(frame)
             _ = ip.data.data if isinstance(ip.data, dpkt.tcp.TCP | dpkt.udp.UDP) else ip.data
         except (dpkt.dpkt.UnpackError, IndexError):
             continue
-    dpkt_s = time.perf_counter() - start
-    start = time.perf_counter()
+    dpkt_s = time.process_time() - start
+    start = time.process_time()
     for _, linktype, frame in frames:
         try:
             _ = decode(frame, linktype).payload
         except DecodeError:
             continue
-    return dpkt_s, time.perf_counter() - start
+    return dpkt_s, time.process_time() - start
 
 
 def headers_only_loop(frames: list[Frame]) -> float:
     """Decode and flow lookup only: the floor under classify."""
     table = FlowTable()
     lookup = table.lookup
-    start = time.perf_counter()
+    start = time.process_time()
     for ts, linktype, frame in frames:
         try:
             lookup(decode(frame, linktype), ts)
         except DecodeError:
             continue
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def ndpi_seconds(path: Path) -> float:
-    start = time.perf_counter()
+    """CPU seconds (user + system) of one ``ndpiReader -i path -q`` run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(
         ["ndpiReader", "-i", str(path), "-q"],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - start
-
-
-def ndpi_packet_seconds(big: Path, tiny: Path) -> float | None:
-    """ndpiReader's time for the packets of ``big``, start-up removed; None if not installed."""
-    if shutil.which("ndpiReader") is None:
-        return None
-    startup = min(ndpi_seconds(tiny) for _ in range(3))
-    return min(ndpi_seconds(big) for _ in range(2)) - startup
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def memory_per_100k_flows(hello_frame: Frame, reassembly: str) -> float:
@@ -205,17 +212,38 @@ def memory_per_100k_flows(hello_frame: Frame, reassembly: str) -> float:
     return float(after - before)
 
 
+def spread(values: list[float], unit: str = "", scale: float = 1.0, fmt: str = ".0f") -> str:
+    """min / median / max of a measurement, as the preamble asks benchmarks to print."""
+    ordered = sorted(v * scale for v in values)
+    lo, mid, hi = ordered[0], statistics.median(ordered), ordered[-1]
+    return f"{lo:{fmt}} / {mid:{fmt}} / {hi:{fmt}}{unit} (min / median / max of {len(values)})"
+
+
+def replay_end_to_end(big: Path) -> tuple[float, int]:
+    """`tspulab replay --json` on the file in a child process: (wall seconds, peak RSS bytes)."""
+    exe = Path(sys.executable).with_name("tspulab")
+    start = time.perf_counter()
+    subprocess.run([str(exe), "replay", "--json", str(big)], check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, peak_kib * 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--reassembly", default="none", choices=("none", "tcp", "tls-records"))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved tspulab/nDPI rounds")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile run")
     parser.add_argument("--skip-ndpi", action="store_true")
+    parser.add_argument(
+        "--replay", action="store_true", help="also time `tspulab replay` on the file end to end"
+    )
     args = parser.parse_args(argv)
 
-    paths = sorted((data_dir() / "pcaps" / "ndpi" / "pcap").glob("*.pcap*"))
+    paths = sorted(captures_dir().glob("*.pcap*"))
     if not paths:
-        print(f"no captures under {data_dir()}/pcaps/ndpi/pcap", file=sys.stderr)
+        print(f"no captures under {captures_dir()}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="tspulab-bench-") as tmp:
         big = Path(tmp) / "looped.pcap"
@@ -232,18 +260,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         floor_s = headers_only_loop(frames)
         print(f"decode + flow lookup only      : {n / floor_s / 1e3:8.0f} k packets/s")
-        ours_s = classify_loop(frames, args.reassembly)
-        ours = n / ours_s
+        use_ndpi = not args.skip_ndpi and shutil.which("ndpiReader") is not None
+        startup = min(ndpi_seconds(tiny) for _ in range(3)) if use_ndpi else 0.0
+        ours: list[float] = []
+        fingerprinted: list[float] = []
+        ndpi: list[float] = []
+        ratios: list[float] = []
+        for _ in range(args.rounds):  # interleaved, so load changes hit both tools alike
+            ours_s = classify_loop(frames, args.reassembly)
+            ours.append(n / ours_s)
+            fingerprinted.append(n / classify_loop(frames, args.reassembly, fingerprints=True))
+            if use_ndpi:
+                ndpi_s = ndpi_seconds(big) - startup
+                ndpi.append(n / ndpi_s)
+                ratios.append(ours_s / ndpi_s)
         mode = f"({args.reassembly})"
-        print(f"tspulab classify {mode:<13} : {ours / 1e3:8.0f} k packets/s  ({ours_s:.2f} s)")
-        if not args.skip_ndpi:
-            ndpi_s = ndpi_packet_seconds(big, tiny)
-            if ndpi_s is None:
-                print("ndpiReader not installed (Debian libndpi-bin)")
-            else:
-                rate = n / ndpi_s / 1e3
-                print(f"ndpiReader (nDPI 4.2)          : {rate:8.0f} k packets/s  ({ndpi_s:.2f} s)")
-                print(f"ratio nDPI / tspulab           : {ours_s / ndpi_s:8.1f} x")
+        print(f"tspulab classify {mode:<13} : {spread(ours, ' k packets/s', 1e-3)}")
+        print(f"... reading JA3+JA4 of each    : {spread(fingerprinted, ' k packets/s', 1e-3)}")
+        if use_ndpi:
+            print(f"ndpiReader (nDPI 4.2)          : {spread(ndpi, ' k packets/s', 1e-3)}")
+            print(f"ratio nDPI / tspulab (per round): {spread(ratios, ' x', 1.0, '.1f')}")
+        elif not args.skip_ndpi:
+            print("ndpiReader not installed (Debian libndpi-bin)")
         fast_s = decided_path_loop(frames, args.reassembly)
         print(f"decided flows only (fast path) : {n / fast_s / 1e3:8.0f} k packets/s")
         if args.profile:
@@ -253,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
         del frames
+        if args.replay:
+            wall, peak = replay_end_to_end(big)
+            print(
+                f"tspulab replay --json, {n} packets: {wall:.1f} s ({n / wall / 1e3:.0f} k/s), "
+                f"peak RSS {peak / 2**20:.0f} MiB"
+            )
     curl = next(p for p in paths if p.name == "443-curl.pcap")
     hello = next(f for f in read_capture(curl) if decode(f[2], f[1]).payload[:1] == b"\x16")
     mem = memory_per_100k_flows(hello, args.reassembly)

@@ -13,7 +13,7 @@ import json
 import socket
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tspulab.dpi.classify import Classification, Classifier
@@ -50,8 +50,12 @@ class FlowReport:
         )
 
     def to_json(self) -> str:
-        record = asdict(self)
-        record["classification"]["protocol"] = str(self.classification.protocol)
+        c = self.classification
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "classification"}
+        verdict = {f.name: getattr(c, f.name) for f in fields(c) if f.name != "hello"}
+        verdict["protocol"] = str(c.protocol)
+        verdict["ja3"], verdict["ja4"] = c.ja3, c.ja4
+        record["classification"] = verdict
         return json.dumps(record, sort_keys=True)
 
 

@@ -218,7 +218,7 @@ class Classifier(UdpInspection):
         if not flow.from_client:
             detail += " from server side"
         protocol = Protocol.TOR if tor.tls_traits(ch) else Protocol.TLS
-        return self._decide_hello(flow, protocol, ch, ch.ja4, detail)
+        return self._decide_hello(flow, protocol, ch, "t", detail)
 
     def _http(
         self, flow: FlowState, insp: Inspection, data: bytes, after: str = ""
@@ -268,7 +268,7 @@ class Classifier(UdpInspection):
         flow: FlowState,
         protocol: Protocol,
         ch: ClientHello,
-        ja4: str,
+        transport: str,
         detail: str,
         quic_version: int | None = None,
     ) -> Classification:
@@ -277,12 +277,12 @@ class Classifier(UdpInspection):
             decided_at=flow.packets,
             sni=ch.sni,
             alpn=ch.alpn,
-            ja3=ch.ja3,
-            ja4=ja4,
             has_ech=ch.has_ech,
             quic_version=quic_version,
             detail=detail,
             reassembly=self.mode.value,
+            hello=ch,
+            transport=transport,
         )
         flow.classification = verdict
         flow.inspection = None

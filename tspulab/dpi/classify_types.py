@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from tspulab.dpi import quic, quic_detect
 from tspulab.dpi.reassembly import TcpStream
+from tspulab.dpi.tls import ClientHello
 
 
 class Protocol(StrEnum):
@@ -36,14 +37,29 @@ class Classification:
     sni: str | None = None
     host: str | None = None
     alpn: tuple[str, ...] = ()
-    ja3: str | None = None
-    ja4: str | None = None
     has_ech: bool = False
     quic_version: int | None = None
     detail: str = ""
     """What decided it, e.g. "openvpn tls-crypt", "wg initiation", "budget exhausted"."""
     reassembly: str = "none"
     """The mode used: "none" | "tcp" | "tls-records"."""
+    hello: ClientHello | None = field(default=None, repr=False)
+    """The ClientHello that decided it (TLS, QUIC, DTLS, Tor), for its fingerprints."""
+    transport: str = "t"
+    """JA4's transport letter: "t" (TCP), "q" (QUIC), "d" (DTLS)."""
+
+    # JA3 and JA4 are computed on first read (cached on the ClientHello): most consumers of a
+    # verdict never read them, and computing both cost ~30 µs per ClientHello, about a sixth of
+    # the whole replay time on handshake-heavy traffic (docs/dpi.md, "Throughput").
+    @property
+    def ja3(self) -> str | None:
+        """JA3 text of the deciding ClientHello, or None."""
+        return None if self.hello is None else self.hello.ja3
+
+    @property
+    def ja4(self) -> str | None:
+        """JA4 of the deciding ClientHello with this flow's transport letter, or None."""
+        return None if self.hello is None else self.transport + self.hello.ja4_tail
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from tspulab.dpi.flow import FlowState
 from tspulab.dpi.packet import Packet
 from tspulab.dpi.quic_detect import google_quic_version
 from tspulab.dpi.reassembly import ReassemblyMode
-from tspulab.dpi.tls import ClientHello, ja4_fingerprint
+from tspulab.dpi.tls import ClientHello
 
 
 class UdpInspection:
@@ -32,7 +32,7 @@ class UdpInspection:
             flow: FlowState,
             protocol: Protocol,
             ch: ClientHello,
-            ja4: str,
+            transport: str,
             detail: str,
             quic_version: int | None = None,
         ) -> Classification: ...
@@ -60,9 +60,7 @@ class UdpInspection:
             ch = dtls_match.client_hello
             if ch is None:
                 return self._decide(flow, Protocol.DTLS, detail="dtls client hello")
-            return self._decide_hello(
-                flow, Protocol.DTLS, ch, ja4_fingerprint(ch, "d"), "dtls client hello"
-            )
+            return self._decide_hello(flow, Protocol.DTLS, ch, "d", "dtls client hello")
         dtls_version = dtls.match_records(payload)
         if dtls_version is not None:
             return self._decide(flow, Protocol.DTLS, detail=f"dtls records {dtls_version:#06x}")
@@ -117,10 +115,9 @@ class UdpInspection:
         family = quic_detect.quic_family(version)
         if family is None:
             return None  # only the version-independent invariants hold: too weak on their own
-        initial = quic_detect.client_initial_version(payload) if flow.from_client else None
         if family == "reserved":
             # RFC 9000 §15: a client exercising version negotiation; keys cannot exist for it.
-            if initial is not None:
+            if flow.from_client and quic_detect.client_initial_version(payload) is not None:
                 insp.quic_version = version
                 insp.note = f"quic reserved version {version:#010x}, awaiting negotiation"
             return None
@@ -128,7 +125,7 @@ class UdpInspection:
         if not flow.from_client:
             return None  # server Initials use server keys; the client's side decides
         if not header.supported:
-            if initial is not None:  # a client Initial of a version whose keys are unknown
+            if quic_detect.client_initial_version(payload) is not None:  # keys unknown
                 return self._decide(flow, Protocol.QUIC, detail=f"quic {family} initial")
             if quic_detect.zero_rtt_version(payload) is not None:
                 return self._zero_rtt(flow, insp)
@@ -137,7 +134,7 @@ class UdpInspection:
             # none: the ClientHello must be complete inside this one datagram; the flow's derived
             # Initial keys are kept (same DCID, same keys), the CRYPTO data is not
             insp.quic_assembler = quic.QuicInitialAssembler(keys_from=insp.quic_assembler)
-        progress = insp.quic_assembler.feed(payload)
+        progress = insp.quic_assembler.feed(payload, header)
         if progress.client_hello is None:
             insp.note = f"quic {progress.outcome}"
             if progress.outcome == "not-initial" and quic_detect.zero_rtt_version(payload):
@@ -149,7 +146,7 @@ class UdpInspection:
             flow,
             Protocol.QUIC,
             ch,
-            progress.ja4 or ja4_fingerprint(ch, "q"),
+            "q",
             f"quic initial{rule}",
             quic_version=progress.version,
         )

@@ -48,6 +48,7 @@ FlowKey = tuple[int, bytes, int, bytes, int]
 
 MAX_FRAGMENTS_PER_DATAGRAM = 45  # the 2022 TSPU's fragment cache bound (tspu-behaviour.md §2.4)
 DEFAULT_MAX_FLOWS = 262_144
+_FIN_OR_RST = TCP_FIN | TCP_RST
 DEFAULT_MAX_FRAGMENT_RECORDS = 65_536
 
 
@@ -132,10 +133,11 @@ class FlowTable:
 
     def lookup(self, pkt: Packet, now: float) -> FlowState:
         """The flow of ``pkt``, created if new; direction resolved and counters updated."""
+        src, sport = pkt.src, pkt.sport
         if pkt.frag_id >= 0:
             key = self._fragment_key(pkt, now)
         else:
-            src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
+            dst, dport = pkt.dst, pkt.dport
             if src < dst or (src == dst and sport <= dport):
                 key = (pkt.proto, src, sport, dst, dport)
             else:
@@ -156,7 +158,7 @@ class FlowTable:
         if now >= self._next_sweep:
             self._sweep(now)
         flow.last_seen = now
-        if pkt.src == flow.client_addr and pkt.sport == flow.client_port:
+        if src == flow.client_addr and sport == flow.client_port:
             flow.from_client = True
             flow.packets_from_client += 1
             flow.bytes_from_client += pkt.ip_len
@@ -164,7 +166,7 @@ class FlowTable:
             flow.from_client = False
             flow.packets_from_server += 1
             flow.bytes_from_server += pkt.ip_len
-        if pkt.tcp_flags & (TCP_FIN | TCP_RST) and pkt.proto == PROTO_TCP:
+        if pkt.tcp_flags & _FIN_OR_RST and pkt.proto == PROTO_TCP:
             flow.tcp_closing = True
         return flow
 

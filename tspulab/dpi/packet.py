@@ -84,6 +84,10 @@ _ipv4_header = struct.Struct("!BxHHHBB2x4s4s").unpack_from
 _tcp_header = struct.Struct("!HHIIBB").unpack_from
 _two_ports = struct.Struct("!HH").unpack_from
 _ipv6_header = struct.Struct("!4xHBB16s16s").unpack_from
+# IP header and the first 14 transport bytes in one read (fast path; for UDP the last four fields
+# are payload bytes and unused).
+_ipv4_l4 = struct.Struct("!2xH2xHBB2x4s4sHHIIBB").unpack_from
+_ipv6_l4 = struct.Struct("!4xHBB16s16sHHIIBB").unpack_from
 
 
 @dataclass(slots=True)
@@ -133,30 +137,68 @@ class Packet:
 def decode(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> Packet:
     """Decode one captured frame. Raises NeedData (truncated), Malformed, or Unsupported (not IP,
     or a link type this decoder does not read)."""
-    # Fast path for the common case (untagged Ethernet or raw IP, IPv4 without options or
-    # fragmentation, TCP/UDP wholly captured): one function, two struct reads. Anything else,
-    # including every error, takes the general path below, which gives the same result.
-    offset = 14 if linktype == LINKTYPE_ETHERNET else 0 if linktype == LINKTYPE_RAW else -1
-    plain_ipv4 = offset == 0 or (offset == 14 and frame[12:14] == b"\x08\x00")
-    if plain_ipv4 and len(frame) >= offset + 40 and frame[offset] == 0x45:
-        _, total_len, _, frag_field, ttl, proto, src, dst = _ipv4_header(frame, offset)
+    # Fast path for the common case (untagged Ethernet or raw IP; IPv4 without options or
+    # fragmentation, or IPv6 without extension headers; TCP/UDP wholly captured, not to a tunnel
+    # port): one struct read for the IP and transport headers together. Anything else, including
+    # every error, takes the general path (_decode_frame), the reference: tests check that both
+    # give equal packets on every real frame and on random mutations of them.
+    if linktype == LINKTYPE_ETHERNET:
+        offset = 14
+        ethertype = frame[12:14]
+    elif linktype == LINKTYPE_RAW:
+        offset = 0
+        ethertype = b""
+    else:
+        return _decode_frame(frame, linktype, 0)
+    size = len(frame)
+    if size < offset + 40:
+        return _decode_frame(frame, linktype, 0)
+    first = frame[offset]
+    if first == 0x45 and (not ethertype or ethertype == b"\x08\x00"):
+        total_len, frag_field, ttl, proto, src, dst, sport, dport, seq, ack, data_off, flags = (
+            _ipv4_l4(frame, offset)
+        )
         end = offset + total_len
-        l4 = offset + 20
-        if not frag_field & 0x3FFF and end <= len(frame):
+        if not frag_field & 0x3FFF and end <= size:
             if proto == PROTO_TCP:
-                sport, dport, seq, ack, data_off, flags = _tcp_header(frame, l4)
-                start = l4 + (data_off >> 4) * 4
+                start = offset + 20 + (data_off >> 4) * 4
                 if data_off >= 0x50 and start <= end:
                     return Packet(
                         4, src, dst, proto, sport, dport, frame[start:end], total_len, ttl,
                         flags, seq, ack,
                     )  # fmt: skip
-            elif proto == PROTO_UDP and end >= l4 + 8:
-                sport, dport = _two_ports(frame, l4)
-                if sport not in _TUNNEL_PORTS and dport not in _TUNNEL_PORTS:
+            elif (
+                proto == PROTO_UDP
+                and end >= offset + 28
+                and sport not in _TUNNEL_PORTS
+                and dport not in _TUNNEL_PORTS
+            ):
+                return Packet(
+                    4, src, dst, proto, sport, dport, frame[offset + 28 : end], total_len, ttl
+                )
+    elif first >> 4 == 6 and (not ethertype or ethertype == b"\x86\xdd") and size >= offset + 60:
+        payload_len, proto, hops, src, dst, sport, dport, seq, ack, data_off, flags = _ipv6_l4(
+            frame, offset
+        )
+        end = offset + 40 + payload_len
+        if payload_len and end <= size:
+            if proto == PROTO_TCP:
+                start = offset + 40 + (data_off >> 4) * 4
+                if data_off >= 0x50 and start <= end:
                     return Packet(
-                        4, src, dst, proto, sport, dport, frame[l4 + 8 : end], total_len, ttl
-                    )
+                        6, src, dst, proto, sport, dport, frame[start:end], payload_len + 40,
+                        hops, flags, seq, ack,
+                    )  # fmt: skip
+            elif (
+                proto == PROTO_UDP
+                and end >= offset + 48
+                and sport not in _TUNNEL_PORTS
+                and dport not in _TUNNEL_PORTS
+            ):
+                return Packet(
+                    6, src, dst, proto, sport, dport, frame[offset + 48 : end], payload_len + 40,
+                    hops,
+                )  # fmt: skip
     return _decode_frame(frame, linktype, 0)
 
 

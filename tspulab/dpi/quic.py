@@ -32,7 +32,7 @@ from tspulab.dpi.quic_keys import (  # re-exported: callers import them from qui
     _is_v2,
     initial_salt,
 )
-from tspulab.dpi.tls import ClientHello, ja4_fingerprint, parse_client_hello_message
+from tspulab.dpi.tls import ClientHello, parse_client_hello_message
 
 
 class PacketType(IntEnum):
@@ -118,27 +118,48 @@ class QuicLongHeader:
 
 
 def parse_long_header(payload: bytes, offset: int = 0) -> QuicLongHeader:
-    """Parse the long header at `payload[offset:]`. Raises NeedData / Malformed (not QUIC)."""
-    buf = Buffer(payload, offset)
-    first = buf.pull_uint8()
+    """Parse the long header at `payload[offset:]`. Raises NeedData / Malformed (not QUIC).
+
+    Indexes the bytes directly rather than through ``Buffer`` (it runs on every long-header
+    datagram of an undecided UDP flow); a hypothesis test checks it against the cursor-based
+    reading it replaced, outcome for outcome (tests/unit/dpi/test_dpi_caches.py).
+    """
+    size = len(payload)
+    if offset >= size:
+        raise NeedData(f"need 1 byte at offset {offset}")
+    first = payload[offset]
     if not first & 0x80:
         # https://www.rfc-editor.org/rfc/rfc9000#section-17.3: a short header; no version, no DCID
         # length, so nothing an observer without connection state can parse.
         raise Malformed("short header (first bit 0), not a long-header packet")
-    version = buf.pull_uint32()
-    dcid_len = buf.pull_uint8()
-    dcid = buf.pull_bytes(dcid_len)
-    scid_len = buf.pull_uint8()
-    scid = buf.pull_bytes(scid_len)
+    pos = offset + 5
+    if pos > size:
+        raise NeedData(f"need 4 bytes at offset {offset + 1}, have {size - offset - 1}")
+    version = int.from_bytes(payload[offset + 1 : pos], "big")
+    if pos >= size:
+        raise NeedData(f"need 1 byte at offset {pos}")
+    dcid_len = payload[pos]
+    pos += 1
+    if pos + dcid_len > size:
+        raise NeedData(f"need {dcid_len} bytes at offset {pos}, have {size - pos}")
+    dcid = payload[pos : pos + dcid_len]
+    pos += dcid_len
+    if pos >= size:
+        raise NeedData(f"need 1 byte at offset {pos}")
+    scid_len = payload[pos]
+    pos += 1
+    if pos + scid_len > size:
+        raise NeedData(f"need {scid_len} bytes at offset {pos}, have {size - pos}")
+    scid = payload[pos : pos + scid_len]
+    pos += scid_len
     if version == QuicVersion.NEGOTIATION:
         # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.1: a list of versions to the end.
         vn = PacketType.VERSION_NEGOTIATION
-        return QuicLongHeader(first, version, dcid, scid, vn, False, end=len(payload), start=offset)
-    supported = initial_salt(version) is not None
-    if not supported:
+        return QuicLongHeader(first, version, dcid, scid, vn, False, end=size, start=offset)
+    if initial_salt(version) is None:
         # https://www.rfc-editor.org/rfc/rfc8999#section-5.1: only the invariants are known.
         return QuicLongHeader(
-            first, version, dcid, scid, (first >> 4) & 3, False, end=len(payload), start=offset
+            first, version, dcid, scid, (first >> 4) & 3, False, end=size, start=offset
         )
     if dcid_len > 20 or scid_len > 20:
         # https://www.rfc-editor.org/rfc/rfc9000#section-17.2: at most 20 bytes in these versions.
@@ -150,23 +171,23 @@ def parse_long_header(payload: bytes, offset: int = 0) -> QuicLongHeader:
     packet_type = _V2_TYPES[bits] if _is_v2(version) else PacketType(bits)
     if packet_type == PacketType.RETRY:
         # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.5: token and tag fill the datagram.
-        return QuicLongHeader(
-            first, version, dcid, scid, packet_type, True, end=len(payload), start=offset
-        )
+        return QuicLongHeader(first, version, dcid, scid, packet_type, True, end=size, start=offset)
     token = b""
     if packet_type == PacketType.INITIAL:
         # https://www.rfc-editor.org/rfc/rfc9000#section-17.2.2: Token Length, Token.
-        token = buf.pull_bytes(buf.pull_varint())
-    length = buf.pull_varint()  # packet number + protected payload
-    end = buf.pos + length
-    if end > len(payload):
-        raise NeedData(f"Length field says {length} bytes, datagram has {len(payload) - buf.pos}")
+        token_len, pos = _pull_varint(payload, pos)
+        if pos + token_len > size:
+            raise NeedData(f"need {token_len} bytes at offset {pos}, have {size - pos}")
+        token = payload[pos : pos + token_len]
+        pos += token_len
+    length, pos = _pull_varint(payload, pos)  # packet number + protected payload
+    end = pos + length
+    if end > size:
+        raise NeedData(f"Length field says {length} bytes, datagram has {size - pos}")
     if length < 20:
         # https://www.rfc-editor.org/rfc/rfc9001#section-5.4.2: the sample needs pn(4) + 16 bytes.
         raise Malformed(f"Length {length} too short for a header-protection sample")
-    return QuicLongHeader(
-        first, version, dcid, scid, packet_type, True, token, buf.pos, end, offset
-    )
+    return QuicLongHeader(first, version, dcid, scid, packet_type, True, token, pos, end, offset)
 
 
 def matches_2022_quic_rule(dst_port: int, payload: bytes) -> bool:
@@ -313,8 +334,11 @@ class QuicInitialProgress:
     """"complete" | "need-more" | "not-initial" | "decrypt-failed" | "malformed"."""
     error: str = ""
     """For "malformed"/"decrypt-failed"/"not-initial": what was wrong, for logs and tests."""
-    ja4: str | None = None
-    """JA4 with transport "q" (the ClientHello's own ``ja4`` field is computed as for TCP)."""
+
+    @property
+    def ja4(self) -> str | None:
+        """JA4 with transport "q", computed on first read (cached on the ClientHello)."""
+        return None if self.client_hello is None else "q" + self.client_hello.ja4_tail
 
 
 def _looks_like_initial(payload: bytes) -> bool:
@@ -356,8 +380,12 @@ class QuicInitialAssembler:
         self._contiguous = 0
         self._done: QuicInitialProgress | None = None
 
-    def feed(self, payload: bytes) -> QuicInitialProgress:
-        """Take one client datagram; never raises for bad input, the outcome says what happened."""
+    def feed(
+        self, payload: bytes, first_header: QuicLongHeader | None = None
+    ) -> QuicInitialProgress:
+        """Take one client datagram; never raises for bad input, the outcome says what happened.
+        ``first_header``: the datagram's first long header when the caller has parsed it already
+        (``parse_long_header(payload)``), so it is not parsed twice."""
         if self._done is not None:
             return self._done
         decrypted = 0
@@ -366,7 +394,10 @@ class QuicInitialAssembler:
         offset = 0
         while offset < len(payload):
             try:
-                header = parse_long_header(payload, offset)
+                if offset == 0 and first_header is not None:
+                    header = first_header
+                else:
+                    header = parse_long_header(payload, offset)
             except DecodeError as exc:
                 if offset == 0:
                     failure_kind = "malformed" if _looks_like_initial(payload) else "not-initial"
@@ -449,9 +480,8 @@ class QuicInitialAssembler:
             client_hello = parse_client_hello_message(self._assemble(needed))
         except DecodeError as exc:
             return self._progress("malformed", f"ClientHello: {exc}")
-        ja4 = ja4_fingerprint(client_hello, "q")
         self._done = QuicInitialProgress(
-            self._version, self._first_dcid, client_hello, end, "complete", ja4=ja4
+            self._version, self._first_dcid, client_hello, end, "complete"
         )
         return self._done
 

@@ -7,6 +7,7 @@ header protection and open the AEAD. Split from quic.py, which parses headers an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -71,9 +72,15 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
 
 def hkdf_expand_label(secret: bytes, label: str, length: int) -> bytes:
     """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 §7.1); length <= 32 is 1 block."""
+    return hmac.digest(secret, _expand_info(label, length), hashlib.sha256)[:length]
+
+
+@functools.cache
+def _expand_info(label: str, length: int) -> bytes:
+    """HkdfLabel for ``label`` plus HKDF-Expand's counter byte; the few labels QUIC uses are
+    built once (this sits on the per-connection path of every QUIC flow)."""
     full = b"tls13 " + label.encode("ascii")
-    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
+    return length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00\x01"
 
 
 @dataclass(frozen=True, slots=True)

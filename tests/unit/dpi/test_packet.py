@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether, Loopback
@@ -20,8 +23,8 @@ from tspulab.dpi.packet import (
     PROTO_UDP,
     TCP_ACK,
     TCP_SYN,
+    _decode_frame,
     decode,
-    decode_ip,
 )
 from tspulab.dpi.pcap import read_capture
 
@@ -164,20 +167,57 @@ def test_every_real_frame_decodes_or_is_typed() -> None:
     assert refused < 200  # ARP, 802.3/LLC and PPPoE frames
 
 
+def _outcome(fn: Callable[[], object]) -> object:
+    try:
+        return fn()
+    except DecodeError as err:
+        return type(err)
+
+
 def test_fast_path_equals_general_path_on_real_frames() -> None:
-    captures = _captures()
+    """The fast path of ``decode`` against the general path (the reference) on every frame of the
+    captures, IPv4 and IPv6, Ethernet and raw IP (the benchmark's link type)."""
     compared = 0
-    for path in captures:
+    for path in _captures():
         for _, linktype, frame in read_capture(path):
-            if linktype != 1 or frame[12:14] != b"\x08\x00":
-                continue
-            try:
-                general = decode_ip(frame, 14)
-            except DecodeError:
-                continue
-            assert decode(frame) == general
-            compared += 1
-    assert compared > 5000
+            if linktype == 1 and frame[12:14] in (b"\x08\x00", b"\x86\xdd"):
+                variants = [(frame, 1), (frame[14:], LINKTYPE_RAW)]
+            else:
+                variants = [(frame, linktype)]
+            for data, lt in variants:
+                fast = _outcome(lambda d=data, t=lt: decode(d, t))
+                assert fast == _outcome(lambda d=data, t=lt: _decode_frame(d, t, 0))
+                compared += 1
+    assert compared > 15000
+
+
+_SAMPLE_FRAMES = [f for _, lt, f in read_capture(PCAPS / "443-curl.pcap") if lt == 1][:20] + [
+    f for _, lt, f in read_capture(PCAPS / "quic-v2.pcapng") if lt == 1
+][:10]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    index=st.integers(0, len(_SAMPLE_FRAMES) - 1),
+    edits=st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 200),
+    raw=st.booleans(),
+)
+def test_fast_path_equals_general_path_on_mutated_frames(
+    index: int, edits: list[tuple[int, int]], cut: int, raw: bool
+) -> None:
+    """Header bytes changed at random (lengths, flags, versions, ports) and frames cut short: the
+    fast path answers exactly as the general path, packet or error."""
+    frame = bytearray(_SAMPLE_FRAMES[index])
+    for pos, value in edits:
+        if pos < len(frame):
+            frame[pos] = value
+    data = bytes(frame[: max(0, len(frame) - cut)])
+    lt = 1
+    if raw:
+        data, lt = data[14:], LINKTYPE_RAW
+    fast = _outcome(lambda: decode(data, lt))
+    assert fast == _outcome(lambda: _decode_frame(data, lt, 0))
 
 
 # --- encapsulations (issue 14, class 7) -----------------------------------------------------------
