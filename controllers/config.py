@@ -12,8 +12,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from tspulab.contracts import ControllerFile
 from tspulab.controllers.pipeline import IPNetwork, TspuPorts
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry
@@ -70,48 +70,33 @@ class ControllerConfig:
 
     @classmethod
     def load(cls, path: Path) -> ControllerConfig:
-        raw = json.loads(path.read_text())
-        listed = raw.get("tspus") or ([raw["tspu"]] if raw.get("tspu") else [])
-        tspus = []
-        for t in listed:
-            tspus.append(
-                TspuConfig(
-                    dpid=int(t["dpid"]),
-                    ports=TspuPorts(
-                        subscriber=int(t["subscriber_port"]), upstream=int(t["upstream_port"])
-                    ),
-                    registry_prefixes=tuple(
-                        ipaddress.ip_network(p) for p in t.get("registry_prefixes", [])
-                    ),
-                    profile=t.get("profile"),
-                    registry_file=Path(t["registry_file"]) if t.get("registry_file") else None,
-                    subscriber_nets=tuple(
-                        ipaddress.ip_network(n) for n in t.get("subscriber_nets", [])
-                    ),
-                    time_scale=float(t.get("time_scale", 1.0)),
-                    subscriber_if=t.get("subscriber_if", ""),
-                    upstream_if=t.get("upstream_if", ""),
-                    nft_table=t.get("nft_table", ""),
-                    control_socket=Path(t["control_socket"]) if t.get("control_socket") else None,
-                    fail_mode=t.get("fail_mode", "closed"),
-                    profile_sets={k: tuple(v) for k, v in t.get("profile_sets", {}).items()},
-                    bypass_hosts=tuple(t.get("bypass_hosts", ())),
-                    name=t.get("name", "tspu"),
-                )
-            )
-        log = raw.get("events_log")
-        return cls(tspus=tuple(tspus), events_log=Path(log) if log else None)
+        """controller.json, validated by its contract (`tspulab.contracts.ControllerFile`): a
+        missing or wrong field is an error naming the file and the field."""
+        return cls.from_contract(ControllerFile.read(path))
 
-    @staticmethod
-    def dump(
-        path: Path,
-        *,
-        tspu: dict[str, Any] | None = None,
-        tspus: list[dict[str, Any]] | None = None,
-        events_log: Path,
-    ) -> None:
-        listed = tspus if tspus is not None else ([tspu] if tspu else [])
-        path.write_text(json.dumps({"tspus": listed, "events_log": str(events_log)}, indent=1))
+    @classmethod
+    def from_contract(cls, raw: ControllerFile) -> ControllerConfig:
+        tspus = tuple(
+            TspuConfig(
+                dpid=t.dpid,
+                ports=TspuPorts(subscriber=t.subscriber_port, upstream=t.upstream_port),
+                registry_prefixes=tuple(ipaddress.ip_network(p) for p in t.registry_prefixes),
+                profile=t.profile,
+                registry_file=t.registry_file,
+                subscriber_nets=tuple(ipaddress.ip_network(n) for n in t.subscriber_nets),
+                time_scale=t.time_scale,
+                subscriber_if=t.subscriber_if,
+                upstream_if=t.upstream_if,
+                nft_table=t.nft_table,
+                control_socket=t.control_socket,
+                fail_mode=t.fail_mode,
+                profile_sets={k: tuple(v) for k, v in t.profile_sets.items()},
+                bypass_hosts=tuple(t.bypass_hosts),
+                name=t.name,
+            )
+            for t in raw.tspus
+        )
+        return cls(tspus=tspus, events_log=raw.events_log)
 
 
 def write_registry(path: Path, registry: Registry) -> None:

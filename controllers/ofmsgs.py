@@ -92,24 +92,34 @@ def _packed_addr(text: str, size: int) -> bytes:
     return ipaddress.ip_address(text).packed if size else b""
 
 
+def _oxm_spec(number: int, fmt: str) -> tuple[int, int, struct.Struct, bytes, bytes]:
+    """(number, address size or 0, value struct, exact header, masked header)."""
+    size = int(fmt[:-1]) if fmt.endswith("s") else 0
+    value = struct.Struct("!" + fmt)
+    head = (_OXM_CLASS << 16) | (number << 9)
+    return (
+        number, size, value,
+        struct.pack("!I", head | value.size), struct.pack("!I", head | 1 << 8 | 2 * value.size),
+    )  # fmt: skip
+
+
+_OXM_SPECS = {name: _oxm_spec(number, fmt) for name, (number, fmt) in _OXM_FIELDS.items()}
+
+
 def _oxm(name: str, value: MatchValue) -> tuple[int, bytes] | None:
-    spec = _OXM_FIELDS.get(name)
+    spec = _OXM_SPECS.get(name)
     if spec is None:
         return None
-    number, fmt = spec
-    masked = isinstance(value, tuple)
-    raw, mask = (value[0], value[1]) if isinstance(value, tuple) else (value, None)
-    if fmt.endswith("s"):
-        size = int(fmt[:-1])
-        body = _packed_addr(str(raw), size)
-        if mask is not None:
-            body += _packed_addr(str(mask), size)
-    else:
-        body = struct.pack("!" + fmt, raw)
-        if mask is not None:
-            body += struct.pack("!" + fmt, mask)
-    header = (_OXM_CLASS << 16) | (number << 9) | (int(masked) << 8) | len(body)
-    return number, struct.pack("!I", header) + body
+    number, size, packer, exact, masked = spec
+    if isinstance(value, tuple):
+        if size:
+            return number, masked + _packed_addr(str(value[0]), size) + _packed_addr(
+                str(value[1]), size
+            )
+        return number, masked + packer.pack(value[0]) + packer.pack(value[1])
+    if size:
+        return number, exact + _packed_addr(str(value), size)
+    return number, exact + packer.pack(value)
 
 
 def _match_bytes(match: tuple[tuple[str, MatchValue], ...]) -> bytes:

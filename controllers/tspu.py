@@ -31,7 +31,7 @@ from os_ken.ofproto.ofproto_parser import MsgBase
 
 from tspulab.controllers.config import ControllerConfig, read_registry
 from tspulab.controllers.control import ControlServer
-from tspulab.controllers.dispatch import SynchronousDispatch
+from tspulab.controllers.dispatch import SynchronousDispatch, send_now, write_directly
 from tspulab.controllers.enforcement import LossAdd, LossRemove
 from tspulab.controllers.events import EventLog, guarded
 from tspulab.controllers.nftloss import NftLoss
@@ -99,7 +99,7 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
                 if worker is not None:
                     worker.submit(item)
         if wire:
-            datapath.send(b"".join(wire))
+            send_now(datapath, b"".join(wire))
         self.event_log.flush_soon()
 
     # --- OpenFlow events -----------------------------------------------------------------------
@@ -109,6 +109,8 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
         self.datapaths[datapath.id] = datapath
+        if datapath.id in self.boxes:
+            write_directly(datapath)
         self._handle(datapath.id, SwitchUp(), datapath)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)

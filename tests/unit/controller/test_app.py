@@ -22,7 +22,8 @@ from scapy.layers.l2 import Ether
 
 from tests.unit.controller.wire import CLIENT, SERVER, SUB_PORT, config
 from tests.unit.fakeoftable import FakeOFTable, Pkt
-from tspulab.controllers.config import ENV_VAR, ControllerConfig, write_registry
+from tspulab.controllers.config import ENV_VAR, write_registry
+from tspulab.controllers.dispatch import LockedSocket
 from tspulab.controllers.events import EventLog
 from tspulab.controllers.pipeline import CONTROLLER_PORT, COOKIE_MIRROR
 from tspulab.dpi.registry import load_inline
@@ -49,8 +50,10 @@ def _datapath(dpid: int, switch: FakeOFTable) -> Any:
             buf = buf[length:]
 
     dp.set_xid.side_effect = set_xid
-    dp.send.side_effect = send
-    dp.send_msg.side_effect = AssertionError("the app writes whole batches with send()")
+    dp.send.side_effect = send  # os-ken's queue: only when the socket refuses
+    dp.socket = mock.MagicMock()
+    dp.socket.sendall.side_effect = send
+    dp.send_msg.side_effect = AssertionError("the app writes whole batches")
     return dp
 
 
@@ -58,15 +61,16 @@ def _datapath(dpid: int, switch: FakeOFTable) -> Any:
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     tspu = config(tmp_path)
     path = tmp_path / "controller.json"
-    ControllerConfig.dump(
-        path,
-        tspus=[{
-            "dpid": tspu.dpid, "subscriber_port": 1, "upstream_port": 2,
+    # controller.json as the lab writes it (keys of config.py / tspulab.contracts)
+    path.write_text(json.dumps({
+        "tspus": [{
+            "name": "isp1", "dpid": tspu.dpid, "subscriber_port": 1, "upstream_port": 2,
+            "subscriber_if": "", "upstream_if": "",
             "profile": tspu.profile, "registry_file": str(tspu.registry_file),
             "subscriber_nets": ["10.0.0.0/8"], "profile_sets": {"sni-ii": ["twitter.com"]},
         }],
-        events_log=tmp_path / "events.jsonl",
-    )  # fmt: skip
+        "events_log": str(tmp_path / "events.jsonl"),
+    }))  # fmt: skip
     monkeypatch.setenv(ENV_VAR, str(path))
     from tspulab.controllers.tspu import TspuApp
 
@@ -99,6 +103,7 @@ def test_every_handler_with_a_fake_datapath(app: Any) -> None:
     app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
     app.state_change(mock.MagicMock(datapath=dp, state=MAIN_DISPATCHER))
     assert switch.errors == [] and switch.cookies(COOKIE_MIRROR)
+    assert isinstance(dp.socket, LockedSocket) and not dp.send.called, "written directly"
     assert switch.barriers == 1
     app.barrier_reply(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
 
@@ -177,6 +182,43 @@ def test_hot_events_are_handled_in_the_reader_thread(app: Any) -> None:
     )
     app._send_event(ofp_event.EventOFPStateChange(dp), MAIN_DISPATCHER)
     assert app.events.put.call_count == 2
+
+
+def test_a_refused_direct_write_falls_back_to_os_kens_queue(app: Any) -> None:
+    switch = FakeOFTable()
+    dp = _datapath(TSPU_DPID, switch)
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+    dp.socket._sock.sendall.side_effect = BrokenPipeError()
+    app.packet_in(_packet_in(dp, _syn(40009), {"in_port": SUB_PORT}))
+    assert dp.send.called and len(switch.packet_outs) == 1
+
+
+def test_locked_socket_serialises_writers() -> None:
+    import socket
+    import threading
+
+    a, b = socket.socketpair()
+    locked = LockedSocket(a)
+    chunks = [bytes([i]) * 100_000 for i in range(8)]
+    threads = [threading.Thread(target=locked.sendall, args=(c,)) for c in chunks]
+    got = bytearray()
+
+    def read_all() -> None:
+        while len(got) < 800_000:
+            got.extend(b.recv(1 << 16))
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader.join(timeout=10)
+    runs = [got[i : i + 100_000] for i in range(0, 800_000, 100_000)]
+    assert all(len(set(r)) == 1 for r in runs), "no write interleaved with another"
+    assert locked.fileno() == a.fileno()
+    a.close()
+    b.close()
 
 
 def test_a_handler_exception_is_logged_not_raised(app: Any) -> None:
