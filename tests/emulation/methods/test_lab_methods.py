@@ -1,8 +1,8 @@
 """Circumvention tools in the lab: subscribers of two ISPs probe a blocked target through real
 VPN, proxy and Tor servers in a cloud, and each TSPU reacts to the tools' real traffic.
 
-ISP `open` runs rkn-2018-ip (the target's prefix is in the registry: direct fails, every method
-gets through); ISP `vpnblock` runs vpn-protocols-2023 (docs/tspu-behaviour.md §5.4: plain
+ISP `open` runs rkn-2018-ip (the target's prefix is in the registry: direct fails, every one of
+the 17 methods, one of each tool family and setting the lab runs, gets through); ISP `vpnblock` runs vpn-protocols-2023 (docs/tspu-behaviour.md §5.4: plain
 OpenVPN and WireGuard are dropped by fingerprint, the verdict in the controller's events names the
 rule; fully-encrypted and Tor traffic passes). Then the registry at ISP `open` gains the private
 Tor network's relay addresses (the December 2021 block, §5.2): a new plain-Tor client fails while
@@ -67,10 +67,25 @@ circumvention:
   - {name: ss, kind: shadowsocks, cloud: hetzner, address: 88.99.1.13}
   - {name: tor, kind: tor, cloud: hetzner, address: 88.99.3.1}
   - {name: obfs4, kind: tor, cloud: hetzner, address: 88.99.4.1, options: {transport: obfs4}}
+  - {name: ss2022, kind: shadowsocks, cloud: hetzner, address: 88.99.1.14, options: {cipher: 2022-blake3-aes-128-gcm}}
+  - {name: vmess, kind: vmess, cloud: hetzner, address: 88.99.1.15}
+  - {name: trojan, kind: trojan, cloud: hetzner, address: 88.99.1.16, port: 8443}
+  - {name: hy2, kind: hysteria2, cloud: hetzner, address: 88.99.1.17}
+  - {name: tuic, kind: tuic, cloud: hetzner, address: 88.99.1.18}
+  - {name: ssh, kind: ssh, cloud: hetzner, address: 88.99.1.19}
+  - {name: stunnel, kind: stunnel, cloud: hetzner, address: 88.99.1.20, port: 8443}
+  - {name: socks, kind: socks5, cloud: hetzner, address: 88.99.1.21}
+  - {name: dante, kind: socks5, cloud: hetzner, address: 88.99.1.22, options: {server: dante}}
+  - {name: connect, kind: http-connect, cloud: hetzner, address: 88.99.1.23}
+  - {name: dns-tunnel, kind: iodine, cloud: hetzner, address: 88.99.1.24}
 probes:
   timeout_s: 20
 """
-METHODS = ("ovpn-udp", "ovpn-tcp", "wg", "ss", "tor", "obfs4")
+# trojan and stunnel on 8443: every cloud host's nginx listens on *:443 and *:80.
+METHODS = (
+    "ovpn-udp", "ovpn-tcp", "wg", "ss", "tor", "obfs4", "ss2022", "vmess", "trojan", "hy2",
+    "tuic", "ssh", "stunnel", "socks", "dante", "connect", "dns-tunnel",
+)  # fmt: skip
 BLOCKED_AT_VPNBLOCK = {"ovpn-udp", "ovpn-tcp", "wg"}
 TOR_RELAYS = "88.99.3.0/29"
 
