@@ -97,11 +97,18 @@ def _seconds(value: float | None) -> int:
     return min(65535, max(1, math.ceil(value)))
 
 
+# isinstance() with tuples: a `A | B` union is rebuilt on every call (measured: 10 % of the
+# controller's CPU in plan_for alone)
+_COUNTED = (DropAfter, Reset)
+_FORWARDED = (Allow, Detect, HostBlock)
+_DROPPED = (Drop, DropAfter, Reset)
+
+
 def switch_can_take_over(verdict: Verdict, fate: Fate) -> bool:
     """Whether this decision can be pushed into the switch now (no more packet-ins needed)."""
     if not verdict.final:
         return False
-    if isinstance(verdict, DropAfter | Reset):
+    if isinstance(verdict, _COUNTED):
         return fate is Fate.DROP  # the engine's count is spent / the RST has been sent
     return True
 
@@ -133,9 +140,9 @@ def plan_for(
     hard = _seconds(verdict.hard_timeout_s)
     fwd, drop = DirectionTreatment("forward"), DirectionTreatment("drop")
     plan = SwitchPlan()
-    if isinstance(verdict, Allow | Detect | HostBlock):
+    if isinstance(verdict, _FORWARDED):
         up, down = fwd, fwd
-    elif isinstance(verdict, Drop | DropAfter | Reset):
+    elif isinstance(verdict, _DROPPED):
         up, down = drop, drop
     elif isinstance(verdict, Police):
         rate, burst = _kbps(verdict.rate_bps), _kbits(verdict.burst_bytes)

@@ -94,7 +94,7 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
                 datapath.set_xid(item)
                 item.serialize()
                 wire.append(bytes(item.buf))
-            elif isinstance(item, LossAdd | LossRemove):
+            elif isinstance(item, (LossAdd, LossRemove)):
                 worker = self.nft.get(dpid)
                 if worker is not None:
                     worker.submit(item)

@@ -352,7 +352,7 @@ class TspuEngine:
         from_client = flow.from_client
         if not from_client and pkt.has_l4:
             judged.server_payload += len(pkt.payload)
-        if isinstance(v, Allow | Detect):
+        if isinstance(v, _PASSING):
             return Fate.FORWARD
         if isinstance(v, Drop):
             return Fate.DROP
@@ -426,6 +426,10 @@ class TspuEngine:
                 transport={PROTO_TCP: "tcp", PROTO_UDP: "udp"}.get(flow.proto, str(flow.proto)),
             )
         )
+
+
+#: verdicts under which every packet passes (a tuple: `Allow | Detect` is rebuilt per call)
+_PASSING = (Allow, Detect)
 
 
 def _burst(verdict: Verdict) -> float:
