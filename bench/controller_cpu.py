@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -28,7 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-from labbench import median, spread
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -51,6 +51,11 @@ def client_hello(sni: str) -> bytes:
 
     hello = TLSClientHello(ext=[TLS_Ext_ServerName(servernames=[ServerName(servername=sni)])])
     return bytes(TLS(msg=[hello]))
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """min / median / max (labbench's format, without importing the lab)."""
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
 def cpu_s(pid: int) -> float:
@@ -231,7 +236,7 @@ def main() -> int:
         print(f"controller CPU per judged flow (ms, min / median / max): "
               f"{spread(per_flow_ms, '{:.3f}')}; flows/s {spread(rates, '{:.0f}')}; "
               f"verdicts logged {verdicts}; packet-outs {switch.packet_outs}")  # fmt: skip
-        print(f"one core's worth: {1000 / median(per_flow_ms):.0f} judged flows/s")
+        print(f"one core's worth: {1000 / statistics.median(per_flow_ms):.0f} judged flows/s")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
