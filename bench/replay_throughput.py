@@ -47,6 +47,7 @@ import dpkt
 
 from tspulab.dpi.classify import Classifier
 from tspulab.dpi.errors import DecodeError
+from tspulab.dpi.fastpath import count_decided
 from tspulab.dpi.flow import FlowTable
 from tspulab.dpi.packet import LINKTYPE_RAW, decode
 from tspulab.dpi.pcap import read_capture
@@ -116,6 +117,24 @@ def classify_loop(frames: list[Frame], reassembly: str, fingerprints: bool = Fal
         verdict = observe(pkt, flow, ts)
         if fingerprints and undecided and verdict is not None:
             _ = verdict.ja3, verdict.ja4
+    return time.process_time() - start
+
+
+def replay_loop(frames: list[Frame], reassembly: str) -> float:
+    """Seconds for the replay loop (``tspulab replay``): packets of decided flows are accounted by
+    ``fastpath.count_decided`` without decoding, the rest take decode -> lookup -> classify."""
+    table = FlowTable()
+    lookup = table.lookup
+    observe = Classifier(reassembly).observe
+    start = time.process_time()
+    for ts, linktype, frame in frames:
+        if count_decided(table, frame, linktype, ts) is not None:
+            continue
+        try:
+            pkt = decode(frame, linktype)
+        except DecodeError:
+            continue
+        observe(pkt, lookup(pkt, ts), ts)
     return time.process_time() - start
 
 
@@ -264,22 +283,29 @@ def main(argv: list[str] | None = None) -> int:
         startup = min(ndpi_seconds(tiny) for _ in range(3)) if use_ndpi else 0.0
         ours: list[float] = []
         fingerprinted: list[float] = []
+        replayed: list[float] = []
         ndpi: list[float] = []
         ratios: list[float] = []
+        replay_ratios: list[float] = []
         for _ in range(args.rounds):  # interleaved, so load changes hit both tools alike
             ours_s = classify_loop(frames, args.reassembly)
             ours.append(n / ours_s)
             fingerprinted.append(n / classify_loop(frames, args.reassembly, fingerprints=True))
+            replay_s = replay_loop(frames, args.reassembly)
+            replayed.append(n / replay_s)
             if use_ndpi:
                 ndpi_s = ndpi_seconds(big) - startup
                 ndpi.append(n / ndpi_s)
                 ratios.append(ours_s / ndpi_s)
+                replay_ratios.append(replay_s / ndpi_s)
         mode = f"({args.reassembly})"
         print(f"tspulab classify {mode:<13} : {spread(ours, ' k packets/s', 1e-3)}")
         print(f"... reading JA3+JA4 of each    : {spread(fingerprinted, ' k packets/s', 1e-3)}")
+        print(f"tspulab replay loop (fast path): {spread(replayed, ' k packets/s', 1e-3)}")
         if use_ndpi:
             print(f"ndpiReader (nDPI 4.2)          : {spread(ndpi, ' k packets/s', 1e-3)}")
-            print(f"ratio nDPI / tspulab (per round): {spread(ratios, ' x', 1.0, '.1f')}")
+            print(f"ratio nDPI / classify per round: {spread(ratios, ' x', 1.0, '.1f')}")
+            print(f"ratio nDPI / replay per round  : {spread(replay_ratios, ' x', 1.0, '.1f')}")
         elif not args.skip_ndpi:
             print("ndpiReader not installed (Debian libndpi-bin)")
         fast_s = decided_path_loop(frames, args.reassembly)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tspulab.dpi.classify import Classification, Classifier
 from tspulab.dpi.errors import DecodeError
+from tspulab.dpi.fastpath import count_decided
 from tspulab.dpi.flow import FlowState, FlowTable, Network
 from tspulab.dpi.packet import decode
 from tspulab.dpi.pcap import read_capture
@@ -94,12 +95,15 @@ def replay_frames(
     classifier: Classifier,
     table: FlowTable,
 ) -> ReplayResult:
-    """Feed (timestamp, linktype, frame) through decode, the flow table and the classifier."""
+    """Feed (timestamp, linktype, frame) through decode, the flow table and the classifier;
+    packets of decided flows take ``fastpath.count_decided``, which leaves the same state."""
     result = ReplayResult(flows=[])
     lookup = table.lookup
     observe = classifier.observe
     for ts, linktype, frame in frames:
         result.frames += 1
+        if count_decided(table, frame, linktype, ts) is not None:
+            continue  # a decided flow's packet, accounted without decoding (fastpath.py)
         try:
             pkt = decode(frame, linktype)
         except DecodeError as err:

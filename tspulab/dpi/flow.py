@@ -131,6 +131,14 @@ class FlowTable:
     def flows(self) -> list[FlowState]:
         return list(self._flows.values())
 
+    def flow_for_key(self, key: FlowKey) -> FlowState | None:
+        """The flow stored under ``key``, as is (no expiry, no counting): for fastpath.py."""
+        return self._flows.get(key)
+
+    def sweep_due(self, now: float) -> bool:
+        """True when the next ``lookup`` at ``now`` would run the idle sweep."""
+        return now >= self._next_sweep
+
     def lookup(self, pkt: Packet, now: float) -> FlowState:
         """The flow of ``pkt``, created if new; direction resolved and counters updated."""
         src, sport = pkt.src, pkt.sport
