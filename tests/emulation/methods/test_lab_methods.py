@@ -97,7 +97,7 @@ def _run(runs_dir: Path) -> dict[str, Any]:
 
     scenario = load_scenario_text(SCENARIO, runs_dir / "methods-lab.yaml")
     out: dict[str, Any] = {"first": {}, "after_relay_block": {}}
-    with LiveLab(scenario, runs_dir, log=silent) as live:
+    with LiveLab(scenario, runs_dir, log=silent, capture=True) as live:
         for sub in ("open-1", "vpnblock-1"):
             out["first"][(sub, "direct")] = live.probe(sub, "telegram", timeout_s=3).to_json()
             for method in METHODS:
@@ -163,6 +163,18 @@ def test_tor_relays_blocked_by_address_obfs4_not(run: dict[str, Any]) -> None:
         and e["verdict"]["action"] != "allow"
     ]  # fmt: skip
     assert not sni_rules, "obfs4 was acted on"
+
+
+def test_replay_of_the_capture_gives_the_live_verdicts(run: dict[str, Any]) -> None:
+    """Parity on the tools' real traffic: each TSPU's port was captured; replaying it through a
+    fresh engine with that TSPU's configuration gives, flow by flow, the verdicts it logged."""
+    from tspulab.parity import compare_run
+
+    report = compare_run(run["run_dir"])
+    print(
+        f"\nparity: {report.agree}/{report.compared} agree, {report.registry_flows} registry flows"
+    )
+    assert report.ok, report.to_json()
 
 
 def test_nothing_left(run: dict[str, Any]) -> None:
