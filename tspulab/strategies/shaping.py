@@ -96,7 +96,11 @@ def plan_first_write(
         if at is None:
             notes.append(f"{step.text()}: position not in the {len(data)}-byte write, skipped")
             continue
-        cuts.setdefault(at, step)
+        other = cuts.get(at)
+        if other is None or other.name == "split":
+            cuts[at] = step  # disorder and oob cut there too: a plain split adds nothing
+        elif step.name != "split":
+            notes.append(f"{step.text()}: same position as {other.text()}, skipped")
     writes: list[Write] = []
     start = 0
     for at in sorted(cuts):
