@@ -34,12 +34,17 @@ class Access:
     """How traffic goes through a running method's client.
 
     Exactly one of: `socks5` (host:port of a local SOCKS5 proxy; names are resolved by the far
-    side), `http_proxy` (host:port of an HTTP proxy that takes CONNECT), or `tun` (an interface
-    with routes: the probe connects to the target as usual and the kernel sends it through)."""
+    side), `http_proxy` (host:port of an HTTP proxy that takes CONNECT), `tun` (an interface
+    with routes: the probe connects to the target as usual and the kernel sends it through), or
+    `front` (domain fronting: the probe connects to `front_address` with `front` as its TLS name
+    and the target's name only in the Host header; `ca` verifies the edge)."""
 
     socks5: str | None = None
     http_proxy: str | None = None
     tun: str | None = None
+    front: str | None = None
+    front_address: str | None = None
+    ca: str | None = None
 
     def curl_args(self) -> list[str]:
         if self.socks5:
@@ -49,6 +54,8 @@ class Access:
         if self.tun:
             # Bound to the interface: the method's routing table (tunnel.add_routes) applies.
             return ["--noproxy", "*", "--interface", self.tun]
+        if self.front:
+            return ["--noproxy", "*", "--connect-to", f"{self.front}:443:{self.front_address}"]
         return ["--noproxy", "*"]
 
     def describe(self) -> str:
@@ -56,6 +63,8 @@ class Access:
             return f"SOCKS5 {self.socks5}"
         if self.http_proxy:
             return f"HTTP CONNECT {self.http_proxy}"
+        if self.front:
+            return f"fronted as {self.front} via {self.front_address}"
         return f"TUN {self.tun}"
 
 

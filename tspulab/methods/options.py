@@ -120,6 +120,11 @@ class IodineOptions(TunnelOptions):
     mtu: Int = Field(default=1130, ge=576, le=1500)
 
 
+class FrontingOptions(Options):
+    front_domain: Domain = "ajax.cdn.example.com"
+    """The innocent name the client shows (SNI) and the edge's certificate names."""
+
+
 class TorOptions(Options):
     transport: Literal["none", "obfs4"] = "none"
     """none: the client connects to the network's relays; obfs4: through an obfs4 bridge."""
@@ -143,6 +148,7 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "stunnel": StunnelOptions,
     "tor": TorOptions,
     "iodine": IodineOptions,
+    "fronting": FrontingOptions,
 }
 MethodKind = Literal[
     "direct",
@@ -159,6 +165,7 @@ MethodKind = Literal[
     "stunnel",
     "tor",
     "iodine",
+    "fronting",
 ]
 METHOD_KINDS: tuple[str, ...] = tuple(KIND_OPTIONS)
 DEFAULT_PORTS: dict[str, int] = {
@@ -175,6 +182,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "stunnel": 443,
     "tor": 9001,
     "iodine": 53,
+    "fronting": 443,
 }
 
 

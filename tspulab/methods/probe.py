@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tspulab.methods.base import Access
 from tspulab.methods.process import Node
@@ -79,6 +80,12 @@ def probe_through(
     `expect_bytes`: the body must be this long (a bulk transfer); `expect_text`: the body must
     contain it (the page names the service that answered: reaching another host is no success);
     `argv_prefix` wraps curl; `extra_curl` adds curl options (e.g. a Host header)."""
+    if access.front:
+        # Domain fronting: the innocent name in the URL (SNI, certificate), the real one in Host.
+        parts = urlsplit(url)
+        extra_curl = [*(extra_curl or []), "-H", f"Host: {parts.hostname}"]
+        url = urlunsplit(parts._replace(netloc=access.front))
+        ca = Path(access.ca) if access.ca else ca
     body_to = "-" if expect_text is not None else "/dev/null"
     argv = ["curl", "-sS", "-o", body_to, "--max-time", f"{timeout_s:g}", "-w", "\\n%{json}"]
     argv += access.curl_args()

@@ -51,6 +51,7 @@ CASES = [
         {"record_type": "TXT", "topdomain": "d.example.org"},
         ("iodine",),
     ),
+    Case("fronting", "fronting", 443, {}, ("nginx",)),
     Case("trojan", "trojan", 8444, {"server_name": "cdn.example.net"}, ("trojan",)),
     Case("hysteria2", "hysteria2", 443),
     Case("hysteria2-salamander", "hysteria2", 8443, {"obfs": "salamander"}),

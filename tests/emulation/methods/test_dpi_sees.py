@@ -103,6 +103,8 @@ EXPECTED: dict[str, tuple[str | None, str, str, str]] = {
     "socks5-dante": ("tls", "allow", "allow", "drop"),
     "http-connect": ("http", "allow", "allow", "allow"),
     "iodine": ("dns", "allow", "allow", "allow"),
+    # The target's name travels only inside TLS (Host); the SNI is the innocent front.
+    "fronting": ("tls", "allow", "allow", "allow"),
 }
 PROFILES = ("vpn-protocols-2023", "vpn-detect-2025", "tspu-2022")
 
