@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tspulab.lab.record import RunRecord
-from tspulab.scenario.campaign_lab import CampaignLab
+from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario_text
 
 
@@ -83,7 +83,7 @@ def main() -> int:
     text = scenario_text(args.isps, args.subscribers, args.clouds, args.per_cloud)
     scenario = load_scenario_text(text, runs / "bringup.yaml")
     started = time.monotonic()
-    lab = CampaignLab(scenario, runs, unique_names=True, log=lambda *_: None)
+    lab = LiveLab(scenario, runs, log=lambda *_: None)
     with lab:
         up = time.monotonic() - started
         assert lab.lab.net is not None

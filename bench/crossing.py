@@ -19,7 +19,7 @@ from pathlib import Path
 import dpkt
 
 from tspulab.lab.record import RunRecord
-from tspulab.topologies.single_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
+from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
 
 SIDES = {"sub": TSPU_SUBSCRIBER_PORT, "up": TSPU_UPSTREAM_PORT}
 

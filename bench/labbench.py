@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tspulab.lab.record import remaining
+from tspulab.lab.sandbox import run_in_sandbox
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import RegistrySource, Scenario
@@ -26,7 +27,6 @@ SCENARIOS = REPO / "scenarios"
 #: Signs that a lab is up: our fixed switch names, or another private OVS with the userspace
 #: datapath (every one of them makes the tap device `ovs-netdev`, and a second one cannot:
 #: "ovs-netdev: creating tap device failed: Device or resource busy", its bridges fail).
-BUSY_LINKS = (Path("/sys/class/net/tspu1-eth1"), Path("/sys/class/net/ovs-netdev"))
 
 T = TypeVar("T")
 
@@ -54,50 +54,35 @@ def with_registry_files(base: Scenario, files: Iterable[str]) -> Scenario:
     return base.model_copy(update={"registry": sources})
 
 
-def lab_up() -> bool:
-    return any(p.exists() for p in BUSY_LINKS)
-
-
-def wait_lab_free(timeout_s: float = 180.0, poll_s: float = 2.0) -> None:
-    """Wait until no other lab is up (ours, the lead's, a test's): two cannot run at once."""
-    deadline = time.monotonic() + timeout_s
-    while lab_up():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"another lab has been up for {timeout_s:.0f} s; try again later")
-        time.sleep(poll_s)
-
-
 #: bring-ups tried before a benchmark gives up (each failure is printed)
-BRINGUP_ATTEMPTS = 4
+BRINGUP_ATTEMPTS = 3
+
+
+def _run_body(
+    base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab], T]
+) -> tuple[T, Path, list[str]]:
+    """Inside the sandbox: the lab up, the body, the lab down."""
+    with LiveLab(base, runs_dir, tspu=tspu, log=quiet) as live:
+        result = body(live)
+    return result, live.run_dir, live.leftovers
 
 
 def in_lab(base: Scenario, runs_dir: Path, tspu: bool, body: Callable[[LiveLab], T]) -> T:
-    """Bring the scenario's lab up (once the machine has no other lab), run `body`, tear down,
-    and refuse to go on if the run left anything behind."""
+    """Bring the scenario's lab up in a sandbox of its own (labs run side by side: no waiting for
+    other labs), run `body` there, tear down, and refuse to go on if the run left anything."""
     for attempt in range(1, BRINGUP_ATTEMPTS + 1):
-        wait_lab_free()
-        live = LiveLab(base, runs_dir, tspu=tspu, log=quiet)
         try:
-            live.__enter__()
+            result, run_dir, left_at_exit = run_in_sandbox(_run_body, base, runs_dir, tspu, body)
         except Exception as exc:
-            # Seen here: UnicodeDecodeError (Mininet's RemoteController probes the controller
-            # port with `telnet` and decodes the reply as UTF-8, which os-ken's HELLO, with its
-            # random xid, often is not); LabError or Mininet's "Error creating interface pair"
-            # when another lab came up between our check and our bring-up. LiveLab has torn
-            # ours down; try once more, visibly.
-            print(f"note: bring-up failed ({type(exc).__name__}: {exc}); see {live.run_dir}",
-                  flush=True)  # fmt: skip
+            # A loaded machine: nginx or the switches may be slow to come up; try again, visibly.
+            print(f"note: lab attempt {attempt} failed ({type(exc).__name__}: {exc})", flush=True)
             if attempt == BRINGUP_ATTEMPTS:
                 raise
-            time.sleep(5.0)  # a loaded machine: nginx or the switches were slow to come up
+            time.sleep(5.0)
             continue
-        try:
-            result = body(live)
-        finally:
-            live.stop()
-        left = leftovers(live.run_dir)
-        if left or live.leftovers:
-            raise SystemExit(f"run {live.run_dir} left {left or live.leftovers}")
+        left = leftovers(run_dir)
+        if left or left_at_exit:
+            raise SystemExit(f"run {run_dir} left {left or left_at_exit}")
         return result
     raise AssertionError("unreachable")
 

@@ -30,7 +30,7 @@ from tspulab.scenario.live import LiveLab
 
 
 def curl(live: LiveLab, argv: list[str], timeout_s: float) -> list[dict[str, Any]]:
-    proc = live.lab.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = live.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=timeout_s + 10)
     if proc.returncode != 0:
         raise RuntimeError(f"curl exit {proc.returncode}: {err.decode()[-300:]}")

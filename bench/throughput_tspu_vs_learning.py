@@ -57,7 +57,7 @@ def iperf3(live: LiveLab, service_name: str, seconds: int) -> dict[str, float]:
     start_logged(server, ["iperf3", "-s", "-1"], live.run_dir / "iperf3-server.log",
                  live.record, "iperf3 server")  # fmt: skip
     time.sleep(0.5)
-    out = live.lab.host("sub1").cmd(f"iperf3 -c {service.address} -t {seconds} -J")
+    out = live.host("sub1").cmd(f"iperf3 -c {service.address} -t {seconds} -J")
     report = json.loads(out)
     if "error" in report:
         raise RuntimeError(report["error"])

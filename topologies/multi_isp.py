@@ -1,4 +1,7 @@
-"""Several ISPs, each with its own TSPU, around one internet of clouds.
+"""One or several ISPs, each with its own TSPU, around one internet of clouds.
+
+Every scenario runs on this topology: one without `isps` is one ISP (subscribers i1s1.., shown
+as sub1.. in the scenario's names).
 
     ISP 1:  i1s1 ─┐                                              ┌─ cl1  (owns its prefixes)
             i1s2 ─┼─ a1 ──(1) t1 (2)── r1 ─┐                     ├─ cl2
@@ -24,13 +27,24 @@ from typing import Any
 
 from mininet.topo import Topo
 
-from tspulab.topologies.single_isp import (
+from tspulab.topologies.nodes import (
     TSPU_SUBSCRIBER_PORT,
     TSPU_UPSTREAM_PORT,
     CloudSpec,
     LinuxRouter,
     PrefixOwner,
 )
+
+__all__ = [
+    "TSPU_SUBSCRIBER_PORT",
+    "TSPU_UPSTREAM_PORT",
+    "CloudSpec",
+    "IspSpec",
+    "LinuxRouter",
+    "MultiIspSpec",
+    "MultiIspTopo",
+    "PrefixOwner",
+]
 
 EXCHANGE_NET = ipaddress.ip_network("100.64.0.0/22")
 DNS_EXCHANGE_IP = "100.64.0.2"
@@ -68,18 +82,17 @@ class MultiIspSpec:
     isps: tuple[IspSpec, ...]
     clouds: tuple[CloudSpec, ...] = ()
     dns_address: str = "77.88.8.8"
-    switch_prefix: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def tspu_switch(self, i: int) -> str:
-        return f"{self.switch_prefix}t{i}"
+        return f"t{i}"
 
     def access_switch(self, i: int) -> str:
-        return f"{self.switch_prefix}a{i}"
+        return f"a{i}"
 
     @property
     def exchange_switch(self) -> str:
-        return f"{self.switch_prefix}ix"
+        return "ix"
 
     @staticmethod
     def tspu_dpid(i: int) -> int:
@@ -89,8 +102,6 @@ class MultiIspSpec:
 class MultiIspTopo(Topo):  # type: ignore[misc]
     def build(self, spec: MultiIspSpec | None = None, **_: Any) -> None:
         spec = spec or MultiIspSpec(isps=(IspSpec("isp", 2),))
-        if len(spec.switch_prefix) > 4:
-            raise ValueError(f"switch prefix {spec.switch_prefix!r} is longer than 4 characters")
         sw = {"protocols": "OpenFlow13"}
         exchange = self.addSwitch(spec.exchange_switch, dpid=f"{EXCHANGE_DPID:016x}", **sw)
         plen = EXCHANGE_NET.prefixlen
@@ -148,7 +159,12 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
         self.addLink(dns, exchange)
 
 
-topos = {"multi-isp": lambda n=2: MultiIspTopo(spec=MultiIspSpec(
-    isps=tuple(IspSpec(f"isp{i}", 2) for i in range(1, int(n) + 1)),
-    clouds=(CloudSpec("cl1", ("18.196.0.0/15",), "aws-fra"),),
-))}  # fmt: skip
+def _mn_custom(isps: str | int = 2, subscribers: str | int = 2) -> MultiIspTopo:
+    """`mn --custom topologies/multi_isp.py --topo multi-isp,2` (Mininet's command line)."""
+    return MultiIspTopo(spec=MultiIspSpec(
+        isps=tuple(IspSpec(f"isp{i}", int(subscribers)) for i in range(1, int(isps) + 1)),
+        clouds=(CloudSpec("cl1", ("18.196.0.0/15",), "aws-fra"),),
+    ))  # fmt: skip
+
+
+topos = {"multi-isp": _mn_custom, "single-isp": lambda n=2: _mn_custom(1, n)}

@@ -20,7 +20,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--capture",
         action="store_true",
-        help="record the TSPU's subscriber-side port (for `tspulab parity`)",
+        help="record every TSPU's subscriber-side port (for `tspulab parity`)",
+    )
+    p.add_argument(
+        "--no-delays",
+        action="store_true",
+        help="run a scenario with links: without its delays where this kernel has no netem",
     )
     p.set_defaults(handler=_cmd_run)
 
@@ -28,7 +33,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from tspulab.scenario.runner import run_scenario_cli
 
-    return run_scenario_cli(args.scenario, args.runs_dir, capture=args.capture)
+    return run_scenario_cli(
+        args.scenario, args.runs_dir, capture=args.capture, no_delays=args.no_delays
+    )
 
 
 def _add_parity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

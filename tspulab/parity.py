@@ -1,8 +1,9 @@
 """Live verdicts against replayed ones: the controller's log vs `replay` of a capture of the run.
 
-A run with capture on records the TSPU switch's subscriber-side port with tcpdump. Feeding that
-capture to a fresh engine with the controller's own configuration (profile, registry, profile sets,
-subscriber networks, time scale) must give, flow by flow, the verdicts the controller logged:
+A run with capture on records each TSPU switch's subscriber-side port with tcpdump (one pcap per
+ISP, `capture-<isp>.pcap`). Feeding each capture to a fresh engine with that TSPU's own
+configuration (profile, registry, profile sets, subscriber networks, time scale) must give, flow
+by flow, the verdicts that TSPU logged:
 both call the same `TspuEngine.process`, so a difference means the live path lost or reordered
 packets, or state leaked between flows.
 
@@ -20,14 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tspulab.controllers.config import ControllerConfig, read_registry
+from tspulab.contracts import CONTROLLER_FILE, EVENTS_FILE, EventKind, events_of
+from tspulab.controllers.config import ControllerConfig, TspuConfig, read_registry
 from tspulab.controllers.tspu import endpoints
 from tspulab.dpi.engine import engine_for
 from tspulab.dpi.pcap import read_capture
 from tspulab.dpi.profile import load_profile
 from tspulab.metrics.results import read_results
 
-CAPTURE_NAME = "tspu-subscriber-side.pcap"
+
+def capture_name(isp: str) -> str:
+    """The pcap of one ISP's TSPU subscriber-side port."""
+    return f"capture-{isp}.pcap"
+
 
 FlowId = tuple[int, str, int, str, int]
 
@@ -42,6 +48,8 @@ class ParityReport:
     """Non-TCP/UDP flows (ICMP, neighbour discovery): the switch forwards them uninspected."""
     registry_not_dropped: list[FlowId] = field(default_factory=list)
     only_live: list[FlowId] = field(default_factory=list)
+    tspus: list[str] = field(default_factory=list)
+    """The TSPUs (ISPs) compared."""
 
     @property
     def ok(self) -> bool:
@@ -58,6 +66,7 @@ class ParityReport:
             "not_inspected": self.not_inspected,
             "registry_not_dropped": [list(f) for f in self.registry_not_dropped],
             "only_live": [list(f) for f in self.only_live],
+            "tspus": self.tspus,
             "ok": self.ok,
         }
 
@@ -70,12 +79,10 @@ def _comparable(verdict: dict[str, Any]) -> tuple[Any, ...]:
     return (verdict["action"], verdict.get("rule"), verdict.get("after_packets"))
 
 
-def replay_verdicts(run_dir: Path) -> dict[FlowId, list[dict[str, Any]]]:
-    """First final verdict of every flow in the run's capture, replayed with its configuration."""
-    config = ControllerConfig.load(run_dir / "controller.json")
-    tspu = config.tspu
-    if tspu is None or not tspu.profile:
-        raise ValueError(f"{run_dir}: the run had no TSPU profile; nothing to compare")
+def replay_verdicts(run_dir: Path, tspu: TspuConfig) -> dict[FlowId, list[dict[str, Any]]]:
+    """First final verdict of every flow in one TSPU's capture, replayed with its configuration."""
+    if not tspu.profile:
+        raise ValueError(f"{run_dir}: TSPU {tspu.name} had no profile; nothing to compare")
     registry = read_registry(tspu.registry_file) if tspu.registry_file else None
     engine = engine_for(
         load_profile(tspu.profile), registry, tspu.subscriber_nets, tspu.time_scale,
@@ -83,7 +90,7 @@ def replay_verdicts(run_dir: Path) -> dict[FlowId, list[dict[str, Any]]]:
     )  # fmt: skip
     seen: set[object] = set()
     out: dict[FlowId, list[dict[str, Any]]] = defaultdict(list)
-    for ts, linktype, frame in read_capture(run_dir / CAPTURE_NAME):
+    for ts, linktype, frame in read_capture(run_dir / capture_name(tspu.name)):
         d = engine.process(frame, ts, linktype=linktype)
         if d.flow is None or not d.verdict.final:
             continue
@@ -96,12 +103,28 @@ def replay_verdicts(run_dir: Path) -> dict[FlowId, list[dict[str, Any]]]:
 
 
 def compare_run(run_dir: Path) -> ParityReport:
-    live: dict[FlowId, list[dict[str, Any]]] = defaultdict(list)
-    for event in read_results(run_dir / "controller-events.jsonl"):
-        if event.get("event") == "verdict":
-            live[_flow_id(event["flow"])].append(event["verdict"])
-    replayed = replay_verdicts(run_dir)
+    """Every TSPU of the run whose port was captured, each against its own events."""
+    config = ControllerConfig.load(run_dir / CONTROLLER_FILE)
+    tspus = [t for t in config.tspus if (run_dir / capture_name(t.name)).exists()]
+    if not tspus:
+        raise ValueError(f"{run_dir}: no capture of a TSPU port (run with --capture)")
+    events = read_results(run_dir / EVENTS_FILE)
     report = ParityReport()
+    for tspu in tspus:
+        live: dict[FlowId, list[dict[str, Any]]] = defaultdict(list)
+        for event in events_of(events, EventKind.VERDICT):
+            if event.get("tspu") == tspu.name:
+                live[_flow_id(event["flow"])].append(event["verdict"])
+        _compare(live, replay_verdicts(run_dir, tspu), report)
+        report.tspus.append(tspu.name)
+    return report
+
+
+def _compare(
+    live: dict[FlowId, list[dict[str, Any]]],
+    replayed: dict[FlowId, list[dict[str, Any]]],
+    report: ParityReport,
+) -> None:
     for flow, verdicts in live.items():
         if flow not in replayed:
             report.only_live.append(flow)
@@ -122,7 +145,6 @@ def compare_run(run_dir: Path) -> ParityReport:
         report.registry_flows += 1
         if any(v["action"] != "drop" for v in verdicts):
             report.registry_not_dropped.append(flow)
-    return report
 
 
 def parity_cli(run_dir: str) -> int:

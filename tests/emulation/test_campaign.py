@@ -9,7 +9,7 @@ import pytest
 
 from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
-from tspulab.scenario.campaign_runner import run_campaign
+from tspulab.scenario.runner import run_scenario
 from tspulab.scenario.schema import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.yaml"
@@ -18,8 +18,8 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "campaign-short.y
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     return in_sandbox(
-        run_campaign, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), log=silent,
-        show_progress=False,
+        run_scenario, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), log=silent,
+        bulk_transfer=False,
     )  # fmt: skip
 
 
@@ -58,15 +58,15 @@ def test_report_and_teardown(campaign) -> None:  # type: ignore[no-untyped-def]
 
 def _probe_kinds(tmp_path: Path) -> Path:
     from tspulab.dpi.registry import Registry
-    from tspulab.scenario.campaign_lab import CampaignLab
+    from tspulab.scenario.live import LiveLab
 
     scenario = load_scenario(SCENARIO)
-    with CampaignLab(scenario, tmp_path, log=silent) as lab:
+    with LiveLab(scenario, tmp_path, log=silent) as lab:
         for kind in ("http", "ping", "https"):
             assert lab.probe("fast-1", "yandex", kind=kind).ok, kind
         blocked = Registry()
         blocked.add_address("77.88.55.0/24", source="test")
-        assert lab.push_registry("fast", blocked)["ok"]
+        assert lab.push_registry(blocked, isp="fast")["ok"]
         for kind in ("http", "ping"):
             result = lab.probe("fast-1", "yandex", kind=kind, timeout_s=1)
             assert not result.ok and result.kind == kind

@@ -22,7 +22,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tspu-2022-sni.ya
 def _quic(live: LiveLab, version: int) -> dict[str, object]:
     argv = [sys.executable, "-m", "tspulab.lab.quicpeer", "client", "--host", "yandex.ru",
             "--ca", str(live.ca.ca_path), "--version", str(version), "--timeout", "3"]  # fmt: skip
-    proc = live.lab.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = live.host("sub1").popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, _ = proc.communicate(timeout=20)
     result: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
     return result
@@ -30,7 +30,7 @@ def _quic(live: LiveLab, version: int) -> dict[str, object]:
 
 def _quic_versions(tmp_path: Path) -> Path:
     with LiveLab(load_scenario(SCENARIO), tmp_path, log=silent) as live:
-        host = live.lab.host(live.plan.cloud_hosts["yandex"])
+        host = live.host("yandex")
         cert = live.ca.issue("quic-yandex", ["yandex.ru"])
         server = [sys.executable, "-m", "tspulab.lab.quicpeer", "server",
                   "--cert", str(cert.cert), "--key", str(cert.key), "--bind", "77.88.55.60"]  # fmt: skip

@@ -39,7 +39,7 @@ def test_each_sni_mode_gives_its_published_reaction(sni_run) -> None:  # type: i
         assert not by[name].broken, f"{name} shares a cloud but not a name: it must pass"
     assert sni_run.summary.collateral_damage == 0.0
     resets = [r for r in read_results(sni_run.run_dir / "results.jsonl")
-              if r["service"] == "twitter"]  # fmt: skip
+              if r.get("service") == "twitter"]  # fmt: skip
     assert all(r["time_total_s"] < 1.0 for r in resets), "a reset is immediate, not a timeout"
 
 
@@ -51,8 +51,8 @@ def test_verdicts_decided_on_the_client_hello(sni_run) -> None:  # type: ignore[
     assert 5 <= tls["www.google.com"]["verdict"]["after_packets"] <= 8
     assert tls["rutracker.org"]["verdict"]["action"] == "drop"
     assert tls["yandex.ru"]["verdict"]["action"] == "allow"
-    # SYN, SYN/ACK, ACK, ClientHello: the fourth packet decides.
-    assert all(e["packet_ins"] == 4 for e in tls.values())
+    # SYN, ACK, ClientHello climb (the SYN/ACK is forwarded without a copy): the third decides.
+    assert all(e["packet_ins"] == 3 for e in tls.values())
 
 
 def test_after_the_verdict_the_switch_carries_the_flow(sni_run) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,13 @@ def test_demo_registry_counts_and_aggregation() -> None:
 def test_demo_plan() -> None:
     plan = plan_lab(load_scenario(DEMO))
     assert plan.cloud_hosts == {"telegram": "cl1", "aws-fra": "cl2", "gcp": "cl3", "yandex": "cl4"}
-    assert [s.name for s in plan.sites["cl2"]] == ["telegram-aws", "viber"]
+    # Every cloud's nginx serves every site (a service moves by DNS).
+    assert [s.name for s in plan.sites] == [
+        "telegram-web", "telegram-aws", "viber", "evernote", "yandex"
+    ]  # fmt: skip
+    assert plan.host_of == {"sub1": "i1s1", "sub2": "i1s2"}
+    assert plan.address_of_host == {"sub1": "10.1.0.11", "sub2": "10.1.0.12"}
+    assert [isp.name for isp in plan.topology.isps] == ["isp"], "one ISP: a campaign of one"
     assert plan.dns_records["www.viber.com"] == "18.197.25.40"
     assert plan.topology.dns_address == "77.88.8.8"
     assert plan.subscribers == ("sub1", "sub2")

@@ -8,7 +8,7 @@ reachable and an OpenVPN server at DigitalOcean that is caught in the cloud bloc
 
 Run as a script to write a run directory for looking at the report:
 `python -m tests.unit.test_metrics_fixture /tmp/campaign` (then render it with
-tspulab.metrics.report.write_campaign_report).
+tspulab.metrics.report.write_report).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tspulab.contracts import IspMeta, RunMeta, ServiceMeta
 from tspulab.metrics.timeline import build_timeline, parse_clock_start, services_from_meta
 from tspulab.scenario.probes import ProbeResult
 
@@ -209,29 +210,38 @@ def campaign_records(seed: int = 7) -> list[dict[str, Any]]:
     return [r for _, _, r in timed]
 
 
-def campaign_meta() -> dict[str, Any]:
-    return {
-        "name": "telegram-2018-campaign",
-        "scenario": "scenarios/telegram-2018-campaign.yaml",
-        "clock": {"start": CLOCK_START, "speed": 86400},
-        "isps": [
-            {
-                "name": isp,
-                "profile": "rkn-2018-ip",
-                "subscribers": [f"{isp[:8]}-{k}" for k in range(1, n + 1)],
-                "coverage": round((n - u) / n, 3),
-            }
-            for isp, (_, n, u) in ISPS.items()
+def campaign_meta() -> RunMeta:
+    """run.json as the runner writes it: through its contract, never by hand."""
+    return RunMeta(
+        name="telegram-2018-campaign",
+        scenario="scenarios/telegram-2018-campaign.yaml",
+        started=1_700_000_000.0,
+        clock_start=CLOCK_START,
+        clock_speed=86400,
+        tspu=True,
+        capture=False,
+        isps=[
+            IspMeta(
+                name=isp,
+                profile="rkn-2018-ip",
+                subscribers=[f"{isp[:8]}-{k}" for k in range(1, n + 1)],
+                coverage=round((n - u) / n, 3),
+                update_delay_s=delay,
+                fail_mode="closed",
+                tspu_switch=f"t{i}",
+            )
+            for i, (isp, (delay, n, u)) in enumerate(ISPS.items(), start=1)
         ],
-        "services": [
-            {"name": n, "role": r, "users": u, "address": a, "cloud": c}
+        services=[
+            ServiceMeta(name=n, role=r, users=u, address=a, cloud=c)
             for n, r, u, a, c, _ in SERVICES
         ],
-        "circumvention": list(CIRCUMVENTION),
-        "netem": False,
-        "datapath": "netdev (userspace)",
-        "probes": {"degraded_below_kbps": 1000.0},
-    }
+        circumvention=list(CIRCUMVENTION),
+        probes={"degraded_below_kbps": 1000.0},
+        datapath="netdev (userspace)",
+        netem=False,
+        cloud_hosts={},
+    )
 
 
 CAMPAIGN_EXPECT: list[dict[str, Any]] = [
@@ -262,7 +272,7 @@ def write_campaign(run_dir: Path, seed: int = 7) -> Path:
     with (run_dir / "results.jsonl").open("w", encoding="utf-8") as f:
         for r in campaign_records(seed):
             f.write(json.dumps(r, sort_keys=True) + "\n")
-    (run_dir / "run.json").write_text(json.dumps(campaign_meta(), indent=1), encoding="utf-8")
+    campaign_meta().write(run_dir / "run.json")
     return run_dir
 
 
@@ -270,11 +280,11 @@ def write_campaign(run_dir: Path, seed: int = 7) -> Path:
 
 
 def _timeline() -> Any:
-    meta = campaign_meta()
+    meta = campaign_meta().model_dump(mode="json")
     return build_timeline(
         campaign_records(),
         services_from_meta(meta),
-        clock_start=parse_clock_start(meta["clock"]["start"]),
+        clock_start=parse_clock_start(meta["clock_start"]),
     )
 
 

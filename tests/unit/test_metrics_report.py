@@ -12,7 +12,7 @@ from rich.console import Console
 
 from tests.unit.test_metrics_fixture import CAMPAIGN_EXPECT, write_campaign
 from tspulab.metrics import plots
-from tspulab.metrics.report import print_summary, write_campaign_report, write_report
+from tspulab.metrics.report import print_summary, write_report
 from tspulab.metrics.summary import ServiceSpec, summarise
 from tspulab.metrics.timeline import build_timeline
 
@@ -25,7 +25,7 @@ def _images(page: str) -> list[bytes]:
 
 def test_campaign_report_is_self_contained_with_figures_tables_and_verdicts(tmp_path: Path) -> None:
     run = write_campaign(tmp_path / "run")
-    rep = write_campaign_report(run, CAMPAIGN_EXPECT)
+    rep = write_report(run, CAMPAIGN_EXPECT)
     page = rep.path.read_text(encoding="utf-8")
     images = _images(page)
     assert len(images) == 4 and all(i.startswith(PNG_MAGIC) for i in images)
@@ -54,25 +54,25 @@ def test_campaign_report_is_self_contained_with_figures_tables_and_verdicts(tmp_
 
 def test_expectations_default_to_run_json_and_no_junit_without_any(tmp_path: Path) -> None:
     run = write_campaign(tmp_path / "run")
-    rep = write_campaign_report(run)
+    rep = write_report(run)
     assert rep.expectations == [] and rep.junit is None and not (run / "junit.xml").exists()
     meta = json.loads((run / "run.json").read_text())
     meta["expect"] = CAMPAIGN_EXPECT[:2]
     (run / "run.json").write_text(json.dumps(meta))
-    rep = write_campaign_report(run)
+    rep = write_report(run)
     assert len(rep.expectations) == 2 and (run / "junit.xml").exists()
 
 
 def test_partial_and_empty_runs_still_get_a_page(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    page = write_campaign_report(empty, [{"service": "x", "state": "blocked"}]).path.read_text()
+    page = write_report(empty, [{"service": "x", "state": "blocked"}]).path.read_text()
     assert _images(page) == [] and "not measured in this run" in page
     assert "cannot evaluate" in page
     run = write_campaign(tmp_path / "run")
     with (run / "results.jsonl").open("a") as f:
         f.write('{"kind": "https", "service": "tele')  # killed mid-write
-    assert len(_images(write_campaign_report(run).path.read_text())) == 4
+    assert len(_images(write_report(run).path.read_text())) == 4
 
 
 def test_plots_return_none_without_data() -> None:
@@ -87,26 +87,52 @@ def test_plots_return_none_without_data() -> None:
 def test_campaign_without_clock_start_uses_days(tmp_path: Path) -> None:
     run = write_campaign(tmp_path / "run")
     meta = json.loads((run / "run.json").read_text())
-    meta["clock"] = {"start": None, "speed": 1}
+    meta["clock_start"], meta["clock_speed"] = None, 1
     (run / "run.json").write_text(json.dumps(meta))
-    page = write_campaign_report(run).path.read_text()
+    page = write_report(run).path.read_text()
     assert "scenario time since the run's start" in page and "+3d" in page
     assert len(_images(page)) == 4
 
 
-def test_single_step_report_still_works(tmp_path: Path) -> None:
+def test_one_step_run_shows_its_services_and_terminal_summary(tmp_path: Path) -> None:
+    """A single-ISP run without a timeline is a campaign of one step: the same page, with the
+    whole run's services from summary.json, and the terminal summary."""
     services = [ServiceSpec("tg", "target", 1, "149.154.167.99", "telegram"),
                 ServiceSpec("viber", "innocent", 40, "18.197.25.40", "aws")]  # fmt: skip
     results = [{"kind": "https", "service": "tg", "role": "target", "ok": False, "outcome": "timeout"},
                {"kind": "https", "service": "viber", "role": "innocent", "ok": True, "outcome": "ok"}]  # fmt: skip
     summary = summarise("demo", services, results, blocked_addresses=140_544, registry_prefixes=7,
                         in_registry={"149.154.167.99"})  # fmt: skip
-    summary.extra["environment"] = {"netem": False, "datapath": "netdev"}
-    page = write_report(tmp_path, summary, {"scenario": "demo.yaml"}).read_text()
-    assert "Intended blocking (targets unreachable)</td><td>100.0 %" in page
+    run = write_campaign(tmp_path / "run")
+    (run / "summary.json").write_text(json.dumps(summary.to_json()))
+    page = write_report(run).path.read_text()
+    assert "Services over the whole run" in page
+    assert '<td>tg</td><td>target</td>' in page and "broken" in page and "reachable" in page
     out = io.StringIO()
     print_summary(summary, tmp_path, Console(file=out, width=200))
     assert "intended blocking 100.0 %" in out.getvalue()
+
+
+def test_a_run_json_that_breaks_its_contract_is_named_not_fatal(tmp_path: Path) -> None:
+    run = write_campaign(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    del meta["isps"][0]["name"]
+    meta["probes"] = "fast"
+    (run / "run.json").write_text(json.dumps(meta))
+    page = write_report(run).path.read_text()
+    assert "run.json did not match its contract" in page
+    assert "isps[0].name: Field required" in page and "probes: Input should be a valid dictionary" in page
+
+
+def test_degraded_threshold_comes_from_run_json(tmp_path: Path) -> None:
+    """The runner writes `probes` into run.json (the report once read a key nobody wrote)."""
+    run = write_campaign(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    meta["probes"]["degraded_below_kbps"] = 1.0  # nothing is slow enough to be degraded now
+    (run / "run.json").write_text(json.dumps(meta))
+    results = {r.name: r for r in write_report(run, CAMPAIGN_EXPECT).expectations}
+    degraded = next(r for name, r in results.items() if "degraded" in name)
+    assert not degraded.passed
 
 
 def test_environment_notes_from_summary_json(tmp_path: Path) -> None:
@@ -114,5 +140,5 @@ def test_environment_notes_from_summary_json(tmp_path: Path) -> None:
     (run / "summary.json").write_text(
         json.dumps({"lateness_s": 2.345, "lab_timings_s": {"up": 0.9}})
     )
-    page = write_campaign_report(run).path.read_text()
+    page = write_report(run).path.read_text()
     assert "behind its scenario clock by at most 2.3 real seconds" in page and "up 0.9 s" in page

@@ -309,7 +309,7 @@ def test_json_schema_for_editors(capsys: pytest.CaptureFixture[str]) -> None:
         "services",
     }
     assert "rkn-2018-ip" in schema["properties"]["profile"]["enum"]
-    assert schema["$defs"]["Topology"]["properties"]["name"]["enum"] == ["single-isp"]
+    assert schema["$defs"]["Topology"]["properties"]["name"]["enum"] == ["isps", "single-isp"]
     assert schema["$defs"]["Service"]["additionalProperties"] is False
     assert cli.main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == schema

@@ -24,6 +24,7 @@ from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 from mininet.topo import Topo
 
+from tspulab.contracts import EventKind, events_of
 from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
 from tspulab.lab.ovs import PrivateOVS
@@ -115,7 +116,7 @@ class Lab:
             offloads_off(host, host.intfList())
         for switch in self.net.switches:
             offloads_off(switch, switch.intfList())
-        self._wait_switches_up(timeout_s=15)
+        self._wait_switches_up(timeout_s=45)
         self._apply_fail_mode()
         self.timings["mininet_s"] = time.monotonic() - t1
 
@@ -171,8 +172,8 @@ class Lab:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             events = read_results(events_log) if events_log else []
-            up = {e["dpid"] for e in events if e.get("event") == "switch-up"}
-            installed = sum(1 for e in events if e.get("event") == "tspu-rules-installed")
+            up = {e["dpid"] for e in events_of(events, EventKind.SWITCH_UP)}
+            installed = len(events_of(events, EventKind.TSPU_RULES_INSTALLED))
             tspu_ready = installed >= len(config.tspus)
             if dpids <= up and tspu_ready:
                 return

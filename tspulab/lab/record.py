@@ -219,6 +219,15 @@ def _sandboxes(entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return out
 
 
+def describe_process(pid: int) -> str:
+    """`comm (state)` of a process, for messages about what is left."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "(gone)"
+    return f"{stat[stat.index('(') + 1 : stat.rindex(')')]} ({stat[stat.rindex(')') + 2]})"
+
+
 def _sandbox_pids(sandbox: dict[str, Any]) -> list[int]:
     found: set[int] = set()
     for kind, inode in sandbox["namespaces"].items():
@@ -235,7 +244,8 @@ def remaining(run_dir: Path) -> list[str]:
     for inode, sandbox in _sandboxes(entries).items():
         pids = _sandbox_pids(sandbox)
         if pids:
-            left.append(f"sandbox net:{inode}: {len(pids)} process(es) {pids[:5]}")
+            described = ", ".join(f"{pid} {describe_process(pid)}" for pid in pids[:5])
+            left.append(f"sandbox net:{inode}: {len(pids)} process(es): {described}")
     for entry in entries:
         kind = entry["kind"]
         if _sealed(entry):

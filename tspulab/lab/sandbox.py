@@ -22,9 +22,10 @@ Why this shape:
   /etc/resolv.conf for every client (`bind_resolv_conf`). Paths under /tmp that the job needs (its
   run directory under pytest's tmp_path, the job file) are bound back in at the same place.
 
-The job is any picklable callable with picklable arguments; its result, or its exception with the
-traceback text, comes back pickled. `run_in_sandbox(fn, *args)` is how `tspulab run`, the tests
-and the benchmarks run a lab; the lab refuses to start outside a sandbox (`require_sandbox`).
+The job is any callable with its arguments, closures included (sent with cloudpickle); its result,
+or its exception with the traceback text, comes back pickled. `run_in_sandbox(fn, *args)` is how
+`tspulab run`, the tests and the benchmarks run a lab; the lab refuses to start outside a sandbox
+(`require_sandbox`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import cloudpickle
 
 T = TypeVar("T")
 
@@ -379,7 +382,7 @@ def start_sandbox(
         sys_path=tuple(sys.path),
     )
     job_path = workdir / "job.pickle"
-    job_path.write_bytes(pickle.dumps(job))
+    job_path.write_bytes(cloudpickle.dumps(job))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env.pop(SANDBOX_ENV, None)

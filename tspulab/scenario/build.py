@@ -13,7 +13,7 @@ from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry, load_inline, load_list, load_rkn_dump
 from tspulab.lab.services import Site
 from tspulab.scenario.model import RegistrySource, Scenario
-from tspulab.topologies.single_isp import CloudSpec, SingleIspSpec
+from tspulab.topologies.multi_isp import CloudSpec, IspSpec, MultiIspSpec
 
 
 def build_registry(scenario: Scenario) -> Registry:
@@ -48,43 +48,45 @@ def registry_from_sources(
 
 @dataclass(frozen=True)
 class LabPlan:
-    """Names and addresses of everything the lab will run for a scenario."""
+    """Names and addresses of everything the lab will run for a scenario (one ISP or many)."""
 
-    topology: SingleIspSpec
+    topology: MultiIspSpec
+    #: scenario subscriber name (`sub1`, `rostelecom-2`) -> Mininet host (`i1s1`)
+    host_of: dict[str, str]
+    isp_of_host: dict[str, str]
+    address_of_host: dict[str, str]
     #: cloud name -> Mininet host name (host names must be short: they prefix interface names)
     cloud_hosts: dict[str, str]
-    #: Mininet host name -> the sites its nginx serves
-    sites: dict[str, tuple[Site, ...]]
+    #: every service's site: each cloud's nginx serves them all, so services can move by DNS
+    sites: tuple[Site, ...]
     dns_records: dict[str, str]
-    subscribers: tuple[str, ...]
+
+    @property
+    def subscribers(self) -> tuple[str, ...]:
+        return tuple(self.host_of)
 
 
-def plan_lab(scenario: Scenario, switch_prefix: str = "") -> LabPlan:
-    cloud_hosts = {cloud.name: f"cl{i}" for i, cloud in enumerate(scenario.clouds, start=1)}
+def plan_lab(scenario: Scenario) -> LabPlan:
+    hosts = scenario.subscriber_hosts()
+    host_of: dict[str, str] = {}
+    isp_of_host: dict[str, str] = {}
+    address_of_host: dict[str, str] = {}
+    isp_specs = []
+    for i, isp in enumerate(scenario.effective_isps(), start=1):
+        spec = IspSpec(isp.name, isp.subscribers)
+        isp_specs.append(spec)
+        for n, name in enumerate(hosts[isp.name], start=1):
+            host_of[name] = spec.host(i, n)
+            isp_of_host[name] = isp.name
+            address_of_host[name] = spec.subscriber_ip(i, n)
+    cloud_hosts = {c.name: f"cl{j}" for j, c in enumerate(scenario.clouds, start=1)}
     clouds = tuple(
         CloudSpec(cloud_hosts[c.name], tuple(str(p) for p in c.prefixes), c.name)
         for c in scenario.clouds
     )
-    spec = SingleIspSpec(
-        subscribers=scenario.topology.subscribers,
-        clouds=clouds,
-        dns_address=str(scenario.dns.address),
-        switch_prefix=switch_prefix,
+    topology = MultiIspSpec(
+        isps=tuple(isp_specs), clouds=clouds, dns_address=str(scenario.dns.address)
     )
-    sites: dict[str, list[Site]] = {}
-    dns: dict[str, str] = {}
-    for service in scenario.services:
-        host = cloud_hosts[service.cloud]
-        sites.setdefault(host, []).append(
-            Site(service.name, tuple(service.domains), str(service.address))
-        )
-        for domain in service.domains:
-            dns[domain] = str(service.address)
-    subscribers = tuple(f"sub{i}" for i in range(1, scenario.topology.subscribers + 1))
-    return LabPlan(
-        topology=spec,
-        cloud_hosts=cloud_hosts,
-        sites={h: tuple(s) for h, s in sites.items()},
-        dns_records=dns,
-        subscribers=subscribers,
-    )
+    sites = tuple(Site(s.name, tuple(s.domains), str(s.address)) for s in scenario.services)
+    dns = {d: str(s.address) for s in scenario.services for d in s.domains}
+    return LabPlan(topology, host_of, isp_of_host, address_of_host, cloud_hosts, sites, dns)

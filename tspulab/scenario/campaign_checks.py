@@ -74,6 +74,18 @@ def _check_isps(ctx: Context) -> Iterator[ErrorLocation]:
                 ("isps", i, "name"), f"duplicate ISP name '{isp.name}' (first at line {line})"
             )
     topology = ctx.data.get("topology")
+    isps = ctx.data.get("isps")
+    if (
+        isinstance(topology, dict)
+        and topology.get("name") == "single-isp"
+        and isinstance(isps, list)
+        and len(isps) > 1
+    ):
+        yield doc.error(
+            ("topology", "name"),
+            f"single-isp has one ISP, this file has {len(isps)}: use 'isps' (the same topology "
+            "with one TSPU per ISP around an exchange)",
+        )
     if "isps" in ctx.data and isinstance(topology, dict) and "subscribers" in topology:
         yield doc.error(
             ("topology", "subscribers"),

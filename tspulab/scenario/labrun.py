@@ -54,6 +54,7 @@ class LabRun:
         self.stop()
 
     def stop(self) -> list[str]:
+        self.lab.record.note(teardown="started")
         self._before_teardown()
         self.writer.close()
         try:

@@ -80,15 +80,16 @@ def https_probe(
     role: str,
     domain: str,
     ca: Path,
-    resolv_conf: Path,
     timeout_s: float,
     round_no: int,
     path: str = "/",
     range_bytes: int = 0,
     socks5: str | None = None,
     scheme: str = "https",
+    via: list[str] | None = None,
 ) -> ProbeResult:
-    """`range_bytes` > 0: download that many bytes of `path` (a goodput measurement)."""
+    """`range_bytes` > 0: download that many bytes of `path` (a goodput measurement); `via`:
+    curl options that send it through a circumvention method's client (`Access.curl_args`)."""
     url = f"{scheme}://{domain}{path}"
     argv = [
         "curl", "-sS", "--max-time", f"{timeout_s:g}", "--cacert", str(ca),
@@ -103,6 +104,9 @@ def https_probe(
         i = argv.index("--noproxy")
         del argv[i : i + 2]
         argv[1:1] = ["--socks5-hostname", socks5]
+    if via is not None:
+        i = argv.index("--noproxy")
+        argv[i : i + 2] = via
     started = time.time()
     proc = host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

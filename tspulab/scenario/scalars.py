@@ -30,7 +30,9 @@ from pydantic_core import PydanticCustomError
 from tspulab.scenario.yamlload import did_you_mean, listed
 
 # Topologies a scenario may name; the lab layer extends this as topologies/ grows.
-KNOWN_TOPOLOGIES: tuple[str, ...] = ("single-isp",)
+#: Every run uses topologies/multi_isp.py: `isps` names one or more ISPs with a TSPU each around
+#: an exchange; `single-isp` is its one-ISP form (a scenario without `isps`, or with one).
+KNOWN_TOPOLOGIES: tuple[str, ...] = ("isps", "single-isp")
 # Profiles that exist before any data file ships in tspulab/profiles/.
 BUILTIN_PROFILES: tuple[str, ...] = ("rkn-2018-ip",)
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -41,7 +43,7 @@ IPNetwork = IPv4Network | IPv6Network
 
 
 # Addresses a lab host cannot have. The lab's own ranges are those the topologies assign
-# (topologies/single_isp.py and multi_isp.py; a unit test keeps the two in step): subscriber
+# (topologies/multi_isp.py; a unit test keeps them in step): subscriber
 # networks 10.<n>.0.0/24, and the transit/exchange network where routers, clouds and the resolver
 # meet. The rest are special-purpose ranges (RFC 6890) that no host on a path can answer on.
 SPECIAL_RANGES: tuple[tuple[IPv4Network | IPv6Network, str], ...] = (

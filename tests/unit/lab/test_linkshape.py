@@ -14,8 +14,7 @@ from tspulab.lab.linkshape import (
     topo_link_ends,
 )
 from tspulab.scenario.links import DEFAULTS, Links, Shape, parse_links
-from tspulab.topologies.multi_isp import IspSpec, MultiIspSpec, MultiIspTopo
-from tspulab.topologies.single_isp import CloudSpec, SingleIspSpec, SingleIspTopo
+from tspulab.topologies.multi_isp import CloudSpec, IspSpec, MultiIspSpec, MultiIspTopo
 
 CLOUDS = (
     CloudSpec("cl1", ("18.196.0.0/15",), "aws-fra"),
@@ -25,8 +24,7 @@ DOMESTIC = {"aws-fra": False, "yandex": True}
 
 
 def _multi() -> tuple[MultiIspSpec, MultiIspTopo]:
-    spec = MultiIspSpec(isps=(IspSpec("rostelecom", 2), IspSpec("megafon", 1)), clouds=CLOUDS,
-                        switch_prefix="cx")  # fmt: skip
+    spec = MultiIspSpec(isps=(IspSpec("rostelecom", 2), IspSpec("megafon", 1)), clouds=CLOUDS)
     return spec, MultiIspTopo(spec=spec)
 
 
@@ -43,19 +41,20 @@ def test_multi_isp_links_get_their_class() -> None:
     assert by_end["cl1"].shape == Shape(DEFAULTS["foreign"].delay_ms, 0.0, 1.0)
     assert by_end["cl2"].link_class == "domestic" and by_end["dns1"].link_class == "domestic"
     # Access-TSPU-router links inside an ISP are not shaped: the TSPU sits by the subscribers.
-    assert {"cxt1", "cxt2"}.isdisjoint(by_end)
+    assert {"t1", "t2"}.isdisjoint(by_end)
     assert len(planned) == 3 + 2 + 2 + 1
     # Each link's switch end is named, so netem goes on both veth ends.
-    assert ("cxa2", "cxa2-eth1") in by_end["i2s1"].ends
+    assert ("a2", "a2-eth1") in by_end["i2s1"].ends
 
 
-def test_single_isp_topology_roles() -> None:
-    spec = SingleIspSpec(subscribers=2, clouds=CLOUDS)
-    planned = plan_links(topo_link_ends(SingleIspTopo(spec=spec)), node_roles(spec),
+def test_one_isp_topology_roles() -> None:
+    """A scenario without `isps` is one ISP on the same topology."""
+    spec = MultiIspSpec(isps=(IspSpec("isp", 2),), clouds=CLOUDS)
+    planned = plan_links(topo_link_ends(MultiIspTopo(spec=spec)), node_roles(spec),
                          parse_links({"access": "dsl"}), DOMESTIC)  # fmt: skip
     classes = sorted((p.ends[0][0], p.link_class) for p in planned)
     assert classes == [("cl1", "foreign"), ("cl2", "domestic"), ("dns1", "domestic"),
-                       ("r1", "exchange"), ("sub1", "dsl"), ("sub2", "dsl")]  # fmt: skip
+                       ("i1s1", "dsl"), ("i1s2", "dsl"), ("r1", "exchange")]  # fmt: skip
 
 
 def test_zero_shapes_are_left_alone() -> None:
@@ -81,7 +80,7 @@ def test_one_batch_per_namespace() -> None:
     # Switch ends all live in the lab's namespace (a switch node per name here, as Mininet runs
     # their commands), host ends in each host's own namespace.
     assert files["i1s1"] == ["qdisc replace dev i1s1-eth0 root netem limit 100000 delay 1000us"]
-    assert len(files["cxix"]) == 2 + 2 + 1
+    assert len(files["ix"]) == 2 + 2 + 1
     assert sum(len(v) for v in files.values()) == 2 * len(planned)
 
 

@@ -197,6 +197,60 @@ def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
+def _contract_note(summary: dict[str, Any]) -> str:
+    problem = summary.get("contract_problem")
+    if not problem:
+        return ""
+    return f'<p class="bad">run.json did not match its contract: {html.escape(str(problem))}</p>'
+
+
+def _services_table(summary: dict[str, Any]) -> str:
+    services = summary.get("services")
+    if not isinstance(services, list) or not services:
+        return '<p class="note">No summary of this run (summary.json missing).</p>'
+    e = html.escape
+    rows = [_row(["service", "role", "cloud", "address", "in registry", "probes ok", "verdict",
+                  "goodput", "outcomes"], "th")]  # fmt: skip
+    for s in services:
+        if not isinstance(s, dict):
+            continue
+        verdict = (
+            '<b class="bad">broken</b>' if s.get("broken")
+            else '<b class="warn">degraded</b>' if s.get("degraded")
+            else '<b class="good">reachable</b>'
+        )  # fmt: skip
+        goodput = s.get("goodput_kbps")
+        outcomes = s.get("outcomes") or {}
+        rows.append(_row([
+            e(str(s.get("name"))), e(str(s.get("role"))), e(str(s.get("cloud"))),
+            e(str(s.get("address"))), "yes" if s.get("address_in_registry") else "no",
+            f"{s.get('ok')}/{s.get('probes')}", verdict,
+            "" if goodput is None else f"{float(goodput):,.0f} kbit/s",
+            e(", ".join(f"{k}×{v}" for k, v in sorted(outcomes.items()))),
+        ]))  # fmt: skip
+    return f"<table>{''.join(rows)}</table>"
+
+
+def _switch_section(summary: dict[str, Any]) -> str:
+    """The first ISP's TSPU switch after the run: the bulk transfer it carried, its flows."""
+    flows = summary.get("tspu_flows")
+    if not isinstance(flows, list):
+        return ""
+    e = html.escape
+    bulk = summary.get("bulk") or {}
+    events = summary.get("controller_events") or {}
+    rows = [_row(["table", "priority", "match", "actions", "packets", "bytes"], "th")]
+    for f in flows:
+        rows.append(_row([str(f["table"]), str(f["priority"]), e(f["match"]), e(f["actions"]),
+                          f"{f['n_packets']:,}", f"{f['n_bytes']:,}"]))  # fmt: skip
+    return f"""<h2>The TSPU switch</h2>
+<p class="note">Flow counters of the first ISP's TSPU after the run. Judged traffic is carried by
+the switch; the controller logged {events.get("verdict", 0)} verdicts. Bulk transfer:
+{e(str(bulk.get("bytes", "-")))} bytes from {e(str(bulk.get("service", "-")))} at
+{e(str(bulk.get("mbit_s", "-")))} Mbit/s.</p>
+<table class="num">{"".join(rows)}</table>"""
+
+
 def _run_notes(summary: dict[str, Any]) -> str:
     """Lateness (the run fell behind scenario time) and lab bring-up times, from summary.json."""
     notes = ""
@@ -213,7 +267,7 @@ def _run_notes(summary: dict[str, Any]) -> str:
     return notes
 
 
-def render_campaign_html(
+def render_run_html(
     run_dir: Path,
     meta: dict[str, Any],
     tl: Timeline,
@@ -222,15 +276,14 @@ def render_campaign_html(
 ) -> str:
     e = html.escape
     name = str(meta.get("name") or run_dir.name)
-    clock = meta.get("clock") or {}
     start = (
-        f"scenario clock starts {e(str(clock['start']))}"
-        if clock.get("start")
+        f"scenario clock starts {e(str(meta['clock_start']))}"
+        if meta.get("clock_start")
         else "scenario time since the run's start"
     )
     speed = (
-        f", {float(clock['speed']):,.0f} scenario seconds per real second"
-        if clock.get("speed")
+        f", {float(meta['clock_speed']):,.0f} scenario seconds per real second"
+        if meta.get("clock_speed")
         else ""
     )
     n_probes = sum(
@@ -265,6 +318,7 @@ h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
 <h1>tspulab report: {e(name)}</h1>
 <p class="note">scenario file {e(str(meta.get("scenario", "?")))} · run directory {e(str(run_dir))} ·
 {start}{speed} · {len(tl.steps)} steps, {len(tl.rounds)} probe rounds, {n_probes:,} direct reachability probes</p>
+{_contract_note(summary)}
 {_isp_list(meta, tl)}
 <h2>Where it ended</h2>
 {_headline(tl)}
@@ -290,6 +344,11 @@ delay); over-blocking is blocked addresses per address the targets use.</p>
 {_circumvention_table(tl)}
 <h2>Throughput and time to first byte</h2>
 {_img(performance_png(tl), "goodput and time to first byte")}
+<h2>Services over the whole run</h2>
+<p class="note">Every direct probe of every ISP together. Broken: fewer than half of the probes
+reached the service; degraded: reachable but slower than the scenario's threshold.</p>
+{_services_table(summary)}
+{_switch_section(summary)}
 <h2>Timeline</h2>
 {_events_table(tl)}
 <h2>Environment</h2>

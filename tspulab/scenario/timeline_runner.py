@@ -1,4 +1,6 @@
-"""Run a campaign: timeline entries, per-ISP registry updates with their delays, probe rounds.
+"""The timeline of a run: its entries, per-ISP registry updates with their delays, probe rounds.
+
+Every scenario runs through this (a scenario without `timeline` has one probe moment, at 0).
 
 Time: the scenario clock runs `clock.speed` scenario seconds per real second. Events are due at
 their scenario time; probe rounds take the real time they need, and when the run falls behind the
@@ -15,32 +17,20 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry
 from tspulab.metrics.progress import Progress
-from tspulab.metrics.report import CampaignReport, write_campaign_report
 from tspulab.scenario.build import registry_from_sources
-from tspulab.scenario.campaign_lab import CampaignLab
+from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario, TimelineEntry
 
 #: Probes of one round run side by side; each is a curl process in a subscriber namespace.
 PARALLEL_PROBES = 12
-
-
-@dataclass
-class CampaignOutcome:
-    run_dir: Path
-    report: CampaignReport
-    leftovers: list[str]
-    lateness_s: float
 
 
 def registry_without(registry: Registry, removal: Registry) -> Registry:
@@ -61,8 +51,10 @@ def _copy(registry: Registry) -> Registry:
     return Registry().merge(registry)
 
 
-class Campaign:
-    def __init__(self, lab: CampaignLab, progress: Progress | None = None) -> None:
+class TimelineRun:
+    """Runs a scenario's timeline on a live lab, on the scenario clock."""
+
+    def __init__(self, lab: LiveLab, progress: Progress | None = None) -> None:
         self.lab = lab
         self.scenario: Scenario = lab.scenario
         self.published = _copy(lab.registry)
@@ -118,7 +110,7 @@ class Campaign:
                 self._apply_entry(t, payload)
             elif kind == "registry":
                 isp, registry = payload
-                reply = self.lab.push_registry(isp, registry)
+                reply = self.lab.push_registry(registry, isp=isp)
                 self._registry_line(isp, t, registry)
                 self.lab.log(
                     f"  registry → {isp}: +{reply.get('added')} −{reply.get('removed')} "
@@ -151,7 +143,7 @@ class Campaign:
         if entry.profile is not None:
             for isp in self.lab.isps:
                 if entry.profile.isp in (None, isp.name):
-                    self.lab.set_profile(isp.name, entry.profile.name)
+                    self.lab.set_profile(entry.profile.name, isp=isp.name)
         if entry.move_service is not None:
             self.lab.move_service(entry.move_service.service, str(entry.move_service.address))
         if entry.circumvention is not None:
@@ -160,45 +152,53 @@ class Campaign:
             self.methods += [m for m in change.start if m not in self.methods]
 
     def _probe_round(self, t: float) -> None:
-        """One round: every (subscriber, service, method) probe, run in parallel (each is its
-        own curl in its own namespace), each result written as soon as it is measured."""
+        """`probes.rounds` rounds of every (subscriber, service, method) probe, each round run
+        in parallel (each probe is its own curl in its own namespace), each result written as
+        soon as it is measured."""
         scenario = self.scenario
-        self.rounds += 1
-        stamp = {**self._stamp(t), "round": self.rounds}
-        # ttfb is measured by every https probe (time_starttransfer_s); the other kinds run
-        # direct only: a circumvention method is a way to reach a target over HTTPS.
-        kinds = [k for k in scenario.probes.kinds if k != "ttfb"] or ["https"]
-        jobs = [
-            (sub, service.name, method, kind)
-            for sub in scenario.probe_subscribers()
-            for service in scenario.services
-            for kind in kinds
-            for method in ["direct"]
-            + (self.methods if service.role == "target" and kind == "https" else [])
-        ]
-        with ThreadPoolExecutor(max_workers=PARALLEL_PROBES) as pool:
-            futures = [pool.submit(self._probe_one, job, stamp) for job in jobs]
-            for future in futures:
-                future.result()
+        for n in range(scenario.probes.rounds):
+            if n and scenario.probes.interval_s:
+                time.sleep(scenario.probes.interval_s)
+            self.rounds += 1
+            stamp = {**self._stamp(t), "round": self.rounds}
+            # ttfb is measured by every https probe (time_starttransfer_s); the other kinds run
+            # direct only: a circumvention method is a way to reach a target over HTTPS.
+            kinds = [k for k in scenario.probes.kinds if k != "ttfb"] or ["https"]
+            jobs = [
+                (sub, service.name, method, kind)
+                for sub in scenario.probe_subscribers()
+                for service in scenario.services
+                for kind in kinds
+                for method in ["direct"]
+                + (self.methods if service.role == "target" and kind == "https" else [])
+            ]
+            with ThreadPoolExecutor(max_workers=PARALLEL_PROBES) as pool:
+                futures = [pool.submit(self._probe_one, job, stamp) for job in jobs]
+                for future in futures:
+                    future.result()
 
     def _probe_one(self, job: tuple[str, str, str, str], stamp: dict[str, Any]) -> None:
         sub, service, method, kind = job
-        isp = self.lab.isp_of_host[sub]
-        result = self.lab.probe(sub, service, method=method, kind=kind)
-        record = {**result.to_json(), "isp": isp, "method": method, **stamp}
+        result = self.lab.probe(
+            sub, service, method=method, kind=kind, round_no=stamp["round"], record=False
+        )
+        record = {
+            **result.to_json(), "isp": self.lab.isp_of_host[sub], "method": method, **stamp
+        }  # fmt: skip
         with self._write_lock:
             self.lab.writer.write(record)
             if self.progress is not None:
                 self.progress.probe_done(record)
         transfer_bytes = self.scenario.probes.transfer_bytes
         if transfer_bytes and result.ok and method == "direct" and kind == "https":
-            transfer = self.lab.probe(sub, service, path="/bulk", range_bytes=transfer_bytes)
-            with self._write_lock:
-                self.lab.writer.write({**transfer.to_json(), "isp": isp, "method": method, **stamp})
+            self.lab.probe(
+                sub, service, path="/bulk", range_bytes=transfer_bytes, round_no=stamp["round"],
+                record=True, stamp=stamp,
+            )  # fmt: skip
 
 
 def planned_probes(scenario: Scenario) -> int:
-    """How many probes the campaign will run (direct, plus each active method for targets)."""
+    """How many probes the run will make (direct, plus each active method for targets)."""
     subs = len(scenario.probe_subscribers())
     targets = sum(1 for s in scenario.services if s.role == "target")
     total = 0
@@ -210,7 +210,7 @@ def planned_probes(scenario: Scenario) -> int:
                 active = [m for m in active if m not in entry.circumvention.stop]
                 active += [m for m in entry.circumvention.start if m not in active]
         total += subs * (kinds * len(scenario.services) + targets * len(active))
-    return total
+    return total * scenario.probes.rounds
 
 
 #: Probe kinds the language accepts but the runner cannot run yet.
@@ -236,39 +236,3 @@ def check_runnable(scenario: Scenario) -> None:
             f"{scenario.path}: isps[{old[0]}].old_filter: the ISP's own older filter is not "
             "implemented yet"
         )
-    other = [c for c in scenario.circumvention if c.kind not in ("socks5", "direct")]
-    if other:
-        raise NotImplementedInRunner(
-            f"{scenario.path}: circumvention[{other[0].name}].kind: {other[0].kind} is not run "
-            "by the campaign lab yet (socks5 and direct are; tspulab.methods has the tool)"
-        )
-
-
-def run_campaign(
-    scenario: Scenario,
-    runs_dir: Path,
-    *,
-    log: Any = print,
-    show_progress: bool = True,
-) -> CampaignOutcome:
-    check_runnable(scenario)
-    lab = CampaignLab(scenario, runs_dir, log=log)
-    expect = [e.model_dump(by_alias=True, mode="json") for e in scenario.expect]
-    lab.meta["expect"] = expect
-    (lab.run_dir / "run.json").write_text(json.dumps(lab.meta, indent=1))
-    total = planned_probes(scenario)
-    progress = Progress(len(scenario.timeline), total) if show_progress else None
-    campaign = Campaign(lab, progress)
-    try:
-        with lab:
-            campaign.run()
-    finally:
-        if progress is not None:
-            progress.close()
-        summary = {
-            "lateness_s": round(campaign.lateness_s, 3),
-            "lab_timings_s": {k: round(v, 3) for k, v in lab.lab.timings.items()},
-        }
-        (lab.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    report = write_campaign_report(lab.run_dir, expect)
-    return CampaignOutcome(lab.run_dir, report, lab.leftovers, campaign.lateness_s)

@@ -1,0 +1,171 @@
+"""The contracts between tspulab's processes and layers, as types read and written by this code.
+
+A run directory is how the parts talk: the lab writes `controller.json` for the os-ken controller
+(another process), the controller writes `controller-events.jsonl`, the run writes `run.json` and
+`results.jsonl`, and the report reads them back, possibly much later. Each file has one model here;
+the writer serialises the model and the reader validates into it, so a key that no writer sets or
+a field of the wrong type is an error naming the file and the field, not a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+RUN_FILE = "run.json"
+CONTROLLER_FILE = "controller.json"
+EVENTS_FILE = "controller-events.jsonl"
+RESULTS_FILE = "results.jsonl"
+
+
+class ContractError(ValueError):
+    """A contract file is missing, not JSON, or does not match its model."""
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """Read and validate; errors name the file and each bad field (`tspus[0].dpid: ...`)."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ContractError(f"{path}: cannot read: {err.strerror}") from err
+        except json.JSONDecodeError as err:
+            raise ContractError(f"{path}:{err.lineno}:{err.colno}: not JSON: {err.msg}") from err
+        return cls.parse(raw, str(path))
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> Self:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(_loc(e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()
+            )
+            raise ContractError(f"{where}: {problems}") from err
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=1), encoding="utf-8")
+
+
+def _loc(loc: tuple[int | str, ...]) -> list[str]:
+    out: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and out:
+            out[-1] += f"[{part}]"
+        else:
+            out.append(str(part))
+    return out
+
+
+# --- controller.json: what the lab tells the controller -----------------------------------------
+
+
+class TspuSwitchConfig(Contract):
+    """One TSPU switch (one per ISP) as the controller is told to run it."""
+
+    name: str
+    """The ISP; it names the TSPU in logs, events and reports."""
+    dpid: int = Field(ge=1)
+    subscriber_port: int = Field(ge=1)
+    upstream_port: int = Field(ge=1)
+    subscriber_if: str
+    """Interface names of the two ports in the run's network namespace (nftables loss rules)."""
+    upstream_if: str
+    registry_file: Path | None = None
+    registry_prefixes: list[str] = []
+    profile: str | None = None
+    """A packaged profile name or a path; None: registry IP drops only."""
+    profile_sets: dict[str, list[str]] = {}
+    subscriber_nets: list[str] = []
+    time_scale: float = Field(default=1.0, gt=0)
+    nft_table: str = ""
+    control_socket: Path | None = None
+    fail_mode: Literal["closed", "open"] = "closed"
+    bypass_hosts: list[str] = []
+    """Subscriber addresses whose traffic the TSPU does not inspect (partial coverage)."""
+
+
+class ControllerFile(Contract):
+    """`controller.json`: every TSPU switch of the run; other switches learn."""
+
+    tspus: list[TspuSwitchConfig]
+    events_log: Path | None
+
+
+# --- controller-events.jsonl: what the controller did --------------------------------------------
+
+
+class EventKind(StrEnum):
+    """The `event` of each line of controller-events.jsonl."""
+
+    SWITCH_UP = "switch-up"
+    SWITCH_DOWN = "switch-down"
+    SWITCH_ERROR = "switch-error"
+    TSPU_RULES_SENT = "tspu-rules-sent"
+    TSPU_RULES_INSTALLED = "tspu-rules-installed"
+    TSPU_UNEXPECTED_PACKET_IN = "tspu-unexpected-packet-in"
+    PACKET_IN_REFUSED = "packet-in-refused"
+    VERDICT = "verdict"
+    DETECT = "detect"
+    FLOW_EXPIRED = "flow-expired"
+    REGISTRY_RULES_SENT = "registry-rules-sent"
+    REGISTRY_UPDATE = "registry-update"
+    PROFILE_CHANGE = "profile-change"
+    PROFILE_SETS_UNUSED = "profile-sets-unused"
+    HANDLER_ERROR = "handler-error"
+
+
+def events_of(events: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event") == kind]
+
+
+# --- run.json: what the run was -------------------------------------------------------------------
+
+
+class IspMeta(Contract):
+    name: str
+    profile: str | None
+    coverage: float
+    update_delay_s: float
+    fail_mode: str
+    subscribers: list[str]
+    tspu_switch: str
+
+
+class ServiceMeta(Contract):
+    name: str
+    role: Literal["target", "innocent"]
+    users: int
+    address: str
+    cloud: str
+
+
+class RunMeta(Contract):
+    """`run.json`, written at the start of a run; the report reads it back."""
+
+    name: str
+    scenario: str
+    started: float
+    clock_start: str | None
+    clock_speed: float
+    tspu: bool
+    capture: bool
+    isps: list[IspMeta]
+    services: list[ServiceMeta]
+    circumvention: list[str]
+    probes: dict[str, Any]
+    """The scenario's `probes` section as written (e.g. `degraded_below_kbps`)."""
+    datapath: str
+    netem: bool
+    cloud_hosts: dict[str, str]
+    expect: list[dict[str, Any]] = []
+    delays: dict[str, Any] | None = None
+    """The scenario's link delays: applied or not and why, and every shaped link (filled in once
+    the lab is up; tspulab.lab.linkshape)."""
