@@ -363,9 +363,14 @@ def _shareable(path: Path) -> Path:
 
 
 def start_sandbox(
-    fn: Callable[..., Any], *args: Any, share: Iterable[Path] = (), **kwargs: Any
+    fn: Callable[..., Any],
+    *args: Any,
+    share: Iterable[Path] = (),
+    interactive: bool = False,
+    **kwargs: Any,
 ) -> Sandbox:
-    """Start `fn(*args, **kwargs)` in a new sandbox and return at once."""
+    """Start `fn(*args, **kwargs)` in a new sandbox and return at once. `interactive` gives the
+    job this process's stdin (a terminal, for `tspulab shell`) instead of /dev/null."""
     if os.geteuid() != 0:
         raise SandboxError("a run sandbox needs root (network, PID and mount namespaces)")
     workdir = Path(tempfile.mkdtemp(prefix="tspulab-sandbox-"))
@@ -387,7 +392,8 @@ def start_sandbox(
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env.pop(SANDBOX_ENV, None)
     env[RUNNER_ENV] = f"{os.getpid()}:{_start_time(os.getpid())}"
-    proc = subprocess.Popen(sandbox_argv(job_path), env=env, stdin=subprocess.DEVNULL)
+    stdin = None if interactive else subprocess.DEVNULL
+    proc = subprocess.Popen(sandbox_argv(job_path), env=env, stdin=stdin)
     box = Sandbox(proc, job, workdir)
     pid1 = box.pid1
     if pid1 is not None:
@@ -401,13 +407,14 @@ def run_in_sandbox(
     *args: Any,
     share: Iterable[Path] = (),
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    interactive: bool = False,
     **kwargs: Any,
 ) -> T:
     """Run `fn(*args, **kwargs)` in a sandbox of its own and return its result.
 
     Ctrl-C or SIGTERM here is passed to the sandbox, which tears the lab down; a second Ctrl-C
     kills it (the kernel then ends everything of the run)."""
-    box = start_sandbox(fn, *args, share=share, **kwargs)
+    box = start_sandbox(fn, *args, share=share, interactive=interactive, **kwargs)
     previous: Any = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM here asks the run to tear down (PID 1 passes it to the job), then we go on
