@@ -1,4 +1,4 @@
-"""`tspulab` command line: run, clean, validate, replay.
+"""`tspulab` command line: run, shell, clean, validate, replay.
 
 Each subcommand is a small function that parses its arguments and hands over to the layer that
 owns the work, so the CLI stays thin.
@@ -36,6 +36,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_scenario_cli(
         args.scenario, args.runs_dir, capture=args.capture, no_delays=args.no_delays
     )
+
+
+def _add_shell(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "shell", help="bring up a scenario's lab and stand inside it (an interactive shell)"
+    )
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are made")
+    p.add_argument(
+        "--no-delays",
+        action="store_true",
+        help="run a scenario with links: without its delays where this kernel has no netem",
+    )
+    p.set_defaults(handler=_cmd_shell)
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from tspulab.shell.session import shell_cli
+
+    return shell_cli(args.scenario, args.runs_dir, no_delays=args.no_delays)
 
 
 def _add_parity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,6 +172,7 @@ def _add_strategies(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_run,
+    _add_shell,
     _add_clean,
     _add_validate,
     _add_parity,

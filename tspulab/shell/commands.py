@@ -1,0 +1,468 @@
+"""The lab shell's commands: Mininet CLI style host lines and tspulab's own commands.
+
+A line whose first word names a node runs the rest in that node's network namespace, attached to
+the terminal (so `sub1 tcpdump -c 5 -n` prints as it captures and Ctrl-C stops it); other node
+names in the command become their addresses, as in Mininet's CLI (`sub1 ping -c1 r1`). Host
+commands see `RUN` (the run directory) and curl/OpenSSL trust the run's CA, so `sub1 curl
+https://twitter.com/` verifies like a browser of the lab would.
+"""
+
+from __future__ import annotations
+
+import cmd
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tspulab.contracts import EVENTS_FILE
+from tspulab.dpi.profile import profile_names
+from tspulab.dpi.registry import Registry
+from tspulab.lab.ofctl import parse_dump_flows
+from tspulab.scenario.live import LiveLab
+from tspulab.scenario.timeline_runner import registry_without
+from tspulab.shell.views import flow_lines, read_events, verdict_lines
+from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
+
+PROBE_KINDS = ("https", "http", "ping")
+
+
+class ShellError(Exception):
+    """A command's input is wrong: the message says what and how to write it."""
+
+
+class LabShell(cmd.Cmd):
+    intro = ""
+    prompt = "tspulab> "
+    doc_header = "commands (help COMMAND for more; any node name runs a command there: sub1 ip a)"
+
+    def __init__(self, live: LiveLab, *, batch: bool = False) -> None:
+        super().__init__()
+        self.live = live
+        self.batch = batch
+        if batch:
+            self.use_rawinput = False
+            self.prompt = ""
+        self.started = time.time()
+        self.registries = {isp.name: Registry().merge(live.registry) for isp in live.isps}
+        self.profiles = {isp.name: isp.profile for isp in live.isps}
+        self.captures: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self.capture_count = 0
+        self.env = dict(os.environ)
+        self.env.update(
+            RUN=str(live.run_dir),
+            CURL_CA_BUNDLE=str(live.ca.ca_path),
+            SSL_CERT_FILE=str(live.ca.ca_path),
+        )
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def precmd(self, line: str) -> str:
+        if self.batch:
+            print(f"tspulab> {line.rstrip()}", flush=True)  # a transcript, as on a terminal
+        return line
+
+    def onecmd(self, line: str) -> bool:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return False
+        try:
+            return bool(super().onecmd(line))
+        except ShellError as err:
+            print(f"error: {err}")
+        except (OSError, ValueError, RuntimeError) as err:
+            print(f"error: {type(err).__name__}: {err}")
+        return False
+
+    def emptyline(self) -> bool:
+        return False  # cmd's default repeats the last command: surprising for `registry add`
+
+    def default(self, line: str) -> None:
+        name, _, rest = line.partition(" ")
+        if name not in self.node_names():
+            print(f"unknown command or node {name!r} (help lists commands; nodes lists nodes)")
+            return
+        if not rest.strip():
+            print(f"usage: {name} COMMAND (runs COMMAND in {name}'s network namespace)")
+            return
+        self.run_in_node(name, self.with_addresses(rest))
+
+    def do_EOF(self, _arg: str) -> bool:
+        """Ctrl-D: leave the shell and tear the lab down."""
+        print()
+        return True
+
+    def do_exit(self, _arg: str) -> bool:
+        """exit: leave the shell and tear the lab down (so do quit and Ctrl-D)."""
+        return True
+
+    do_quit = do_exit
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        """Scenario names (subscribers, clouds) first, then the Mininet names of every node."""
+        live = self.live
+        net = live.lab.net
+        mininet = [n.name for n in net.hosts] + [s.name for s in net.switches] if net else []
+        return list(dict.fromkeys([*live.host_of, *live.cloud_hosts, *mininet]))
+
+    def node(self, name: str) -> Any:
+        try:
+            return self.live.host(name)
+        except KeyError:
+            raise ShellError(f"no node {name!r} (nodes lists them)") from None
+
+    def with_addresses(self, command: str) -> str:
+        """Mininet's CLI rule: a word that names a host stands for its address."""
+        words = command.split(" ")
+        names = set(self.node_names())
+        out = []
+        for word in words:
+            if word in names:
+                ip = self.node(word).IP()
+                out.append(ip if ip else word)
+            else:
+                out.append(word)
+        return " ".join(out)
+
+    def run_in_node(self, name: str, command: str) -> int:
+        """Run `command` with bash in the node's namespace, on this terminal; Ctrl-C reaches it
+        (same process group) and the shell waits until it has ended."""
+        node = self.node(name)
+        sys.stdout.flush()
+        proc = node.popen(
+            ["bash", "-c", command], mncmd=["mnexec", "-a", str(node.pid)],
+            stdin=None, stdout=None, stderr=None, env=self.env,
+        )  # fmt: skip
+        return self._wait(proc)
+
+    def _wait(self, proc: subprocess.Popen[Any]) -> int:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            try:
+                return proc.wait(timeout=2)  # the terminal's Ctrl-C reached it too
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    return proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    return proc.wait()
+
+    def do_nodes(self, _arg: str) -> None:
+        """nodes: every node, with its addresses (subscribers, clouds, routers, DNS, switches)."""
+        live = self.live
+        for name in self.node_names():
+            node = live.host(name)
+            ips = [i.IP() for i in node.intfList() if i.IP()] if hasattr(node, "IP") else []
+            alias = live.host_of.get(name) or live.cloud_hosts.get(name)
+            label = f"{name} ({alias})" if alias and alias != name else name
+            print(f"{label:<22} {' '.join(ips)}")
+
+    def do_sh(self, arg: str) -> None:
+        """sh COMMAND (or !COMMAND): run COMMAND in the lab's own namespace (where the switches
+        are), e.g. !tspulab replay --profile tspu-2022 $RUN/capture-isp-1-subscriber.pcap"""
+        if not arg.strip():
+            raise ShellError("usage: sh COMMAND")
+        sys.stdout.flush()
+        self._wait(subprocess.Popen(["bash", "-c", arg], env=self.env))
+
+    do_shell = do_sh  # cmd turns "!..." into "shell ..."
+
+    def do_services(self, _arg: str) -> None:
+        """services: each service with its role, cloud, address, names, and whether its address
+        is in the (first ISP's) registry."""
+        registry = self.registries[self.live.isps[0].name]
+        for s in self.live.scenario.services:
+            address = self.live.addresses[s.name]
+            entry = registry.contains_address(address)
+            listed = f"  listed: {entry.network} ({entry.source})" if entry else ""
+            print(
+                f"{s.name:<16} {s.role:<9} {s.cloud or '-':<12} {address:<16} "
+                f"{','.join(s.domains)}{listed}"
+            )
+
+    # --- probes and verdicts -------------------------------------------------------------------
+
+    def do_probe(self, arg: str) -> None:
+        """probe SUB SERVICE [METHOD] [KIND]: fetch SERVICE's page from subscriber SUB as the
+        runner does (directly, or through circumvention METHOD; KIND https, http or ping)."""
+        words = arg.split()
+        if len(words) < 2:
+            raise ShellError("usage: probe SUB SERVICE [METHOD] [https|http|ping]")
+        sub, service, *more = words
+        live = self.live
+        if sub not in live.host_of:
+            raise ShellError(f"no subscriber {sub!r} (one of {', '.join(live.host_of)})")
+        try:
+            live.scenario.service(service)
+        except KeyError:
+            names = ", ".join(s.name for s in live.scenario.services)
+            raise ShellError(f"no service {service!r} (one of {names})") from None
+        kind = next((w for w in more if w in PROBE_KINDS), "https")
+        methods = [w for w in more if w not in PROBE_KINDS]
+        method = methods[0] if methods else "direct"
+        known = ["direct", *(c.name for c in live.scenario.circumvention)]
+        if method not in known:
+            raise ShellError(f"no method {method!r} in this scenario (one of {', '.join(known)})")
+        r = live.probe(sub, service, method=method, kind=kind, stamp={"source": "shell"})
+        figures = []
+        if r.http_code:
+            figures.append(f"HTTP {r.http_code}")
+        if r.time_starttransfer_s is not None:
+            figures.append(f"ttfb {r.time_starttransfer_s * 1000:.1f} ms")
+        if r.size_download:
+            figures.append(f"{r.size_download} B")
+        if r.speed_download_bps:
+            figures.append(f"{r.speed_download_bps * 8 / 1000:.0f} kbit/s")
+        if r.curl_exit:
+            figures.append(f"curl exit {r.curl_exit}")
+        status = "ok" if r.ok else "FAILED"
+        print(
+            f"{sub} → {service} via {method} ({kind}): {status} {r.outcome}  {', '.join(figures)}"
+        )
+
+    def do_verdicts(self, arg: str) -> None:
+        """verdicts [N|all]: the controller's last N (default 10) decisions, with the detector
+        and rule that fired. Address blocks are switch rules, not decisions: see flows."""
+        word = arg.strip() or "10"
+        if word != "all" and not word.isdigit():
+            raise ShellError("usage: verdicts [N|all]")
+        self.live.controller_stats()  # its reply flushes the controller's event log
+        events = read_events(self.live.run_dir / EVENTS_FILE)
+        lines = verdict_lines(events, self.started, None if word == "all" else int(word))
+        print("\n".join(lines) if lines else "(no verdicts yet)")
+
+    def do_flows(self, arg: str) -> None:
+        """flows [ISP|SWITCH] [all]: the TSPU switch's rules by kind with packet and byte counters
+        (every judged rule; `all` lists every rule), then its meters with their counters."""
+        words = arg.split()
+        show_all = "all" in words
+        words = [w for w in words if w != "all"]
+        switch = self.tspu_switch(words[0] if words else None)
+        flows = parse_dump_flows(self.live.lab.dump_flows(switch))
+        print(f"{switch}:")
+        print("\n".join(flow_lines(flows, show_all=show_all)))
+        meters = ovs_ofctl("meter-stats", switch)
+        configs = ovs_ofctl("dump-meters", switch)
+        stats = [line.strip() for line in meters.splitlines() if "meter=" in line]
+        bands = [line.strip() for line in configs.splitlines() if "meter=" in line]
+        if stats:
+            print(f"meters: {len(stats)}")
+            for conf, stat in zip(bands, stats, strict=False):
+                print(f"  {conf}\n    {stat}")
+        else:
+            print("meters: none")
+
+    def tspu_switch(self, name: str | None) -> str:
+        live = self.live
+        if name is None:
+            return live.tspu_switch
+        if name in live.isp_index:
+            return live.tspu_switch_of(name)
+        switches = {live.tspu_switch_of(isp.name) for isp in live.isps}
+        if name in switches:
+            return name
+        raise ShellError(f"no TSPU {name!r} (ISPs: {', '.join(live.isp_index)})")
+
+    # --- acting on the TSPU -------------------------------------------------------------------
+
+    def do_registry(self, arg: str) -> None:
+        """registry add|remove ENTRY [ISP]: list or delist an address, prefix or domain pattern
+        (*.example.com) and push the new version to the TSPU(s) at once;
+        registry check ADDRESS|NAME: which entry (and source) lists it; registry: counts."""
+        words = arg.split()
+        if not words:
+            for isp, reg in self.registries.items():
+                print(
+                    f"{isp}: {reg.address_count(4):,} IPv4 addresses in "
+                    f"{len(reg.aggregated_prefixes())} prefixes, {reg.domain_count()} domain rules"
+                )
+            return
+        if words[0] == "check" and len(words) == 2:
+            self._registry_check(words[1])
+            return
+        if words[0] not in ("add", "remove") or len(words) not in (2, 3):
+            raise ShellError("usage: registry [add|remove ENTRY [ISP] | check ADDRESS|NAME]")
+        op, entry = words[0], words[1]
+        targets = [words[2]] if len(words) == 3 else list(self.registries)
+        for isp in targets:
+            if isp not in self.registries:
+                raise ShellError(f"no ISP {isp!r} (one of {', '.join(self.registries)})")
+        change = Registry()
+        change.add(entry, source="shell")
+        for isp in targets:
+            current = self.registries[isp]
+            new = Registry().merge(current).merge(change) if op == "add" else None
+            if new is None:
+                new = registry_without(current, change)
+            reply = self.live.push_registry(new, isp=isp)
+            self.registries[isp] = new
+            print(
+                f"{isp}: registry {op} {entry}: +{reply.get('added', 0)} "
+                f"−{reply.get('removed', 0)} prefixes; {new.address_count(4):,} addresses, "
+                f"{new.domain_count()} domain rules"
+            )
+
+    def _registry_check(self, what: str) -> None:
+        for isp, reg in self.registries.items():
+            try:
+                entry = reg.contains_address(what)
+            except ValueError:
+                rule = reg.match_domain(what)
+                found = f"{rule.pattern} ({rule.kind}, {rule.source})" if rule else None
+            else:
+                found = f"{entry.network} ({entry.source})" if entry else None
+            print(f"{isp}: {what} " + (f"is listed: {found}" if found else "is not listed"))
+
+    def do_profile(self, arg: str) -> None:
+        """profile [NAME [ISP]]: switch the TSPU's behaviour profile live (every ISP's, or one);
+        without NAME, each ISP's current profile."""
+        words = arg.split()
+        if not words:
+            for isp_name, current in self.profiles.items():
+                print(f"{isp_name}: {current}")
+            return
+        name = words[0]
+        isp = words[1] if len(words) > 1 else None
+        if name not in profile_names():
+            raise ShellError(f"no profile {name!r} (one of {', '.join(profile_names())})")
+        if isp is not None and isp not in self.profiles:
+            raise ShellError(f"no ISP {isp!r} (one of {', '.join(self.profiles)})")
+        reply = self.live.set_profile(name, isp=isp)
+        for target in [isp] if isp else list(self.profiles):
+            self.profiles[target] = name
+        print(f"profile {name} on {isp or ', '.join(self.profiles)}: {_reply_text(reply)}")
+
+    def do_capture(self, arg: str) -> None:
+        """capture start [ISP] | stop: record both ports of the TSPU (subscriber side: what
+        subscribers sent and got; upstream side: what passed the TSPU) into the run directory."""
+        words = arg.split()
+        if words[:1] == ["start"]:
+            self._capture_start(words[1] if len(words) > 1 else None)
+        elif words == ["stop"]:
+            self._capture_stop()
+        else:
+            raise ShellError("usage: capture start [ISP] | capture stop")
+
+    def _capture_start(self, isp: str | None) -> None:
+        if self.captures:
+            raise ShellError("a capture is running: capture stop first")
+        live = self.live
+        isp = isp or live.isps[0].name
+        switch = self.tspu_switch(isp)
+        self.capture_count += 1
+        for side, port in (("subscriber", TSPU_SUBSCRIBER_PORT), ("upstream", TSPU_UPSTREAM_PORT)):
+            path = live.run_dir / f"capture-{isp}-{self.capture_count}-{side}.pcap"
+            proc = start_tcpdump(f"{switch}-eth{port}", path, live.run_dir / "tcpdump-shell.log")
+            live.record.process(proc.pid, f"tcpdump {isp} {side}", group_leader=True)
+            self.captures.append((side, proc, path))
+            print(f"capturing {switch}-eth{port} ({side} side) → {path}")
+
+    def _capture_stop(self) -> None:
+        if not self.captures:
+            raise ShellError("no capture is running (capture start)")
+        time.sleep(0.2)  # the last packets reach the file
+        for _side, proc, path in self.captures:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            size = path.stat().st_size if path.exists() else 0
+            print(f"wrote {path} ({size} bytes)")
+        self.captures = []
+
+    def stop_captures(self) -> None:
+        if self.captures:
+            self._capture_stop()
+
+    def do_report(self, _arg: str) -> None:
+        """report: write the report of what was measured so far (report.html, summary.json,
+        junit.xml when the scenario has expect:) and print its summary."""
+        from tspulab.metrics.report import print_summary, write_report
+        from tspulab.scenario.runner import summarise_run
+
+        summary = summarise_run(self.live, {"source": "tspulab shell"})
+        report = write_report(self.live.run_dir)
+        print_summary(summary, self.live.run_dir)
+        for r in report.expectations:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}")
+        print(f"report: {report.path}")
+
+    # --- completion ---------------------------------------------------------------------------
+
+    def completenames(self, text: str, *ignored: Any) -> list[str]:
+        return [*super().completenames(text, *ignored), *_starting(text, self.node_names())]
+
+    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        return _starting(text, self.node_names())  # a node name stands for its address
+
+    def complete_probe(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        position = len(line[:begidx].split())
+        live = self.live
+        choices: list[str] = {
+            1: list(live.host_of),
+            2: [s.name for s in live.scenario.services],
+        }.get(position, ["direct", *(c.name for c in live.scenario.circumvention), *PROBE_KINDS])
+        return _starting(text, choices)
+
+    def complete_flows(self, text: str, *_rest: Any) -> list[str]:
+        return _starting(text, [*self.live.isp_index, "all"])
+
+    def complete_registry(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
+        position = len(line[:begidx].split())
+        if position == 1:
+            return _starting(text, ["add", "remove", "check"])
+        if position == 2:
+            names = [d for s in self.live.scenario.services for d in s.domains]
+            return _starting(text, [*names, *self.live.addresses.values()])
+        return _starting(text, list(self.registries))
+
+    def complete_profile(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
+        position = len(line[:begidx].split())
+        return _starting(text, profile_names() if position == 1 else list(self.profiles))
+
+    def complete_capture(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
+        position = len(line[:begidx].split())
+        return _starting(text, ["start", "stop"] if position == 1 else list(self.profiles))
+
+    def complete_help(self, text: str, *_rest: Any) -> list[str]:
+        return [n for n in super().completenames(text)]
+
+
+def _starting(text: str, choices: list[str]) -> list[str]:
+    return [c for c in choices if c.startswith(text)]
+
+
+def _reply_text(reply: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in reply.items() if k != "ok") or "done"
+
+
+def ovs_ofctl(command: str, switch: str) -> str:
+    return subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", command, switch],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+def start_tcpdump(interface: str, path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """tcpdump writing every packet of `interface` to `path` as it arrives; returns once it is
+    listening (a capture that starts late misses the handshakes the user wants to see)."""
+    start = log.stat().st_size if log.exists() else 0
+    proc = subprocess.Popen(
+        ["tcpdump", "-i", interface, "-U", "-s", "0", "-w", str(path)],
+        stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "listening" not in log.read_text()[start:]:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tcpdump on {interface} exited: see {log}")
+        time.sleep(0.05)
+    return proc
