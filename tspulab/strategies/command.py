@@ -4,6 +4,7 @@
     tspulab strategies --diff tspu-2022 tspu-2026-reassembly
     tspulab strategies --from-capture failing.pcap [--profile ...]
     tspulab strategies --profile tspu-2022 --only 'split:sni' --only 'tlsrec:1' --no-pairs
+    tspulab strategies --lab --profile tspu-2022 --only 'split:sni'   # the OVS lab's TSPU
 
 Writes ``sweep.json`` and ``table.md`` (and the captures) to ``--out`` (default
 ``runs/strategies-<time>``). Needs root for the bench's namespaces; ``--from-capture`` does not.
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pairs", action="store_true", help="singles only")
     p.add_argument("--live", action="store_true",
                    help="the profile's engine acts live (a run per profile)")  # fmt: skip
+    p.add_argument("--lab", action="store_true",
+                   help="against the OVS lab TSPU in a sandbox, a lab per profile")  # fmt: skip
     p.add_argument("--max-pairs", type=int, default=30)
     p.add_argument("--out", help="directory for sweep.json, table.md and the captures")
 
@@ -106,6 +109,12 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/strategies-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if args.lab:
+        if args.transport != "tcp":
+            print("tspulab strategies: --lab runs TCP strategies only", file=sys.stderr)
+            return 2
+        results = _lab_results(profiles, args.target, singles, args.trials, out)
+        return _report(args, profiles, results, time.monotonic() - started, out, "lab")
     try:
         with Bench(target=args.target, workdir=out, quic=args.transport == "udp") as bench:
             sweep = Sweep(bench, profiles, args.trials, args.transport, live=args.live)
@@ -113,22 +122,54 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     except BenchError as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
         return 2
-    elapsed = time.monotonic() - started
+    return _report(
+        args, profiles, results, time.monotonic() - started, out, "live" if args.live else "replay"
+    )
+
+
+def _lab_results(
+    profiles: Sequence[str], target: str, singles: Sequence[str], trials: int, out: Path
+) -> list[StrategyResult]:
+    """One lab per profile (labsweep.py), merged into one result per strategy."""
+    from tspulab.strategies.labsweep import run_lab
+
+    merged: dict[str, StrategyResult] = {}
+    for profile in profiles:
+        print(f"lab for {profile}: control and {len(singles)} strategies, {trials} trials each")
+        for r in run_lab(profile, target, singles, trials, out / "labs"):
+            m = merged.setdefault(r.strategy, StrategyResult(r.strategy, [], {}, 0.0))
+            m.live_trials[profile] = r.trials
+            m.judged[profile] = r.judged[profile]
+            m.seconds += r.seconds
+            m.error = m.error or r.error
+            counts = f"{r.success_count(profile)}/{len(r.trials)}"
+            print(f"  {r.strategy:44s} {profile}={counts}{'  ERROR ' + r.error if r.error else ''}")
+    return list(merged.values())
+
+
+def _report(
+    args: argparse.Namespace,
+    profiles: Sequence[str],
+    results: Sequence[StrategyResult],
+    elapsed: float,
+    out: Path,
+    mode: str,
+) -> int:
+    how = {
+        "replay": "(replay of the capture at the box).",
+        "live": "(the profile's engine acting live on the bench; 'replay agrees' counts the "
+        "trials whose replayed capture gave the same pass or fail).",
+        "lab": "(the OVS lab's TSPU, the controller's verdicts; no pairs).",
+    }[mode]
     lines = [
         f"# Strategy sweep: {args.target} over {args.transport}, {args.trials} trials each",
         "",
         f"{len(results)} strategies in {elapsed:.0f} s; a trial succeeds when the real server "
-        "answered and the profile's verdict on the connection let it through "
-        + (
-            "(the profile's engine acting live on the bench; 'replay agrees' counts the trials "
-            "whose replayed capture gave the same pass or fail)."
-            if args.live
-            else "(replay of the capture at the box)."
-        ),
+        f"answered and the profile's verdict on the connection let it through {how}",
         "",
     ]
     for p in profiles:
-        lines += [*table(results, p, args.live), ""]
+        lines += [*table(results, p, mode == "live"), ""]
     if args.diff:
         lines += diff(results, *args.diff)
     text = "\n".join(lines)
@@ -136,8 +177,8 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     (out / "table.md").write_text(text + "\n")
     (out / "sweep.json").write_text(json.dumps({
         "target": args.target, "transport": args.transport, "trials": args.trials,
-        "live": args.live,
-        "profiles": profiles, "seconds": round(elapsed, 1),
+        "mode": mode,
+        "profiles": list(profiles), "seconds": round(elapsed, 1),
         "results": [r.to_json(profiles) for r in results],
     }, indent=1))  # fmt: skip
     print(f"\nwritten: {out}/table.md, {out}/sweep.json, captures in {out}/captures")
