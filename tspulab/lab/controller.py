@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tspulab.lab.record import RunRecord
+from tspulab.lab.timescale import scaled
 
 
 class ControllerError(RuntimeError):
@@ -43,6 +44,7 @@ class ControllerProcess:
         return self.run_dir / "controller.log"
 
     def start(self, timeout_s: float = 20.0) -> None:
+        timeout_s = scaled(timeout_s)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

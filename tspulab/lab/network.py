@@ -31,6 +31,7 @@ from tspulab.lab.ovs import PrivateOVS
 from tspulab.lab.record import RunRecord, cleanup
 from tspulab.lab.sandbox import require_sandbox
 from tspulab.lab.services import stop_servers
+from tspulab.lab.timescale import scaled
 from tspulab.metrics.results import read_results
 
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "sg")
@@ -116,7 +117,7 @@ class Lab:
             offloads_off(host, host.intfList())
         for switch in self.net.switches:
             offloads_off(switch, switch.intfList())
-        self._wait_switches_up(timeout_s=45)
+        self._wait_switches_up(timeout_s=scaled(45))
         self._apply_fail_mode()
         self.timings["mininet_s"] = time.monotonic() - t1
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tspulab.lab.record import RunRecord, process_alive
+from tspulab.lab.timescale import scaled
 
 SCHEMA_CANDIDATES = (
     Path("/usr/share/openvswitch/vswitch.ovsschema"),
@@ -37,7 +38,7 @@ def kernel_datapath_available() -> bool:
 
 
 def _read_pid(path: Path, timeout_s: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + scaled(timeout_s)
     while time.monotonic() < deadline:
         try:
             return int(path.read_text().strip())

@@ -20,6 +20,7 @@ from typing import Any
 from tspulab.lab.pki import CertFiles, RunCA
 from tspulab.lab.record import RunRecord
 from tspulab.lab.sandbox import bind_resolv_conf
+from tspulab.lab.timescale import scaled
 
 #: Served at /bulk on every service, for transfers that show counters and throughput.
 BULK_BYTES = 32 * 1024 * 1024
@@ -91,7 +92,7 @@ http {{
 
 
 def _wait_listening(host: Any, port: int, proto: str = "t", timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + scaled(timeout_s)
     while time.monotonic() < deadline:
         if host.cmd(f"ss -Hl{proto}n 'sport = :{port}'").strip():
             return True
