@@ -141,7 +141,11 @@ timeout "$STEP_TIMEOUT" chroot "$TREE" /usr/bin/env -i "${build_env[@]}" \
   || { umount_all; die "setup.sh failed in the chroot (log: $WORK/setup.log)"; }
 umount_all
 rm -f "$TREE/usr/sbin/policy-rc.d" "$TREE/etc/tspulab-build-ca.crt"
-rm -rf "$TREE/var/lib/apt/lists/"* "$TREE/root/.cache"
+rm -rf "$TREE/var/lib/apt/lists/"* "$TREE/root/.cache/pip"
+# Matplotlib builds its font cache on first use, which takes minutes in the emulated guest (and
+# the disk is a throwaway snapshot, so every boot would pay it): build it here, once.
+timeout "$STEP_TIMEOUT" chroot "$TREE" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+  /opt/tspulab/.venv/bin/python -c 'import matplotlib.pyplot' >>"$WORK/setup.log" 2>&1 || true
 
 # The guest's init (see vm/guest-init) and its mount points. The venv moves beside the tree:
 # the guest mounts the shared working tree at /opt/tspulab and binds this venv over its .venv.

@@ -113,24 +113,43 @@ boot() {  # boot ACCEL JOBDIR TIMEOUT: 0 when the guest wrote its rc
 }
 
 # KVM or TCG: /dev/kvm may exist and still fail to run a stock kernel (nested virtualisation
-# without the features Debian's kernel needs); a 60 s probe boot decides, once per host boot.
+# without the features Debian's kernel needs: here it hangs right after "Probing EDD"). A probe
+# boot with KVM decides, once per host boot: a working KVM reaches the guest's init in a few
+# seconds; 30 s without it means TCG.
 choose_accel() {
   if [ "$ACCEL" != auto ]; then echo "$ACCEL"; return; fi
   if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then echo tcg; return; fi
-  local boot_id verdict probe
+  local boot_id verdict probe pid i
   boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo none)
   verdict=$CACHE/accel-$boot_id-$kernel_version
   if [ ! -f "$verdict" ]; then
     probe=$(mktemp -d /var/tmp/tspulab-vm-probe.XXXXXX)
     echo 'true' >"$probe/cmd.sh"
-    if boot kvm "$probe" 60; then echo kvm >"$verdict"; else echo tcg >"$verdict"; fi
-    log "KVM probe: $(cat "$verdict") (console: $(tail -c 300 "$probe/console.log" 2>/dev/null | tr -d '\r' | tail -n2 | tr '\n' ' '))"
+    boot kvm "$probe" 40 &
+    pid=$!
+    echo tcg >"$verdict.tmp"
+    for ((i = 0; i < 60; i++)); do
+      if grep -qa 'tspulab-guest: up' "$probe/console.log" 2>/dev/null; then
+        echo kvm >"$verdict.tmp"
+        break
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    pkill -TERM -P "$pid" 2>/dev/null || true  # the probe's timeout/qemu, children of this shell
+    wait "$pid" 2>/dev/null || true
+    mv "$verdict.tmp" "$verdict"
+    log "KVM probe: $(cat "$verdict") after $((i / 2)) s"
     rm -rf "$probe"
   fi
   cat "$verdict"
 }
 
 accel=$(choose_accel)
+# The lab's own bring-up waits (tspulab/lab/timescale.py): a process or an import costs 15-50x
+# more under TCG, where os-ken alone takes longer to listen than a host's 20 s.
+case $accel in tcg) scale=${TSPULAB_TIME_SCALE:-12} ;; *) scale=${TSPULAB_TIME_SCALE:-2} ;; esac
+sed -i "1i export TSPULAB_TIME_SCALE=$scale" "$JOB/cmd.sh"
 log "booting $IMAGE ($kernel_version) with $accel, ${CPUS} CPUs, ${MEM} MiB; job $JOB"
 t0=$SECONDS
 if ! boot "$accel" "$JOB" "$TIMEOUT"; then
