@@ -27,6 +27,11 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="run a scenario with links: without its delays where this kernel has no netem",
     )
+    p.add_argument(
+        "--allow-commands",
+        action="store_true",
+        help="let kind: custom methods run the commands the scenario names (as root, in the lab)",
+    )
     p.set_defaults(handler=_cmd_run)
 
 
@@ -34,8 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tspulab.scenario.runner import run_scenario_cli
 
     return run_scenario_cli(
-        args.scenario, args.runs_dir, capture=args.capture, no_delays=args.no_delays
-    )
+        args.scenario, args.runs_dir, capture=args.capture, no_delays=args.no_delays,
+        allow_commands=args.allow_commands,
+    )  # fmt: skip
 
 
 def _add_shell(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

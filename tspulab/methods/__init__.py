@@ -29,6 +29,7 @@ ADAPTERS: dict[str, str] = {
     "tor": "tor:Tor",
     "iodine": "iodine:Iodine",
     "fronting": "fronting:Fronting",
+    "custom": "custom:CustomTool",
 }
 
 

@@ -37,7 +37,8 @@ class Access:
     side), `http_proxy` (host:port of an HTTP proxy that takes CONNECT), `tun` (an interface
     with routes: the probe connects to the target as usual and the kernel sends it through), or
     `front` (domain fronting: the probe connects to `front_address` with `front` as its TLS name
-    and the target's name only in the Host header; `ca` verifies the edge)."""
+    and the target's name only in the Host header; `ca` verifies the edge), or `command` (a
+    user's command that fetches the URL itself: `tspulab.methods.custom.command_probe`)."""
 
     socks5: str | None = None
     http_proxy: str | None = None
@@ -45,6 +46,7 @@ class Access:
     front: str | None = None
     front_address: str | None = None
     ca: str | None = None
+    command: str | None = None
 
     def curl_args(self) -> list[str]:
         if self.socks5:
@@ -65,6 +67,8 @@ class Access:
             return f"HTTP CONNECT {self.http_proxy}"
         if self.front:
             return f"fronted as {self.front} via {self.front_address}"
+        if self.command:
+            return "command"
         return f"TUN {self.tun}"
 
 
@@ -85,6 +89,8 @@ class MethodContext:
     clients: int = 1
     """How many subscriber hosts may run a client (WireGuard makes a key and address each)."""
     ca: MethodCA | None = field(default=None, repr=False)
+    scenario_path: Path | None = None
+    """The scenario file (custom methods read files beside it and name its lines)."""
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -154,6 +160,11 @@ class Method(ABC):
     def start_client(self, node: Node) -> Access:
         """Start a client in `node` (one per subscriber host, up to `ctx.clients`), wait until it
         is ready, and say how to go through it."""
+
+    def health(self, node: Node) -> str | None:
+        """Why a probe from `node` cannot go through now (a process the method needs has
+        exited), or None; asked before each probe."""
+        return None
 
     def stop_client(self, node: Node) -> None:
         """End what this method runs in `node` (a client that failed to start) and undo its

@@ -33,9 +33,11 @@ class LabMethods:
         *,
         clients: int,
         log: Callable[[str], None] = print,
+        scenario_path: Path | None = None,
     ) -> None:
         """`methods`: the scenario's `Circumvention` entries (name, kind, cloud, address, port,
-        options); `clients`: how many subscriber hosts may use each."""
+        options); `clients`: how many subscriber hosts may use each; `scenario_path`: the file
+        they come from."""
         self.log = log
         self.methods = {m.name: m for m in methods if m.kind != "direct"}
         self.adapters: dict[str, Method] = {}
@@ -49,6 +51,7 @@ class LabMethods:
                 options=options,
                 record=record,
                 clients=clients,
+                scenario_path=scenario_path,
             )
             self.adapters[m.name] = adapter_class(m.kind)(ctx)
         self._access: dict[tuple[str, str], Access] = {}
@@ -113,13 +116,18 @@ class LabMethods:
         expect_text: str | None = None,
     ) -> MethodProbe:
         """A fetch of `url` from `node` through method `name`; a client that cannot start is a
-        failed probe (outcome `client-failed: ...`), as a user's app would fail to connect."""
+        failed probe (outcome `client-failed: ...`), as a user's app would fail to connect; so
+        is a method whose server or client has exited (`method-down: ...`)."""
         try:
+            problem = self.adapters[name].health(node)
+            if problem:
+                raise MethodError(problem)
             access = self.access(name, node)
         except MethodError as err:
             self.drop_client(name, node)
+            down = "method-down" if problem else "client-failed"
             return MethodProbe(
-                method=name, url=url, ok=False, outcome=f"client-failed: {err}"[:300],
+                method=name, url=url, ok=False, outcome=f"{down}: {err}"[:300],
                 curl_exit=-1, http_code=None, size_bytes=0, ttfb_s=None, total_s=None,
                 goodput_bps=None, access="", started=0.0,
             )  # fmt: skip

@@ -12,12 +12,22 @@ in `tspulab.methods` read the validated models.
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from string import Formatter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from tspulab.scenario.scalars import Bool, Domain, Int, Network
+from tspulab.scenario.scalars import Bool, Domain, Float, Int, Network, Str
 
 
 class Options(BaseModel):
@@ -133,6 +143,192 @@ class TorOptions(Options):
     authorities), at the method's address and the addresses after it."""
 
 
+# --- custom: the user's own client and server ---------------------------------------------------
+
+#: Placeholders a custom command, environment value, readiness check or access may use
+#: (docs/methods.md, "Bring your own tool"); `url` only in `access.command`.
+CUSTOM_PLACEHOLDERS = (
+    "address", "port", "local_port", "dir", "method_dir", "host", "server_name", "cert", "key",
+    "ca", "tun",
+)  # fmt: skip
+
+
+def placeholders(text: str) -> list[str]:
+    """The `{name}` fields of a command template (`{{` and `}}` are literal braces)."""
+    try:
+        return [name for _, name, _, _ in Formatter().parse(text) if name is not None]
+    except ValueError as err:
+        raise PydanticCustomError(
+            "template", "bad braces in '{text}': {err}", {"text": text, "err": str(err)}
+        ) from None
+
+
+def _check_template(text: str, extra: tuple[str, ...] = ()) -> str:
+    allowed = (*CUSTOM_PLACEHOLDERS, *extra)
+    for name in placeholders(text):
+        if name not in allowed:
+            raise PydanticCustomError(
+                "placeholder",
+                "unknown placeholder '{name}' (known: {known}; a literal brace is written twice)",
+                {"name": "{" + name + "}", "known": ", ".join("{" + a + "}" for a in allowed)},
+            )
+    return text
+
+
+class CustomReady(Options):
+    """When a custom side is ready: every check given must pass within `timeout_s`."""
+
+    port: Int | Str | None = None
+    """A port that listens in the host (an integer, `{port}` or `{local_port}`)."""
+    proto: Literal["tcp", "udp"] = "tcp"
+    log: Str | None = None
+    """A regular expression searched in the process's output (its log file)."""
+    command: Str | None = None
+    """A shell command in the host that must succeed (e.g. `ip link show tun0`)."""
+    timeout_s: Float = Field(default=15.0, gt=0, le=600)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and value not in ("{port}", "{local_port}"):
+            raise PydanticCustomError(
+                "port",
+                "expected a port number, '{a}' or '{b}'",
+                {"a": "{port}", "b": "{local_port}"},
+            )
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            raise PydanticCustomError("port", "a port is 1-65535", {})
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value)
+
+    @field_validator("log")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise PydanticCustomError(
+                    "regex", "not a regular expression: {err}", {"err": str(err)}
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> CustomReady:
+        if self.port is None and self.log is None and self.command is None:
+            raise PydanticCustomError("ready", "give at least one of port, log or command", {})
+        return self
+
+
+class CustomSide(Options):
+    """One side of a custom tool: what runs in the host, with what, and when it is ready.
+
+    The process runs in its own working directory, `<run dir>/methods/<name>/<side>-<host>/`
+    (`{dir}`), where `files` are copied first; its output goes to `<side>.<host>.log` beside."""
+
+    command: Str | tuple[Str, ...]
+    """An argv list (no shell), or a string run by `sh -c`."""
+    env: dict[Str, Str] = Field(default_factory=dict)
+    files: dict[Str, Str] = Field(default_factory=dict)
+    """name in the working directory -> source file (relative to the scenario's folder)."""
+    ready: CustomReady | None = None
+    """Without it the side counts as ready once started (and still running 0.2 s later)."""
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        parts = [value] if isinstance(value, str) else list(value)
+        if not parts or not parts[0].strip():
+            raise PydanticCustomError("command", "empty command", {})
+        for part in parts:
+            _check_template(part)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+                raise PydanticCustomError("env", "'{key}' is not a variable name", {"key": key})
+            _check_template(text)
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.startswith("/") or ".." in name.split("/"):
+                raise PydanticCustomError(
+                    "files", "'{name}': a name inside the working directory", {"name": name}
+                )
+        return value
+
+
+class CustomAccess(Options):
+    """How a probe goes through a custom client: exactly one of these."""
+
+    socks5: Str | None = None
+    """host:port of a SOCKS5 proxy the client opens (e.g. `127.0.0.1:{local_port}`)."""
+    http_proxy: Str | None = None
+    """host:port of an HTTP proxy that takes CONNECT."""
+    tun: Str | None = None
+    """The interface the client brings up (`{tun}` is a name unique to the method); `routes`
+    go through it for probes bound to it."""
+    routes: tuple[Network, ...] = (IPv4Network("0.0.0.0/1"), IPv4Network("128.0.0.0/1"))
+    command: Str | None = None
+    """A shell command in the subscriber host that must succeed (`{url}`: the target's URL);
+    exit status 0 is success, its output is kept."""
+
+    @field_validator("socks5", "http_proxy", "tun")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value, ("url",))
+
+    @model_validator(mode="after")
+    def _one(self) -> CustomAccess:
+        given = [k for k in ("socks5", "http_proxy", "tun", "command") if getattr(self, k)]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "access", "give exactly one of socks5, http_proxy, tun or command (got {got})",
+                {"got": ", ".join(given) or "none"},
+            )  # fmt: skip
+        return self
+
+
+class CustomOptions(Options):
+    """The user's own tool: commands for its server (in the method's cloud host) and its client
+    (in each subscriber host that probes through it). Running commands from a scenario file is
+    opt-in: `tspulab run --allow-commands`, or the pytest plugin's explicit use."""
+
+    server: CustomSide | None = None
+    """Started at bring-up in the cloud host that owns `address` (none: the client reaches
+    something else, e.g. a socks5 method of the same scenario)."""
+    client: CustomSide | None = None
+    """Started in a subscriber host on its first probe through the method (none: the access
+    needs no client process, e.g. a proxy the server opens)."""
+    access: CustomAccess
+    server_name: Domain | None = None
+    """A certificate for this name (and the method's address) is made per run, signed by the
+    run's CA: `{cert}`, `{key}`, `{ca}`."""
+    _line: int | None = PrivateAttr(default=None)
+    """The scenario line of the options (for run-time errors), when loaded from a file."""
+
+    @property
+    def line(self) -> int | None:
+        return self._line
+
+
 KIND_OPTIONS: dict[str, type[Options]] = {
     "direct": NoOptions,
     "socks5": Socks5Options,
@@ -149,6 +345,7 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "tor": TorOptions,
     "iodine": IodineOptions,
     "fronting": FrontingOptions,
+    "custom": CustomOptions,
 }
 MethodKind = Literal[
     "direct",
@@ -166,6 +363,7 @@ MethodKind = Literal[
     "tor",
     "iodine",
     "fronting",
+    "custom",
 ]
 METHOD_KINDS: tuple[str, ...] = tuple(KIND_OPTIONS)
 DEFAULT_PORTS: dict[str, int] = {
@@ -183,6 +381,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "tor": 9001,
     "iodine": 53,
     "fronting": 443,
+    "custom": 8443,
 }
 
 
@@ -218,15 +417,24 @@ def validate_options(value: Any, info: ValidationInfo) -> Any:
             for key in unknown
         ]
         raise ValidationError.from_exception_data("options", details)
-    return model.model_validate(value)
+    options = model.model_validate(value)
+    lc = getattr(value, "lc", None)  # a ruamel mapping knows its line (0-based)
+    if isinstance(options, CustomOptions) and lc is not None and lc.line is not None:
+        options._line = lc.line + 1
+    return options
 
 
 __all__ = [
+    "CUSTOM_PLACEHOLDERS",
     "DEFAULT_PORTS",
     "KIND_OPTIONS",
     "METHOD_KINDS",
     "SHADOWSOCKS_2022_CIPHERS",
     "SHADOWSOCKS_LIBEV_CIPHERS",
+    "CustomAccess",
+    "CustomOptions",
+    "CustomReady",
+    "CustomSide",
     "MethodKind",
     "Options",
     "default_options",

@@ -80,6 +80,12 @@ def probe_through(
     `expect_bytes`: the body must be this long (a bulk transfer); `expect_text`: the body must
     contain it (the page names the service that answered: reaching another host is no success);
     `argv_prefix` wraps curl; `extra_curl` adds curl options (e.g. a Host header)."""
+    if access.command is not None:  # a custom tool's own command fetches the URL
+        from tspulab.methods.custom import command_probe
+
+        return command_probe(
+            node, access, url, method=method, timeout_s=timeout_s, expect_text=expect_text
+        )
     if access.front:
         # Domain fronting: the innocent name in the URL (SNI, certificate), the real one in Host.
         parts = urlsplit(url)

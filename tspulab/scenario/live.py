@@ -137,8 +137,9 @@ class LiveLab(LabRun):
         # Circumvention servers start in their clouds once the lab is up; a subscriber gets a
         # method's client the first time it probes through it (tspulab.methods, real tools).
         self.methods = LabMethods(
-            scenario.circumvention, self.run_dir, self.record, clients=len(self.host_of), log=log
-        )
+            scenario.circumvention, self.run_dir, self.record, clients=len(self.host_of), log=log,
+            scenario_path=scenario.path,
+        )  # fmt: skip
         self.leftovers: list[str] = []
         self._dnsmasq: Any = None
         self._captures: list[subprocess.Popen[bytes]] = []

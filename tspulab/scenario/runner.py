@@ -19,6 +19,8 @@ from tspulab.contracts import EVENTS_FILE, RESULTS_FILE
 from tspulab.lab.linkshape import DelaysUnavailable, decide, netem_supported
 from tspulab.lab.ofctl import parse_dump_flows, parse_dump_ports
 from tspulab.lab.sandbox import run_in_sandbox
+from tspulab.methods.custom import CommandsNotAllowed, require_allowed
+from tspulab.methods.process import MethodError
 from tspulab.metrics.progress import Progress
 from tspulab.metrics.report import RunReport, write_report
 from tspulab.metrics.results import read_results
@@ -54,11 +56,14 @@ def run_scenario(
     no_delays: bool = False,
     log: Any = print,
     show_progress: bool = False,
+    allow_commands: bool = False,
 ) -> RunOutcome:
     """Run one scenario end to end. `tspu=False` runs each TSPU position as a learning switch;
     `bulk_transfer` ends with a 32 MiB download through the first ISP's TSPU, to show the switch,
-    not the controller, carries judged flows."""
+    not the controller, carries judged flows; `allow_commands` lets `kind: custom` methods run
+    the commands the scenario names (refused before bring-up without it)."""
     check_runnable(scenario)
+    require_allowed(scenario, allow_commands)
     live = LiveLab(
         scenario, runs_dir, tspu=tspu, capture=capture, fail_mode=fail_mode, no_delays=no_delays,
         log=log,
@@ -158,14 +163,19 @@ def _event_counts(path: Path) -> dict[str, int]:
 
 
 def run_scenario_cli(
-    path: str, runs_dir: str, capture: bool = False, no_delays: bool = False
+    path: str,
+    runs_dir: str,
+    capture: bool = False,
+    no_delays: bool = False,
+    allow_commands: bool = False,
 ) -> int:
     """`tspulab run`: validate, run in a sandbox, print a summary and where the report is."""
     try:
         scenario = load_scenario(path)
         check_runnable(scenario)
+        require_allowed(scenario, allow_commands)
         decide(scenario.links, no_delays=no_delays, netem=netem_supported(), scenario=str(path))
-    except (ScenarioError, NotImplementedInRunner, DelaysUnavailable) as err:
+    except (ScenarioError, NotImplementedInRunner, DelaysUnavailable, CommandsNotAllowed) as err:
         print(err, file=sys.stderr)
         return 2
     if os.geteuid() != 0:
@@ -174,8 +184,12 @@ def run_scenario_cli(
     try:
         outcome: RunOutcome = run_in_sandbox(
             run_scenario, scenario, Path(runs_dir), capture=capture, no_delays=no_delays,
-            show_progress=bool(scenario.timeline),
+            show_progress=bool(scenario.timeline), allow_commands=allow_commands,
         )  # fmt: skip
+    except MethodError as err:  # a method that cannot start (a custom tool's command, readiness)
+        print(f"tspulab run: {err}", file=sys.stderr)
+        print("the lab was torn down; results so far are in the run directory", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "interrupted: the lab was torn down; results so far are in the run directory",
