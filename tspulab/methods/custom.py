@@ -54,6 +54,23 @@ class CommandsNotAllowed(RuntimeError):
     """A scenario with custom methods, run without the caller's opt-in."""
 
 
+def scenario_line(path: Path | None, name: str) -> int | None:
+    """The line of method `name` in the scenario file (the loaded model keeps no positions)."""
+    if path is None or not path.is_file():
+        return None
+    from tspulab.scenario.yamlload import ScenarioError, read_yaml
+
+    try:
+        doc = read_yaml(path, str(path))
+    except (ScenarioError, OSError):
+        return None
+    methods = doc.data.get("circumvention") if isinstance(doc.data, dict) else None
+    for i, entry in enumerate(methods if isinstance(methods, list) else []):
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return doc.line_of(("circumvention", i))
+    return None
+
+
 def custom_methods(methods: Iterable[Any]) -> list[Any]:
     """The `kind: custom` entries of a scenario's `circumvention:`."""
     return [m for m in methods if m.kind == "custom"]
@@ -65,8 +82,9 @@ def require_allowed(scenario: Any, allow_commands: bool) -> None:
     found = custom_methods(scenario.circumvention)
     if allow_commands or not found:
         return
+    lines = {m.name: scenario_line(scenario.path, m.name) for m in found}
     where = ", ".join(
-        f"'{m.name}'" + (f" (line {m.options.line})" if m.options.line else "") for m in found
+        f"'{m.name}'" + (f" (line {lines[m.name]})" if lines[m.name] else "") for m in found
     )
     raise CommandsNotAllowed(
         f"{scenario.path}: circumvention {where} is kind custom: it runs the commands written in "
@@ -108,6 +126,7 @@ class CustomTool(Method):
         self.servers: list[Started] = []
         self.clients: dict[str, Started] = {}
         self.cert: tuple[str, str] = ("", "")
+        self._line: int | None = None
 
     @property
     def options(self) -> CustomOptions:
@@ -117,8 +136,10 @@ class CustomTool(Method):
     @property
     def where(self) -> str:
         """The method and its scenario line, for every message."""
-        line = self.options.line
         scenario = self.ctx.scenario_path
+        if self._line is None:
+            self._line = scenario_line(scenario, self.ctx.name) or 0
+        line = self._line
         at = f"{scenario.name if scenario else 'scenario'}:{line}" if line else None
         return f"circumvention '{self.ctx.name}' (custom{', ' + at if at else ''})"
 

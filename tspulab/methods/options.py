@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -321,12 +320,6 @@ class CustomOptions(Options):
     server_name: Domain | None = None
     """A certificate for this name (and the method's address) is made per run, signed by the
     run's CA: `{cert}`, `{key}`, `{ca}`."""
-    _line: int | None = PrivateAttr(default=None)
-    """The scenario line of the options (for run-time errors), when loaded from a file."""
-
-    @property
-    def line(self) -> int | None:
-        return self._line
 
 
 KIND_OPTIONS: dict[str, type[Options]] = {
@@ -417,11 +410,7 @@ def validate_options(value: Any, info: ValidationInfo) -> Any:
             for key in unknown
         ]
         raise ValidationError.from_exception_data("options", details)
-    options = model.model_validate(value)
-    lc = getattr(value, "lc", None)  # a ruamel mapping knows its line (0-based)
-    if isinstance(options, CustomOptions) and lc is not None and lc.line is not None:
-        options._line = lc.line + 1
-    return options
+    return model.model_validate(value)
 
 
 __all__ = [
