@@ -113,7 +113,11 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
             write_directly(datapath)
         self._handle(datapath.id, SwitchUp(), datapath)
 
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    # Both states: the app answers the switch's features (through os-ken's queue) in its own
+    # thread, possibly before os-ken's handler moves the datapath to MAIN; the reply to the
+    # barrier sent then is dispatched at once in the reader thread (dispatch.py), and filtered
+    # by MAIN alone it was lost on a loaded machine (no tspu-rules-installed: bring-up hung).
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def barrier_reply(self, ev: Any) -> None:
         self._handle(ev.msg.datapath.id, BarrierReply())
