@@ -61,6 +61,8 @@ def test_no_delays_runs_and_says_so(tmp_path: Path) -> None:
                        "foreign"]  # fmt: skip
     assert outcome.summary.extra["environment"]["delays"]["why"] == "--no-delays"
     assert not (outcome.run_dir / "netem").exists()
+    # The report's Environment note says it too.
+    assert "link delays not applied: --no-delays" in (outcome.run_dir / "report.html").read_text()
     by = {s.name: s for s in outcome.summary.services}
     assert not by["yandex"].broken
     assert leftovers(outcome.run_dir) == []

@@ -294,11 +294,20 @@ def render_run_html(
     netem = meta.get("netem", (summary.get("environment") or {}).get("netem"))
     datapath = meta.get("datapath", (summary.get("environment") or {}).get("datapath", "?"))
     env = (
-        "available: links carry the scenario's emulated delay and loss"
+        "available"
         if netem
         else "not available on this kernel: links have no emulated delay or loss, so goodput and "
         "time to first byte are those of the host, not of a real access network"
     )
+    delays = meta.get("delays") or (summary.get("environment") or {}).get("delays")
+    if delays:  # what the run had (tspulab.lab.linkshape): applied, or not and why
+        links = delays.get("links") or []
+        shaped = ", ".join(sorted({f"{x['class']} {x['delay_ms']:g} ms" for x in links}))
+        env += (
+            f"; link delays applied ({shaped})"
+            if delays.get("applied")
+            else f"; link delays not applied: {delays.get('why', '?')}"
+        )
     per_isp = "".join(f"<h3>{e(isp)}</h3>{_step_table(tl, isp)}" for isp in tl.isps)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>tspulab report: {e(name)}</title>
