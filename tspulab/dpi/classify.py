@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import socket
 
-from tspulab.dpi.classify_types import Classification, Inspection, Protocol
+from tspulab.dpi.classify_types import Classification, HelloPrint, Inspection, Protocol
 from tspulab.dpi.classify_udp import UdpInspection, describe
 from tspulab.dpi.errors import DecodeError, Malformed, NeedData
 from tspulab.dpi.fingerprints import dns, fully_encrypted, openvpn, ssh, tor
@@ -281,7 +281,7 @@ class Classifier(UdpInspection):
             quic_version=quic_version,
             detail=detail,
             reassembly=self.mode.value,
-            hello=ch,
+            hello=HelloPrint(ch),
             transport=transport,
         )
         flow.classification = verdict

@@ -7,10 +7,10 @@ the direction and the counters, mark ``tcp_closing`` on FIN/RST, and return the 
 Most packets of a capture are such packets (a flow is decided within its first few), and building
 a ``Packet`` for them is most of their cost. ``count_decided`` does the same four things straight
 from the frame's bytes, with one struct read, and answers None whenever the reference path could
-do anything else: a flow that is new, undecided, idle past the timeout or closing (a SYN may
-reopen it), a sweep that is due, a fragment, IPv4 options, IPv6 extension headers, a tunnel port,
-a link type other than Ethernet/raw IP, or a header the decoder would refuse. The caller then
-takes the reference path for that packet.
+do anything else: a flow that is new, undecided or idle past the timeout, a SYN on a closing flow
+(it reopens the 5-tuple as a new flow), a sweep that is due, a fragment, IPv4 options, IPv6
+extension headers, a tunnel port, a link type other than Ethernet/raw IP, or a header the decoder
+would refuse. The caller then takes the reference path for that packet.
 
 ``tests/unit/dpi/test_fastpath.py`` checks, packet by packet (hypothesis, real and mutated
 frames, idle gaps), that replaying with the shortcut leaves exactly the flows, counters and
@@ -29,8 +29,10 @@ from tspulab.dpi.packet import (
     PORT_VXLAN,
     PROTO_TCP,
     PROTO_UDP,
+    TCP_ACK,
     TCP_FIN,
     TCP_RST,
+    TCP_SYN,
 )
 
 # IPv4: total length, flags+fragment offset, protocol, addresses, ports, TCP data offset and flags
@@ -39,6 +41,7 @@ from tspulab.dpi.packet import (
 _V4 = struct.Struct("!2xH2xH1xB2x4s4sHH8xBB").unpack_from
 _V6 = struct.Struct("!4xHB1x16s16sHH8xBB").unpack_from
 _FIN_OR_RST = TCP_FIN | TCP_RST
+_SYN_OR_ACK = TCP_SYN | TCP_ACK
 
 
 def count_decided(table: FlowTable, frame: bytes, linktype: int, now: float) -> FlowState | None:
@@ -88,11 +91,11 @@ def count_decided(table: FlowTable, frame: bytes, linktype: int, now: float) -> 
     if (
         flow is None
         or flow.classification is None
-        or flow.tcp_closing
+        or (flow.tcp_closing and flags & _SYN_OR_ACK == TCP_SYN and proto == PROTO_TCP)
         or now - flow.last_seen > table.idle_timeout
         or table.sweep_due(now)
     ):
-        return None
+        return None  # new, undecided, reopened by a SYN after FIN/RST, idle, or a sweep is due
     flow.last_seen = now
     if src == flow.client_addr and sport == flow.client_port:
         flow.from_client = True

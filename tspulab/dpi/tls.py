@@ -29,6 +29,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from tspulab.dpi.errors import Malformed, NeedData
 
@@ -136,11 +137,16 @@ class ClientHello:
     _ja4_tail: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
+    def extension_types(self) -> tuple[int, ...]:
+        """Extension code points in wire order, duplicates kept."""
+        return tuple([t for t, _ in self.extensions])
+
+    @property
     def ja3(self) -> str:
         """JA3 text: ``version,ciphers,extensions,groups,point_formats``, GREASE removed."""
         text = self._ja3
         if text is None:
-            text = _ja3_text(self)
+            text = ja3_text(self)
             object.__setattr__(self, "_ja3", text)
         return text
 
@@ -163,7 +169,7 @@ class ClientHello:
         """JA4 without its one-character transport prefix (the same for ``t``, ``q``, ``d``)."""
         tail = self._ja4_tail
         if tail is None:
-            tail = _ja4_tail(self)
+            tail = ja4_tail_text(self)
             object.__setattr__(self, "_ja4_tail", tail)
         return tail
 
@@ -175,10 +181,10 @@ def _u16_list(body: bytes, name: str) -> tuple[int, ...]:
     n = (body[0] << 8) | body[1]
     if n != len(body) - 2 or n % 2:
         raise Malformed(f"{name}: list length {n} does not match body of {len(body) - 2} bytes")
-    return _u16s(body, 2, n >> 1)
+    return u16s(body, 2, n >> 1)
 
 
-def _u16s(data: bytes, offset: int, count: int) -> tuple[int, ...]:
+def u16s(data: bytes, offset: int, count: int) -> tuple[int, ...]:
     """``count`` big-endian uint16 at ``offset``, in one C call (the ClientHello's lists are on
     every flow's path; a Python loop over byte pairs cost several times more)."""
     unpack = _U16_UNPACKERS.get(count)
@@ -236,7 +242,7 @@ def _parse_supported_versions(body: bytes) -> tuple[int, ...]:
     """RFC 8446 §4.2.1, client form: a uint8 byte length then uint16 versions."""
     if not body or body[0] != len(body) - 1 or body[0] % 2:
         raise Malformed("supported_versions: list length does not match the body")
-    return _u16s(body, 1, len(body) >> 1)
+    return u16s(body, 1, len(body) >> 1)
 
 
 def _parse_point_formats(body: bytes) -> bytes:
@@ -276,7 +282,7 @@ def _parse_client_hello_body(b: bytes) -> ClientHello:
     pos += 2
     if cs_len % 2 or pos + cs_len > end:
         raise Malformed(f"ClientHello: cipher_suites length {cs_len} is odd or runs past the end")
-    ciphers = _u16s(b, pos, cs_len >> 1)
+    ciphers = u16s(b, pos, cs_len >> 1)
     pos += cs_len
     if pos >= end:
         raise Malformed("ClientHello: no compression_methods")
@@ -357,13 +363,34 @@ def _build(
     )
 
 
-def _ja3_text(ch: ClientHello) -> str:
+class Fingerprinted(Protocol):
+    """What JA3 and JA4 read: a ClientHello, or the compact HelloPrint kept on a verdict."""
+
+    @property
+    def legacy_version(self) -> int: ...
+    @property
+    def cipher_suites(self) -> tuple[int, ...]: ...
+    @property
+    def extension_types(self) -> tuple[int, ...]: ...
+    @property
+    def supported_groups(self) -> tuple[int, ...]: ...
+    @property
+    def ec_point_formats(self) -> bytes: ...
+    @property
+    def supported_versions(self) -> tuple[int, ...]: ...
+    @property
+    def alpn(self) -> tuple[str, ...]: ...
+    @property
+    def signature_algorithms(self) -> tuple[int, ...]: ...
+
+
+def ja3_text(ch: Fingerprinted) -> str:
     grease = _GREASE
     return ",".join(
         (
             str(ch.legacy_version),
             "-".join([str(c) for c in ch.cipher_suites if c not in grease]),
-            "-".join([str(t) for t, _ in ch.extensions if t not in grease]),
+            "-".join([str(t) for t in ch.extension_types if t not in grease]),
             "-".join([str(g) for g in ch.supported_groups if g not in grease]),
             "-".join([str(f) for f in ch.ec_point_formats]),
         )
@@ -405,13 +432,13 @@ def ja4_fingerprint(ch: ClientHello, transport: str = "t") -> str:
     return transport + ch.ja4_tail
 
 
-def _ja4_tail(ch: ClientHello) -> str:
+def ja4_tail_text(ch: Fingerprinted) -> str:
     """Everything of JA4 after the transport character (cached by ``ClientHello.ja4_tail``)."""
     grease = _GREASE
     versions = [v for v in ch.supported_versions if v not in grease]
     version = _JA4_VERSIONS.get(max(versions) if versions else ch.legacy_version, "00")
     ciphers = sorted([c for c in ch.cipher_suites if c not in grease])
-    ext_types = [t for t, _ in ch.extensions if t not in grease]
+    ext_types = [t for t in ch.extension_types if t not in grease]
     has_sni = _SERVER_NAME in ext_types
     part_a = (
         f"{version}{'d' if has_sni else 'i'}"
