@@ -28,10 +28,29 @@ from tspulab.shell.views import flow_lines, read_events, verdict_lines
 from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
 
 PROBE_KINDS = ("https", "http", "ping")
+#: Below this a transfer's speed says more about its start-up than about the path.
+GOODPUT_MIN_BYTES = 16_384
 
 
 class ShellError(Exception):
     """A command's input is wrong: the message says what and how to write it."""
+
+
+class TerminalLost(BaseException):
+    """The terminal hung up (SIGHUP, or end of input from a terminal that is gone). Not a
+    KeyboardInterrupt, so nothing treats it as a Ctrl-C that cancels one command: it ends the
+    session."""
+
+
+def terminal_gone(fd: int = 0) -> bool:
+    """A hung-up terminal answers every ioctl with EIO (a Ctrl-D at a live one does not)."""
+    if not os.isatty(fd):
+        return False
+    try:
+        os.tcgetpgrp(fd)
+    except OSError:
+        return True
+    return False
 
 
 class LabShell(cmd.Cmd):
@@ -92,6 +111,8 @@ class LabShell(cmd.Cmd):
 
     def do_EOF(self, _arg: str) -> bool:
         """Ctrl-D: leave the shell and tear the lab down."""
+        if terminal_gone():
+            raise TerminalLost("end of input: the terminal hung up")
         print()
         return True
 
@@ -147,12 +168,10 @@ class LabShell(cmd.Cmd):
             try:
                 return proc.wait(timeout=2)  # the terminal's Ctrl-C reached it too
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    return proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    return proc.wait()
+                return _end(proc)
+        except BaseException:  # the session ends (hangup, SIGTERM): so does the command
+            _end(proc)
+            raise
 
     def do_nodes(self, _arg: str) -> None:
         """nodes: every node, with its addresses (subscribers, clouds, routers, DNS, switches)."""
@@ -190,12 +209,19 @@ class LabShell(cmd.Cmd):
     # --- probes and verdicts -------------------------------------------------------------------
 
     def do_probe(self, arg: str) -> None:
-        """probe SUB SERVICE [METHOD] [KIND]: fetch SERVICE's page from subscriber SUB as the
-        runner does (directly, or through circumvention METHOD; KIND https, http or ping)."""
+        """probe SUB SERVICE [METHOD] [KIND] [bytes=N]: fetch SERVICE's page from subscriber SUB
+        as the runner does (directly, or through circumvention METHOD; KIND https, http or ping);
+        bytes=N fetches the first N bytes of the service's /bulk file instead (goodput)."""
         words = arg.split()
         if len(words) < 2:
-            raise ShellError("usage: probe SUB SERVICE [METHOD] [https|http|ping]")
+            raise ShellError("usage: probe SUB SERVICE [METHOD] [https|http|ping] [bytes=N]")
         sub, service, *more = words
+        sizes = [w for w in more if w.startswith("bytes=")]
+        more = [w for w in more if not w.startswith("bytes=")]
+        size = sizes[-1].removeprefix("bytes=") if sizes else "0"
+        if not size.isdigit() or int(size) > 64 * 1024 * 1024:
+            raise ShellError(f"bytes={size}: a number of bytes up to 67108864")
+        range_bytes = int(size)
         live = self.live
         if sub not in live.host_of:
             raise ShellError(f"no subscriber {sub!r} (one of {', '.join(live.host_of)})")
@@ -210,15 +236,18 @@ class LabShell(cmd.Cmd):
         known = ["direct", *(c.name for c in live.scenario.circumvention)]
         if method not in known:
             raise ShellError(f"no method {method!r} in this scenario (one of {', '.join(known)})")
-        r = live.probe(sub, service, method=method, kind=kind, stamp={"source": "shell"})
+        r = live.probe(
+            sub, service, method=method, kind=kind, stamp={"source": "shell"},
+            path="/bulk" if range_bytes else "/", range_bytes=range_bytes,
+        )  # fmt: skip
         figures = []
         if r.http_code:
             figures.append(f"HTTP {r.http_code}")
-        if r.time_starttransfer_s is not None:
+        if r.time_starttransfer_s:  # curl reports 0 when no byte came
             figures.append(f"ttfb {r.time_starttransfer_s * 1000:.1f} ms")
         if r.size_download:
             figures.append(f"{r.size_download} B")
-        if r.speed_download_bps:
+        if r.speed_download_bps and (r.size_download or 0) >= GOODPUT_MIN_BYTES:
             figures.append(f"{r.speed_download_bps * 8 / 1000:.0f} kbit/s")
         if r.curl_exit:
             figures.append(f"curl exit {r.curl_exit}")
@@ -399,7 +428,8 @@ class LabShell(cmd.Cmd):
     # --- completion ---------------------------------------------------------------------------
 
     def completenames(self, text: str, *ignored: Any) -> list[str]:
-        return [*super().completenames(text, *ignored), *_starting(text, self.node_names())]
+        names = [*super().completenames(text, *ignored), *self.node_names()]
+        return _starting(text, [n for n in names if n != "EOF"])
 
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
         return _starting(text, self.node_names())  # a node name stands for its address
@@ -434,11 +464,22 @@ class LabShell(cmd.Cmd):
         return _starting(text, ["start", "stop"] if position == 1 else list(self.profiles))
 
     def complete_help(self, text: str, *_rest: Any) -> list[str]:
-        return [n for n in super().completenames(text)]
+        return _starting(text, [n for n in super().completenames(text) if n != "EOF"])
+
+
+def _end(proc: subprocess.Popen[Any]) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def _starting(text: str, choices: list[str]) -> list[str]:
-    return [c for c in choices if c.startswith(text)]
+    """The choices that complete `text`, each followed by a space, as bash completes (Python's
+    readline appends none itself)."""
+    return [f"{c} " for c in dict.fromkeys(choices) if c.startswith(text)]
 
 
 def _reply_text(reply: dict[str, Any]) -> str:
@@ -457,7 +498,9 @@ def start_tcpdump(interface: str, path: Path, log: Path) -> subprocess.Popen[byt
     listening (a capture that starts late misses the handshakes the user wants to see)."""
     start = log.stat().st_size if log.exists() else 0
     proc = subprocess.Popen(
-        ["tcpdump", "-i", interface, "-U", "-s", "0", "-w", str(path)],
+        # --immediate-mode: without it packets wait in the kernel's ring for up to a second and
+        # a capture stopped right after a probe holds none of them
+        ["tcpdump", "-i", interface, "--immediate-mode", "-U", "-s", "0", "-w", str(path)],
         stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 5

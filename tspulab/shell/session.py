@@ -20,25 +20,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from signal import SIGHUP, SIGTERM
 from types import FrameType
 from typing import Any
 
 from tspulab.scenario.labrun import Interrupted
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario
-from tspulab.shell.commands import LabShell
+from tspulab.shell.commands import LabShell, TerminalLost, terminal_gone
 
 #: Where readline keeps the shell's history between sessions (override: TSPULAB_SHELL_HISTORY).
 HISTORY_ENV = "TSPULAB_SHELL_HISTORY"
 HISTORY_LENGTH = 1000
-
-
-class TerminalLost(BaseException):
-    """SIGHUP: the terminal hung up. Not a KeyboardInterrupt, so nothing treats it as a Ctrl-C
-    that cancels one command: it ends the session."""
 
 
 @dataclass
@@ -88,7 +85,7 @@ def hangup_handler(log: Path, *, end_session: bool) -> Any:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # one teardown, however many hangups follow
         detach_output(log)
         if end_session:
-            raise TerminalLost(f"signal {signum}")
+            raise TerminalLost("SIGHUP")
 
     return on_hangup
 
@@ -144,6 +141,10 @@ def _loop(shell: LabShell) -> None:
             raise
         except KeyboardInterrupt:  # Ctrl-C at the prompt cancels the line, as in bash
             print("^C")
+        except OSError as err:  # EIO: written to a terminal that hung up before we heard of it
+            if terminal_gone():
+                raise TerminalLost(f"{err.strerror} on the terminal") from err
+            raise
 
 
 def run_shell(scenario: Scenario, runs_dir: Path, *, no_delays: bool = False) -> ShellOutcome:
@@ -166,9 +167,10 @@ def run_shell(scenario: Scenario, runs_dir: Path, *, no_delays: bool = False) ->
             print(banner(live), flush=True)
             try:
                 _loop(shell)
-            except TerminalLost:
+            except TerminalLost as lost:
                 outcome.hung_up = True
-                print("terminal lost (SIGHUP): tearing the lab down")
+                detach_output(log)  # again if the handler did: the same file
+                print(f"terminal lost ({lost}): tearing the lab down")
             finally:
                 signal.signal(signal.SIGHUP, hangup_handler(log, end_session=False))
                 shell.stop_captures()
@@ -182,7 +184,7 @@ def run_shell(scenario: Scenario, runs_dir: Path, *, no_delays: bool = False) ->
 def shell_cli(path: str, runs_dir: str, no_delays: bool = False) -> int:
     """`tspulab shell`: validate, then run the session in a sandbox that shares this terminal."""
     from tspulab.lab.linkshape import DelaysUnavailable, decide, netem_supported
-    from tspulab.lab.sandbox import run_in_sandbox
+    from tspulab.lab.sandbox import start_sandbox
     from tspulab.scenario.schema import ScenarioError, load_scenario
     from tspulab.scenario.timeline_runner import NotImplementedInRunner, check_runnable
 
@@ -196,19 +198,31 @@ def shell_cli(path: str, runs_dir: str, no_delays: bool = False) -> int:
     if os.geteuid() != 0:
         print("tspulab shell: needs root (network namespaces, Open vSwitch)", file=sys.stderr)
         return 2
-    # A hangup is the job's to handle (it tears the lab down); here, and in setpriv and unshare
-    # which inherit the disposition, it must not end the sandbox before that is done.
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # A hangup is the job's to handle (it tears the lab down). setpriv and unshare inherit
+    # SIG_IGN, so the SIGHUP a login shell sends its jobs cannot end the sandbox first; this
+    # process passes the hangup it gets (as the session leader, or from that login shell) on
+    # to the sandbox, whose PID 1 gives it to the job. SIGTERM is passed on the same way.
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (SIGHUP, SIGTERM)}
+    box = start_sandbox(run_shell, scenario, Path(runs_dir), no_delays=no_delays, interactive=True)
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: box.signal(signum))
     try:
-        outcome: ShellOutcome = run_in_sandbox(
-            run_shell, scenario, Path(runs_dir), no_delays=no_delays, interactive=True
-        )
-    except KeyboardInterrupt:
+        outcome: ShellOutcome = box.wait()
+    except KeyboardInterrupt:  # Ctrl-C before the job took the terminal: PID 1 passed it on
+        try:
+            box.proc.wait(timeout=60)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            box.kill()
         _say("interrupted: the lab was torn down", err=True)
         return 130
     finally:
+        if box.proc.poll() is None:
+            box.kill()
+            box.proc.wait()
+        box._remove_workdir()
         reclaim_terminal()
-        signal.signal(signal.SIGHUP, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _say(f"lab torn down; run directory: {outcome.run_dir}")
     if outcome.leftovers:
         _say(f"note: teardown still had to remove: {outcome.leftovers}", err=True)
