@@ -225,7 +225,7 @@ class CustomTool(Method):
         deadline = time.monotonic() + ready.timeout_s
 
         def left() -> float:
-            return max(0.1, deadline - time.monotonic())
+            return max(0.1, round(deadline - time.monotonic(), 2))
 
         if ready.port is not None:
             port = int(str(ready.port).format_map(values))
