@@ -30,8 +30,9 @@ def test_2022_box_resets_the_control_and_lets_a_split_hello_through(bench) -> No
 def test_2026_box_drops_a_split_hello_after_reassembly(bench) -> None:  # type: ignore[no-untyped-def]
     """§5.10 (teleproxy #39 [A]): the 2026 nodes reassemble TCP; §6 split row: fails there."""
     trials, flows = _live(bench, "tspu-2026-reassembly", "split:sni", n=1)
-    assert not trials[0].ok
-    assert "sni-iv" in {f["rule"] for f in flows}
+    seen = [(f["client_port"], f["action"], f["rule"], f["fates"]) for f in flows]
+    assert not trials[0].ok, (trials, seen)
+    assert "sni-iv" in {f["rule"] for f in flows}, seen
 
 
 def test_from_capture_names_the_profile_a_client_capture_shows(bench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
