@@ -360,3 +360,35 @@ def test_pcapng_errors_name_the_block(tmp_path: Path) -> None:
     path.write_bytes(_pcapng()[:-7])
     with pytest.raises(DecodeError, match=r"bad\.pcapng: block 5"):
         list(read_capture(path))
+
+
+# --- classic pcap -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "magic", "scale"),
+    [
+        ("<", 0xA1B2C3D4, 10**6),
+        (">", 0xA1B2C3D4, 10**6),
+        ("<", 0xA1B23C4D, 10**9),
+        (">", 0xA1B23C4D, 10**9),
+    ],
+)
+def test_pcap_byte_orders_and_resolutions(
+    tmp_path: Path, order: str, magic: int, scale: int
+) -> None:
+    import struct
+
+    frame = bytes(Ether(**_MACS) / _INNER)
+    head = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    rec = struct.pack(order + "IIII", 1_700_000_000, scale // 4, len(frame), len(frame)) + frame
+    path = tmp_path / "x.pcap"
+    path.write_bytes(head + rec + rec)
+    frames = list(read_capture(path))
+    assert [(ts, lt, f) for ts, lt, f in frames] == [(1_700_000_000.25, 1, frame)] * 2
+    path.write_bytes(head + rec + rec[:-3])
+    with pytest.raises(DecodeError, match=r"x\.pcap: record 2: .* of .* bytes"):
+        list(read_capture(path))
+    path.write_bytes(b"\x00" * 30)
+    with pytest.raises(DecodeError, match="not a pcap or pcapng file"):
+        list(read_capture(path))
