@@ -21,13 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tspulab import cli
+from tspulab.dpi.yamlload import LIMITS, YamlLimits, parse_yaml, read_yaml
 from tspulab.scenario import scalars
 from tspulab.scenario.check_context import PrefixIndex, cloud_overlaps
 from tspulab.scenario.model import Cloud
 from tspulab.scenario.paths import data_path_problem, outside_note, resolve_data_path
 from tspulab.scenario.scalars import lab_address_problem, parse_duration
 from tspulab.scenario.schema import ScenarioError, load_scenario, load_scenario_text
-from tspulab.scenario.yamlload import LIMITS, YamlLimits, parse_yaml, read_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scenarios" / "demo.yaml"

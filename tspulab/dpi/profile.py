@@ -35,7 +35,7 @@ from tspulab.dpi.classify import Protocol
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry, RegistryLoadError, load_inline
 from tspulab.dpi.verdict import DIRECTIONS, SCOPES, Action
-from tspulab.scenario.yamlload import (
+from tspulab.dpi.yamlload import (
     ErrorLocation,
     ScenarioError,
     YamlDocument,

@@ -58,7 +58,7 @@ def scenario_line(path: Path | None, name: str) -> int | None:
     """The line of method `name` in the scenario file (the loaded model keeps no positions)."""
     if path is None or not path.is_file():
         return None
-    from tspulab.scenario.yamlload import ScenarioError, read_yaml
+    from tspulab.dpi.yamlload import ScenarioError, read_yaml
 
     try:
         doc = read_yaml(path, str(path))

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tspulab.dpi.yamlload import ErrorLocation, Loc, YamlDocument, listed
 from tspulab.scenario.campaign import DIRECT, SHARE_METRICS, Circumvention, Expectation
 from tspulab.scenario.check_context import (
     Context,
@@ -33,7 +34,6 @@ from tspulab.scenario.scalars import (
     known_profiles,
     time_offset_s,
 )
-from tspulab.scenario.yamlload import ErrorLocation, Loc, YamlDocument, listed
 
 MAX_PROBE_TIMES = 10_000
 """More probe times than this is a mistake (every: 1s over days), not a campaign."""

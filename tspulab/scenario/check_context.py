@@ -20,6 +20,14 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tspulab.dpi.profile import Profile, ProfileError, load_profile
+from tspulab.dpi.yamlload import (
+    ErrorLocation,
+    Loc,
+    YamlDocument,
+    did_you_mean,
+    format_loc,
+    listed,
+)
 from tspulab.scenario.campaign import DIRECT, Circumvention, Clock, Isp
 from tspulab.scenario.model import (
     DEFAULT_ISP,
@@ -39,14 +47,6 @@ from tspulab.scenario.scalars import (
     format_duration,
     lab_address_problem,
     time_offset_s,
-)
-from tspulab.scenario.yamlload import (
-    ErrorLocation,
-    Loc,
-    YamlDocument,
-    did_you_mean,
-    format_loc,
-    listed,
 )
 
 M = TypeVar("M", bound=BaseModel)

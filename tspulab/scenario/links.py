@@ -38,8 +38,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from tspulab.dpi.yamlload import ErrorLocation, YamlDocument, did_you_mean
 from tspulab.scenario.scalars import Bool, Section, Str
-from tspulab.scenario.yamlload import ErrorLocation, YamlDocument, did_you_mean
 
 AccessKind = Literal["fibre", "dsl", "mobile"]
 LinkClass = Literal["fibre", "dsl", "mobile", "exchange", "domestic", "foreign"]

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from tspulab.scenario.yamlload import did_you_mean, listed
+from tspulab.dpi.yamlload import did_you_mean, listed
 
 # Topologies a scenario may name; the lab layer extends this as topologies/ grows.
 #: Every run uses topologies/multi_isp.py: `isps` names one or more ISPs with a TSPU each around

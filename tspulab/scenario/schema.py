@@ -13,6 +13,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from tspulab.dpi.yamlload import (
+    ErrorLocation,
+    ScenarioError,
+    YamlDocument,
+    describe_type,
+    did_you_mean,
+    listed,
+    parse_yaml,
+    pydantic_message,
+    read_yaml,
+)
 from tspulab.scenario.campaign_checks import check_campaign
 from tspulab.scenario.check_context import (
     CloudIndex,
@@ -35,17 +46,6 @@ from tspulab.scenario.model import (
     known_profiles,
     resolve_data_path,
     scenario_json_schema,
-)
-from tspulab.scenario.yamlload import (
-    ErrorLocation,
-    ScenarioError,
-    YamlDocument,
-    describe_type,
-    did_you_mean,
-    listed,
-    parse_yaml,
-    pydantic_message,
-    read_yaml,
 )
 
 __all__ = [

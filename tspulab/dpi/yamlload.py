@@ -1,5 +1,8 @@
 """Reading scenario YAML while keeping the position of every key and list item.
 
+It lives in the DPI core because behaviour profiles (`profile.py`) are read with it too; the
+scenario layer imports it from here (the core never imports the scenario layer).
+
 A scenario file is parsed twice over in one pass: ruamel.yaml's round-trip loader gives a tree of
 `CommentedMap`/`CommentedSeq` whose `.lc` records the 0-based line and column of each key and
 item, and `to_plain` turns that tree into plain dicts, lists and scalars for pydantic. A pydantic
