@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from tspulab.contracts import EVENTS_FILE
 from tspulab.dpi.profile import profile_names
 from tspulab.dpi.registry import Registry
@@ -28,6 +30,8 @@ from tspulab.shell.views import flow_lines, read_events, verdict_lines
 from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
 
 PROBE_KINDS = ("https", "http", "ping")
+#: Columns of the summary table when the output is not a terminal.
+REPORT_WIDTH = 150
 #: Below this a transfer's speed says more about its start-up than about the path.
 GOODPUT_MIN_BYTES = 16_384
 
@@ -257,13 +261,19 @@ class LabShell(cmd.Cmd):
         )
 
     def do_verdicts(self, arg: str) -> None:
-        """verdicts [N|all]: the controller's last N (default 10) decisions, with the detector
-        and rule that fired. Address blocks are switch rules, not decisions: see flows."""
-        word = arg.strip() or "10"
-        if word != "all" and not word.isdigit():
-            raise ShellError("usage: verdicts [N|all]")
+        """verdicts [N|all] [ISP]: the controller's last N (default 10) decisions, with the
+        detector and rule that fired (one ISP's, or every ISP's). Address blocks are switch
+        rules, not decisions: see flows."""
+        words = arg.split()
+        isps = [w for w in words if w in self.live.isp_index]
+        counts = [w for w in words if w not in isps]
+        word = counts[0] if counts else "10"
+        if len(counts) > 1 or (word != "all" and not word.isdigit()):
+            raise ShellError(f"usage: verdicts [N|all] [ISP] (ISPs: {', '.join(self.registries)})")
         self.live.controller_stats()  # its reply flushes the controller's event log
         events = read_events(self.live.run_dir / EVENTS_FILE)
+        if isps:
+            events = [e for e in events if e.get("tspu") in isps]
         lines = verdict_lines(events, self.started, None if word == "all" else int(word))
         print("\n".join(lines) if lines else "(no verdicts yet)")
 
@@ -420,7 +430,9 @@ class LabShell(cmd.Cmd):
 
         summary = summarise_run(self.live, {"source": "tspulab shell"})
         report = write_report(self.live.run_dir)
-        print_summary(summary, self.live.run_dir)
+        # Not a terminal (a script piped in): a width that keeps each figure on one line.
+        console = None if sys.stdout.isatty() else Console(width=REPORT_WIDTH)
+        print_summary(summary, self.live.run_dir, console)
         for r in report.expectations:
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}")
         print(f"report: {report.path}")
