@@ -21,7 +21,10 @@ Inputs:
   clocks step); every 16th batch is a flood of new flows (random source ports).
 - After the run, ``--flood N`` sends N new flows within one second of scenario time into a fresh
   engine per reassembly mode (no idle expiry can help): the flow table's limit and eviction
-  (tspulab/dpi/flow.py) should hold it, and the memory it took is printed.
+  (tspulab/dpi/flow.py) should hold it; printed are the flows held and evicted, the memory it
+  took and the cost of a new flow once the table is full. The default is 2,000 flows past the
+  limit: on 2026-12-01 each new flow past it cost a sweep of the whole table (~0.1 s at the
+  default limit), so a larger flood takes hours.
 
 All engines (profiles x modes) are fed in interleaved batches, so a slow one cannot hide behind a
 fast one. An exception is counted by (type, innermost tspulab frame); the first input of each is
@@ -55,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tspulab.dpi.engine import TspuEngine  # noqa: E402
+from tspulab.dpi.flow import DEFAULT_MAX_FLOWS  # noqa: E402
 from tspulab.dpi.packet import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode  # noqa: E402
 from tspulab.dpi.pcap import read_capture  # noqa: E402
 from tspulab.dpi.policy import text  # noqa: E402
@@ -408,37 +412,44 @@ class Flood:
     seconds: float
     mib: float
     """Resident memory added by the flood."""
+    full_s: float = 0.0
+    """Seconds per new flow once the table was full (0: it never filled)."""
 
 
-def flood(flows: int, seed: int = 1, profile: str = "tspu-2022") -> list[Flood]:
+def flood(flows: int, seed: int = 1, profile: str = "tspu-2022") -> Iterator[Flood]:
     """`flows` new flows (random ports, a third with payload) within one second of scenario
     time into a fresh engine per reassembly mode, so no idle expiry helps: what the flow table
     holds after (its limit and eviction are the flow table's, tspulab/dpi/flow.py), the flows it
     evicted and the memory it took."""
     rng = random.Random(seed)
-    out = []
     for mode in MODES:
         engine = TspuEngine(with_mode(load_profile(profile), mode), Registry(), ())
+        table = engine.table
+        limit = getattr(table, "max_flows", flows + 1)
         before = _rss_mib()
         began = time.perf_counter()
+        full_at: tuple[int, float] | None = None
         for n in range(flows):
             _, frame = generate(rng, flood=True)
             engine.process(frame, 1_000_000.0 + n / flows)
+            if full_at is None and len(table) >= limit:
+                full_at = (n + 1, time.perf_counter())
         took = time.perf_counter() - began
-        table = engine.table
-        out.append(
-            Flood(
-                mode,
-                flows,
-                len(table),
-                getattr(table, "evicted", 0),
-                getattr(table, "max_flows", 0),
-                took,
-                _rss_mib() - before,
-            )
+        ended = time.perf_counter()
+        after_full = (
+            (ended - full_at[1]) / (flows - full_at[0]) if full_at and flows > full_at[0] else 0.0
+        )
+        yield Flood(
+            mode,
+            flows,
+            len(table),
+            getattr(table, "evicted", 0),
+            getattr(table, "max_flows", 0),
+            took,
+            _rss_mib() - before,
+            after_full,
         )
         del engine, table
-    return out
 
 
 def save_inputs(report: Report, out: Path) -> list[Path]:
@@ -460,7 +471,10 @@ def main() -> int:
     parser.add_argument("--profile", help="only this profile (all three modes)")
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"))
     parser.add_argument(
-        "--flood", type=int, default=300_000, help="new flows per reassembly mode (0: none)"
+        "--flood",
+        type=int,
+        default=DEFAULT_MAX_FLOWS + 2_000,
+        help="new flows per reassembly mode, default 2,000 past the table's limit (0: none)",
     )
     args = parser.parse_args()
     report = fuzz(args.packets, args.seed, args.profile, progress=lambda s: print(s, flush=True))
@@ -488,6 +502,8 @@ def main() -> int:
             print(
                 f"  {f.mode:12s} flows held {f.held:7d} (table limit {f.max_flows}), evicted "
                 f"{f.evicted:7d}, +{f.mib:4.0f} MiB resident, {f.flows / f.seconds:7,.0f} flows/s"
+                + (f"; {f.full_s * 1e3:.1f} ms per new flow once full" if f.full_s else ""),
+                flush=True,
             )
     return 1 if report.exceptions else 0
 
