@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import pickle
 import shutil
@@ -59,6 +60,7 @@ SANDBOX_ENV = "TSPULAB_SANDBOX"
 #: Set in the job's environment: "PID:START" of the process outside that started the sandbox.
 RUNNER_ENV = "TSPULAB_RUNNER"
 NAMESPACES = ("net", "mnt", "pid")
+NAMESPACES_FILE = "namespaces.json"
 #: The default time a sandbox may run before it is killed (a run that hangs must not hang CI).
 DEFAULT_TIMEOUT_S = 3600.0
 
@@ -202,6 +204,8 @@ def _pid1(job_path: Path) -> int:
     loopback_up()
     ids = namespace_ids()
     os.environ[SANDBOX_ENV] = ",".join(f"{k}:{v}" for k, v in ids.items())
+    # For the caller outside, who waits until nothing is left in these namespaces.
+    (job_path.parent / NAMESPACES_FILE).write_text(json.dumps(ids))
     child = os.fork()
     if child == 0:
         os.setpgid(0, 0)  # the terminal's Ctrl-C reaches PID 1, which forwards it once
@@ -307,12 +311,15 @@ class Sandbox:
 
     def processes(self) -> list[int]:
         """Host PIDs of the processes still in the sandbox's namespaces."""
+        if not self.namespaces:
+            with contextlib.suppress(OSError, ValueError):
+                self.namespaces = json.loads((self.workdir / NAMESPACES_FILE).read_text())
         found: set[int] = set()
         for kind, inode in self.namespaces.items():
             found.update(processes_in(kind, inode))
         return sorted(found)
 
-    def _drain(self, timeout_s: float = 10.0) -> None:
+    def _drain(self, timeout_s: float = 30.0) -> None:
         """After PID 1 is gone the kernel kills the rest; wait until it has, so that when a run
         returns nothing of it exists any more."""
         deadline = time.monotonic() + timeout_s
