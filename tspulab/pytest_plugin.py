@@ -453,14 +453,21 @@ def tspulab_scenario(request: pytest.FixtureRequest) -> Any:
     return load_scenario_source(marker.args[0], Path(str(request.node.path)).parent)
 
 
-def _runs_dir(config: pytest.Config) -> Path:
+@pytest.fixture(scope=_scope)
+def tspulab_runs_dir(request: pytest.FixtureRequest) -> Path:
+    """Where run directories go: --tspulab-runs-dir, ini tspulab_runs_dir, else
+    <rootdir>/tspulab-runs (keep it as a CI artifact)."""
+    config = request.config
     raw = config.getoption("--tspulab-runs-dir") or str(config.getini("tspulab_runs_dir"))
     return Path(raw) if raw else config.rootpath / "tspulab-runs"
 
 
 @pytest.fixture(scope=_scope)
 def tspulab_lab(
-    request: pytest.FixtureRequest, tspulab_scenario: Any, tspulab_profile: str | None
+    request: pytest.FixtureRequest,
+    tspulab_scenario: Any,
+    tspulab_profile: str | None,
+    tspulab_runs_dir: Path,
 ) -> Iterator[Lab]:
     """The scenario's lab under the profile, up for the module (or session), torn down after."""
     reason = skip_reason()
@@ -470,7 +477,7 @@ def tspulab_lab(
 
     scenario = with_profile(tspulab_scenario, tspulab_profile)
     capture = str(request.config.getini("tspulab_capture")).lower() in ("1", "true", "yes")
-    remote = RemoteLab(scenario, _runs_dir(request.config), capture=capture, allow_commands=True)
+    remote = RemoteLab(scenario, tspulab_runs_dir, capture=capture, allow_commands=True)
     remote.start()
     lab = Lab(remote, scenario, tspulab_profile)
     try:
@@ -519,5 +526,7 @@ def pytest_runtest_makereport(
     if lab is None or report.when != "call" or not report.failed or lab.run_dir is None:
         return
     report.sections.append(("tspulab", lab.failure_text()))
-    for prop in (("tspulab_run_dir", str(lab.run_dir)), ("tspulab_profile", lab.profile or "")):
-        report.user_properties.append(prop)
+    props = [("tspulab_run_dir", str(lab.run_dir)), ("tspulab_profile", lab.profile or "")]
+    item.user_properties.extend(props)  # JUnit XML reads them from the teardown report
+    if report.user_properties is not item.user_properties:
+        report.user_properties.extend(props)
