@@ -76,6 +76,8 @@ class LabShell(cmd.Cmd):
         self.capture_count = 0
         self.env = dict(os.environ)
         self.env.update(
+            # tspulab itself (replay, strategies) from `!` and host commands, as in the venv
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")]),
             RUN=str(live.run_dir),
             CURL_CA_BUNDLE=str(live.ca.ca_path),
             SSL_CERT_FILE=str(live.ca.ca_path),
