@@ -68,9 +68,7 @@ def test_three_labs_at_once_and_one_killed(tmp_path: Path) -> None:
     _wait_for(next((tmp_path / "victim").glob("*/results.jsonl")), 60)
     victim_dir = next((tmp_path / "victim").glob("hosting-2025-*"))
     sandbox = next(e for e in RunRecord(victim_dir).entries() if e["kind"] == "sandbox")
-    victim.kill()
-    victim.proc.wait()
-    time.sleep(1)
+    victim.kill(wait=True)
     go.write_text("")
     results = {name: box.wait(LAB_TIMEOUT_S) for name, box in boxes.items()}
     for name, got in results.items():

@@ -304,10 +304,14 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid1, signum)
 
-    def kill(self) -> None:
-        """SIGKILL: unshare dies, PID 1 with it, and the kernel ends the rest."""
+    def kill(self, wait: bool = False) -> None:
+        """SIGKILL: unshare dies, PID 1 with it, and the kernel ends the rest; with `wait`,
+        return once nothing of the sandbox is left."""
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
+        if wait:
+            self.proc.wait()
+            self._drain()
 
     def processes(self) -> list[int]:
         """Host PIDs of the processes still in the sandbox's namespaces."""

@@ -32,7 +32,7 @@ def _pct(x: float | None) -> str:
 
 def print_summary(summary: Summary, run_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"tspulab: {summary.scenario}")
+    table = Table(title=f"tspulab: {summary.scenario}, every direct probe of the whole run")
     for col in ("service", "role", "cloud", "address", "in registry", "reachable", "goodput",
                 "outcomes"):  # fmt: skip
         table.add_column(col)

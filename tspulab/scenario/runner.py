@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tspulab.contracts import EVENTS_FILE, RESULTS_FILE
+from tspulab.dpi.registry import Registry
 from tspulab.lab.linkshape import DelaysUnavailable, decide, netem_supported
 from tspulab.lab.ofctl import parse_dump_flows, parse_dump_ports
 from tspulab.lab.sandbox import run_in_sandbox
@@ -91,15 +92,19 @@ def run_scenario(
         extra["environment"] = {
             "netem": live.meta.netem, "datapath": live.meta.datapath, "delays": live.meta.delays
         }  # fmt: skip
-        summary = summarise_run(live, extra)
+        summary = summarise_run(live, extra, timeline.published)
     report = write_report(live.run_dir)
     return RunOutcome(live.run_dir, summary, report, live.leftovers, timeline.lateness_s)
 
 
-def summarise_run(live: LiveLab, extra: dict[str, Any]) -> Summary:
+def summarise_run(
+    live: LiveLab, extra: dict[str, Any], registry: Registry | None = None
+) -> Summary:
     """The whole run's per-service summary (direct probes of every ISP), written to
-    summary.json beside the run's own figures (bulk transfer, flows, timings)."""
-    scenario, registry = live.scenario, live.registry
+    summary.json beside the run's own figures (bulk transfer, flows, timings). `registry`: the
+    last one the timeline published (the lab's first one by default)."""
+    scenario = live.scenario
+    registry = registry if registry is not None else live.registry
     in_registry = {
         str(s.address) for s in scenario.services if registry.contains_address(str(s.address))
     }
