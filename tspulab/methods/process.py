@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tspulab.lab.record import RunRecord
+from tspulab.lab.timescale import scaled
 
 
 class Node(Protocol):
@@ -133,6 +134,8 @@ def _died(started: Started, tool: str, waited: str) -> MethodError:
 def _wait(
     check: Callable[[], bool], started: Started | None, tool: str, waited: str, timeout_s: float
 ) -> None:
+    # A slow machine (the emulated test VM, a loaded host) scales every readiness wait.
+    timeout_s = scaled(timeout_s)
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:

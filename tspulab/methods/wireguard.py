@@ -75,9 +75,13 @@ class WireGuard(Method):
         started = self.processes.start(
             node, ["wireguard-go", "-f", dev], f"wireguard-go-{side}", env={"LOG_LEVEL": "verbose"}
         )
+        # The UAPI socket comes a moment after the interface; `wg` needs the socket (without it
+        # wg tries the kernel's netlink: "Protocol not supported" here).
+        sock = f"/var/run/wireguard/{dev}.sock"
         wait_command(
-            node, f"ip link show {dev}", tool=tool, what=f"interface {dev}", started=started
-        )
+            node, f"ip link show {dev} && test -S {sock}", tool=tool,
+            what=f"interface {dev} and its UAPI socket {sock}", started=started,
+        )  # fmt: skip
         run_checked(node, f"wg setconf {dev} {self.directory / conf}", tool=tool)
         run_checked(node, f"ip addr add {address}/24 dev {dev}", tool=tool)
         run_checked(node, f"ip link set {dev} mtu {self.options.mtu} up", tool=tool)
