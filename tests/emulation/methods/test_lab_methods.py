@@ -19,17 +19,6 @@ import pytest
 from tests.emulation.helpers import in_sandbox, leftovers, silent
 from tspulab.metrics.results import read_results
 
-# The lab runs methods through tspulab.methods.lab.LabMethods once the unified run stack
-# (scenario/live.py, LiveLab) calls it; until that is committed the lab would probe direct.
-try:
-    from tspulab.scenario import live as _live
-
-    _HOOKED = hasattr(_live, "LiveLab") and "LabMethods" in vars(_live)
-except ImportError:
-    _HOOKED = False
-if not _HOOKED:
-    pytest.skip("LiveLab does not run tspulab.methods yet", allow_module_level=True)
-
 SCENARIO = """
 version: 1
 name: methods-lab
