@@ -11,12 +11,16 @@ scenario line and carrying the server's log, instead of passing for a censorship
 from __future__ import annotations
 
 import re
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tspulab.pytest_plugin import Lab, Subscriber, Tool, ToolDied
+
+if not any(e.value == "tspulab.pytest_plugin" for e in entry_points(group="pytest11")):
+    pytest.skip("the tspulab plugin is not installed (pip install -e .)", allow_module_level=True)
 
 pytestmark = pytest.mark.tspulab_scenario("real_tools.yaml")
 
