@@ -473,9 +473,11 @@ def tspulab_lab(
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
+    from tspulab.methods.custom import require_allowed
     from tspulab.remote_lab import RemoteLab
 
     scenario = with_profile(tspulab_scenario, tspulab_profile)
+    require_allowed(scenario, allow_commands=True)  # programs and files there, before bring-up
     capture = str(request.config.getini("tspulab_capture")).lower() in ("1", "true", "yes")
     remote = RemoteLab(scenario, tspulab_runs_dir, capture=capture, allow_commands=True)
     remote.start()

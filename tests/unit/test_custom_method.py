@@ -198,9 +198,10 @@ def test_commands_are_refused_without_the_opt_in(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = scenario_file(tmp_path, """\
-        server: {command: [mytool, serve]}
+        server: {command: [./mytool, serve], files: {mytool: mytool}}
         access: {socks5: "127.0.0.1:{local_port}"}
         """)  # fmt: skip
+    (tmp_path / "mytool").write_text("#!/bin/sh\n")
     scenario = load_scenario(path)
     with pytest.raises(CommandsNotAllowed, match=r"'mytool' \(line 11\) is kind custom"):
         require_allowed(scenario, allow_commands=False)
@@ -224,3 +225,31 @@ def test_bad_options_are_reported_at_their_line(tmp_path: Path) -> None:
     assert "tool.yaml:17:9: circumvention[0].options.server.command: unknown placeholder" in text
     assert "tool.yaml:18:9: circumvention[0].options.server.ready: give at least one" in text
     assert "tool.yaml:19:7: circumvention[0].options.access: give exactly one" in text
+
+
+def test_programs_and_files_are_checked_before_bring_up(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, """\
+        server:
+          command: [./build/mytool-server, --listen, "{address}:{port}"]
+          files: {lib.conf: conf/lib.conf}
+        client:
+          command: "PORT={local_port} exec mytool-client-not-on-path --socks {local_port}"
+        access: {socks5: "127.0.0.1:{local_port}"}
+        """)  # fmt: skip
+    with pytest.raises(MethodError) as err:
+        require_allowed(load_scenario(path), allow_commands=True)
+    text = str(err.value)
+    assert f"circumvention 'mytool' (custom, tool.yaml:11): server.files.lib.conf: " \
+        f"{tmp_path}/conf/lib.conf not found" in text  # fmt: skip
+    assert "server command './build/mytool-server' not found" in text
+    assert "client command 'mytool-client-not-on-path' not found" in text
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "lib.conf").write_text("x")
+    ok = scenario_file(tmp_path, """\
+        server:
+          command: [./build/mytool-server, "{port}"]
+          files: {build/mytool-server: conf/lib.conf}
+        client: {command: "exec sh -c 'sleep 1'"}
+        access: {socks5: "127.0.0.1:{local_port}"}
+        """)  # fmt: skip
+    require_allowed(load_scenario(ok), allow_commands=True)

@@ -78,11 +78,17 @@ def custom_methods(methods: Iterable[Any]) -> list[Any]:
 
 def require_allowed(scenario: Any, allow_commands: bool) -> None:
     """Refuse, before anything is brought up, a scenario that would run commands of its own
-    unless the caller allowed it; the message names each method and its line."""
+    unless the caller allowed it (the message names each method and its line); when allowed,
+    check that every program and file the commands need is there (`check_commands`)."""
     found = custom_methods(scenario.circumvention)
-    if allow_commands or not found:
+    if not found:
         return
     lines = {m.name: scenario_line(scenario.path, m.name) for m in found}
+    if allow_commands:
+        problems = check_commands(scenario, lines)
+        if problems:
+            raise MethodError("; ".join(problems))
+        return
     where = ", ".join(
         f"'{m.name}'" + (f" (line {lines[m.name]})" if lines[m.name] else "") for m in found
     )
@@ -91,6 +97,42 @@ def require_allowed(scenario: Any, allow_commands: bool) -> None:
         "the scenario file, as root, in the lab's hosts. Run it with `tspulab run "
         "--allow-commands` if you trust the file (scenario files get shared)."
     )
+
+
+def check_commands(scenario: Any, lines: dict[str, int | None]) -> list[str]:
+    """What is missing before a lab comes up: a `files` source, or a program that is neither on
+    PATH, nor an existing absolute path, nor one of the side's `files` (relative programs run
+    from the side's working directory, where `files` are copied)."""
+    problems = []
+    base = scenario.path.parent
+    for m in custom_methods(scenario.circumvention):
+        line = lines.get(m.name)
+        where = f"circumvention '{m.name}' (custom, {scenario.path.name}" + (
+            f":{line})" if line else ")"
+        )
+        for side, spec in (("server", m.options.server), ("client", m.options.client)):
+            if spec is None:
+                continue
+            for name, source in spec.files.items():
+                path = Path(source).expanduser()
+                path = path if path.is_absolute() else base / path
+                if not path.is_file():
+                    problems.append(f"{where}: {side}.files.{name}: {path} not found")
+            program = _program(spec.command if isinstance(spec.command, str) else
+                               list(spec.command))  # fmt: skip
+            if program is None or "{" in program:
+                continue
+            given = {os.path.normpath(n) for n in spec.files}
+            if "/" in program and not Path(program).is_absolute():
+                found = os.path.normpath(program) in given
+            else:
+                found = find_program(program, base, spec.env.get("PATH"))
+            if not found:
+                problems.append(
+                    f"{where}: {side} command '{program}' not found (on PATH, an absolute "
+                    "path, or one of its files:)"
+                )
+    return problems
 
 
 def _program(command: str | list[str]) -> str | None:

@@ -180,7 +180,9 @@ def run_scenario_cli(
         check_runnable(scenario)
         require_allowed(scenario, allow_commands)
         decide(scenario.links, no_delays=no_delays, netem=netem_supported(), scenario=str(path))
-    except (ScenarioError, NotImplementedInRunner, DelaysUnavailable, CommandsNotAllowed) as err:
+    except (
+        ScenarioError, NotImplementedInRunner, DelaysUnavailable, CommandsNotAllowed, MethodError
+    ) as err:  # fmt: skip
         print(err, file=sys.stderr)
         return 2
     if os.geteuid() != 0:
