@@ -26,14 +26,14 @@ from tspulab.dpi.registry import Registry
 from tspulab.lab.ofctl import parse_dump_flows
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.timeline_runner import registry_without
-from tspulab.shell.views import flow_lines, read_events, verdict_lines
+from tspulab.shell.views import flow_lines, meter_lines, read_events, verdict_lines
 from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
 
 PROBE_KINDS = ("https", "http", "ping")
 #: Columns of the summary table when the output is not a terminal.
 REPORT_WIDTH = 150
 #: Below this a transfer's speed says more about its start-up than about the path.
-GOODPUT_MIN_BYTES = 16_384
+GOODPUT_MIN_BYTES = 8_192
 
 
 class ShellError(Exception):
@@ -289,16 +289,11 @@ class LabShell(cmd.Cmd):
         flows = parse_dump_flows(self.live.lab.dump_flows(switch))
         print(f"{switch}:")
         print("\n".join(flow_lines(flows, show_all=show_all)))
-        meters = ovs_ofctl("meter-stats", switch)
-        configs = ovs_ofctl("dump-meters", switch)
-        stats = [line.strip() for line in meters.splitlines() if "meter=" in line]
-        bands = [line.strip() for line in configs.splitlines() if "meter=" in line]
-        if stats:
-            print(f"meters: {len(stats)}")
-            for conf, stat in zip(bands, stats, strict=False):
-                print(f"  {conf}\n    {stat}")
-        else:
-            print("meters: none")
+        print(
+            "\n".join(
+                meter_lines(ovs_ofctl("dump-meters", switch), ovs_ofctl("meter-stats", switch))
+            )
+        )
 
     def tspu_switch(self, name: str | None) -> str:
         live = self.live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,28 @@ def flow_lines(flows: list[FlowStat], *, show_all: bool = False) -> list[str]:
                     f"bytes={f.n_bytes}  {f.match}  → {f.actions}"
                 )
     return lines or ["(no rules)"]
+
+
+_METER = re.compile(r"^meter[=:](\d+)\b", re.M)
+
+
+def _meter_entries(text: str) -> dict[int, str]:
+    """`ovs-ofctl dump-meters` or `meter-stats` text: meter id -> its lines joined (an entry is
+    a `meter=N` / `meter:N` line and the band lines under it)."""
+    marks = list(_METER.finditer(text))
+    out = {}
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        out[int(m.group(1))] = " ".join(text[m.start() : end].split())
+    return out
+
+
+def meter_lines(configs: str, stats: str) -> list[str]:
+    """Each meter's bands (rate, burst) and counters (what entered it, what its bands dropped)."""
+    config, counters = _meter_entries(configs), _meter_entries(stats)
+    lines = [f"meters: {len(config)}"] if config else ["meters: none"]
+    for meter in sorted(config):
+        lines.append(f"  {config[meter]}")
+        if meter in counters:
+            lines.append(f"    {counters[meter]}")
+    return lines
