@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from tspulab.strategies.sweep import TCP_SINGLES, UDP_SINGLES, StrategyResult, Sweep, ranked
 
@@ -115,6 +117,8 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
             return 2
         results = _lab_results(profiles, args.target, singles, args.trials, out)
         return _report(args, profiles, results, time.monotonic() - started, out, "lab")
+    # SIGTERM unwinds like Ctrl-C, so the bench ends its processes and deletes its namespaces.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with Bench(target=args.target, workdir=out, quic=args.transport == "udp") as bench:
             sweep = Sweep(bench, profiles, args.trials, args.transport, live=args.live)
@@ -122,9 +126,18 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     except BenchError as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("tspulab strategies: interrupted; the bench was taken down", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return _report(
         args, profiles, results, time.monotonic() - started, out, "live" if args.live else "replay"
     )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _lab_results(
