@@ -18,8 +18,9 @@ subscriber's own router).
 
 Offloads are off on every veth (no TSO/GSO/GRO, checksums computed in software), so the capture
 holds the segments and checksums that were really sent. Namespaces are named
-``tsl<pid><n>-{c,g,t,s}``; ``close()`` ends the processes this bench started (by PID) and deletes
-its namespaces, nothing else.
+``tsl<random><n>-{c,g,t,s}``; ``close()`` ends the processes this bench started (by PID) and
+deletes its namespaces, nothing else. In a run sandbox (how ``tspulab strategies`` runs it)
+/run/netns and /etc/hosts are the run's own, so a SIGKILL leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tspulab.lab.pki import RunCA
+from tspulab.lab.sandbox import current_sandbox
 from tspulab.strategies import tlsclient
 from tspulab.strategies.spec import Strategy
 
@@ -92,7 +95,9 @@ class Bench:
     procs: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.name = f"tsl{os.getpid()}{next(_counter)}"
+        # Random, not the PID: in a run sandbox every runner is PID 2 or so, and /run/netns is
+        # the machine's.
+        self.name = f"tsl{secrets.token_hex(3)}{next(_counter)}"
         self.dir = Path(self.workdir or tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self._etc = Path("/etc/netns")
@@ -114,6 +119,11 @@ class Bench:
         missing = missing_programs()
         if missing:
             raise BenchError(f"missing programs: {', '.join(missing)} (run scripts/setup.sh)")
+        if current_sandbox() is not None:
+            # The run's own /run/netns (its mount namespace is private): nothing of the bench's
+            # namespaces outlives the sandbox, even after a SIGKILL.
+            Path("/run/netns").mkdir(parents=True, exist_ok=True)
+            _run("mount", "-t", "tmpfs", "tmpfs", "/run/netns")
         for role in "cgts":
             self.ns[role] = f"{self.name}-{role}"
             _run("ip", "netns", "add", self.ns[role])
@@ -130,10 +140,19 @@ class Bench:
                 self.sh(role, f"ip route add {route}")
         for role in "gt":
             self.sh(role, "sysctl -qw net.ipv4.ip_forward=1")
-        # The hosts file ``ip netns exec`` binds for the client: the target name -> the server.
-        hosts = self._etc / self.ns["c"]
-        hosts.mkdir(parents=True, exist_ok=True)
-        (hosts / "hosts").write_text(f"127.0.0.1 localhost\n{SERVER} {self.target}\n")
+        # The client resolves the target name to the server (the QUIC client looks it up).
+        names = f"127.0.0.1 localhost\n{SERVER} {self.target}\n"
+        if current_sandbox() is not None:
+            # In a run sandbox the mount namespace is the run's own: bind a hosts file over
+            # /etc/hosts, nothing outside changes.
+            private = self.dir / "hosts"
+            private.write_text(names)
+            _run("mount", "--bind", str(private), "/etc/hosts")
+        else:
+            # Outside one, the file ``ip netns exec`` binds for the client's namespace.
+            hosts = self._etc / self.ns["c"]
+            hosts.mkdir(parents=True, exist_ok=True)
+            (hosts / "hosts").write_text(names)
         self._start_servers()
 
     def _start_servers(self) -> None:

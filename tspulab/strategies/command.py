@@ -96,7 +96,7 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         print("tspulab strategies: give --profile, --diff or --from-capture", file=sys.stderr)
         return 2
     from tspulab.dpi.profile import ProfileError, load_profile
-    from tspulab.strategies.bench import Bench, BenchError
+    from tspulab.strategies.bench import BenchError
     from tspulab.strategies.spec import StrategySpecError, parse
 
     try:
@@ -117,12 +117,17 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
             return 2
         results = _lab_results(profiles, args.target, singles, args.trials, out)
         return _report(args, profiles, results, time.monotonic() - started, out, "lab")
-    # SIGTERM unwinds like Ctrl-C, so the bench ends its processes and deletes its namespaces.
+    # SIGTERM unwinds like Ctrl-C, so the bench ends its processes and deletes its namespaces;
+    # the run sandbox (its own network, PID and mount namespaces) covers a SIGKILL too.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with Bench(target=args.target, workdir=out, quic=args.transport == "udp") as bench:
-            sweep = Sweep(bench, profiles, args.trials, args.transport, live=args.live)
-            results = sweep.run(singles, pairs=not args.no_pairs, max_pairs=args.max_pairs)
+        from tspulab.lab.sandbox import run_in_sandbox
+
+        results = run_in_sandbox(
+            bench_sweep, args.target, out.resolve(), args.transport, profiles, args.trials,
+            args.live, singles, not args.no_pairs, args.max_pairs,
+            timeout_s=600 + 60 * args.trials * len(profiles) * (len(singles) + args.max_pairs),
+        )  # fmt: skip
     except BenchError as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
         return 2
@@ -134,6 +139,25 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
     return _report(
         args, profiles, results, time.monotonic() - started, out, "live" if args.live else "replay"
     )
+
+
+def bench_sweep(
+    target: str,
+    out: Path,
+    transport: str,
+    profiles: Sequence[str],
+    trials: int,
+    live: bool,
+    singles: Sequence[str],
+    pairs: bool,
+    max_pairs: int,
+) -> list[StrategyResult]:
+    """The sweep on a bench (run in a run sandbox by the command)."""
+    from tspulab.strategies.bench import Bench
+
+    with Bench(target=target, workdir=out, quic=transport == "udp") as bench:
+        sweep = Sweep(bench, profiles, trials, transport, live=live)
+        return sweep.run(singles, pairs=pairs, max_pairs=max_pairs)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
