@@ -88,6 +88,10 @@ def main() -> int:
         ratio = statistics.median(ups) / one
         print(f"{n:>4} | {spread(ups)} ×{ratio:.1f} | {spread(walls)} | "
               f"{good}/{probes} ({100 * good / probes:.0f} %) | {left}")  # fmt: skip
+    for n in counts:
+        for row in rows[n]:
+            for item in row["left"]:
+                print(f"left behind ({n} labs): {item}")
     return 0
 
 

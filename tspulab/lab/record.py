@@ -228,11 +228,17 @@ def describe_process(pid: int) -> str:
     return f"{stat[stat.index('(') + 1 : stat.rindex(')')]} ({stat[stat.rindex(')') + 2]})"
 
 
-def _sandbox_pids(sandbox: dict[str, Any]) -> list[int]:
-    found: set[int] = set()
-    for kind, inode in sandbox["namespaces"].items():
-        found.update(processes_in_namespace(kind, inode))
-    return sorted(found)
+def _sandbox_pids(sandbox: dict[str, Any], settle_s: float = 2.0) -> list[int]:
+    """Processes still in the sandbox's namespaces. A sandbox whose PID 1 died a moment ago is
+    still being ended by the kernel: give that `settle_s` before calling anything left."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found: set[int] = set()
+        for kind, inode in sandbox["namespaces"].items():
+            found.update(processes_in_namespace(kind, inode))
+        if not found or time.monotonic() > deadline:
+            return sorted(found)
+        time.sleep(0.05)
 
 
 def remaining(run_dir: Path) -> list[str]:
