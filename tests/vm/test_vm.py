@@ -17,22 +17,22 @@ THROTTLE_KBPS = 130  # twitter-throttle-2021 (docs/tspu-behaviour.md §3, CP-THR
 YOUTUBE_KBYTES_S = (45, 180)  # youtube-2024, curl across ~30 ISPs (§5.7, NTC-8055 posts 2, 7)
 
 
-def _transfers(result: dict[str, Any], service: str) -> list[float]:
-    """Goodputs (bytes/s) of the service's bulk transfers (the largest downloads)."""
-    rows = [p for p in result["probes"] if p["service"] == service and p["kind"] != "ping"
-            and p["ok"] and (p["size_download"] or 0) > 64 * 1024]  # fmt: skip
-    return [p["speed_download_bps"] for p in rows]
+def _probes(lab: dict[str, Any], subscriber: str, service: str, kind: str) -> list[dict[str, Any]]:
+    return [p for p in lab["probes"] if p["subscriber"] == subscriber and p["service"] == service
+            and (p["kind"] == "ping") == (kind == "ping") and p["ok"]]  # fmt: skip
 
 
-def _ping_rtts_ms(result: dict[str, Any]) -> list[float]:
-    return [p["time_total_s"] * 1000 for p in result["probes"]
-            if p["kind"] == "ping" and p["ok"] and p["time_total_s"]]  # fmt: skip
+def _goodput(lab: dict[str, Any], subscriber: str, service: str) -> float:
+    """Bytes/s of the subscriber's bulk transfer from the service (the largest download)."""
+    rows = [p for p in _probes(lab, subscriber, service, "https")
+            if (p["size_download"] or 0) > 256 * 1024]  # fmt: skip
+    assert rows, f"no transfer {subscriber} <- {service}: {lab['output_tail']}"
+    return float(statistics.median(p["speed_download_bps"] for p in rows))
 
 
-def _connect_rtts_ms(result: dict[str, Any], service: str) -> list[float]:
-    """TCP handshakes (curl's connect minus name lookup): one round trip each."""
-    return [(p["time_connect_s"] - p["time_namelookup_s"]) * 1000 for p in result["probes"]
-            if p["service"] == service and p["kind"] != "ping" and p["time_connect_s"]]  # fmt: skip
+def _ping_ms(lab: dict[str, Any], services: tuple[str, ...]) -> list[float]:
+    return [p["time_total_s"] * 1000 for sub in ("twit-1", "yt-1") for svc in services
+            for p in _probes(lab, sub, svc, "ping") if p["time_total_s"]]  # fmt: skip
 
 
 def test_image_builds_and_boots(vm_run: VmRun) -> None:
@@ -47,9 +47,12 @@ def test_kernel_modules_load(vm_run: VmRun) -> None:
 
 def test_netem_delay_measured_by_ping(vm_run: VmRun) -> None:
     result = vm_run.check("netem_veth")
-    rtt = statistics.median(result["rtts_ms"])
-    assert len(result["rtts_ms"]) >= 8
-    assert abs(rtt - result["configured_rtt_ms"]) <= 0.10 * result["configured_rtt_ms"], rtt
+    assert len(result["rtts_ms"]) >= 8 and len(result["baseline_rtts_ms"]) >= 8
+    # What netem adds: the link's round trip with it less without it (the emulated guest's own
+    # round trip is a few ms when the host is loaded).
+    added = statistics.median(result["rtts_ms"]) - statistics.median(result["baseline_rtts_ms"])
+    configured = result["configured_rtt_ms"]
+    assert abs(added - configured) <= 0.10 * configured, (added, result)
 
 
 def test_ovs_kernel_datapath_forwards(vm_run: VmRun) -> None:
@@ -59,35 +62,42 @@ def test_ovs_kernel_datapath_forwards(vm_run: VmRun) -> None:
     assert result["kernel_flows"] >= 1, "the kernel's flow table switched the pings"
 
 
-def _delays_applied(result: dict[str, Any]) -> None:
-    assert result["exit"] == 0 or result["probes"], result["stderr_tail"]
-    delays = result["delays"]
+def _lab(vm_run: VmRun) -> dict[str, Any]:
+    lab = vm_run.check("lab")
+    assert lab["probes"], f"the lab run measured nothing: {lab['output_tail']}"
+    delays = lab["delays"]
     assert delays is not None, "run.json has no delays record: is shape_links in the run stack?"
     assert delays["applied"] and delays["netem"], delays
+    return lab
+
+
+def test_lab_round_trips_are_the_configured_ones(vm_run: VmRun) -> None:
+    """Ping through the lab: foreign clouds less the domestic one is what the foreign links add
+    (47 ms configured less 4 ms), as the switches' own cost under emulation is common to both."""
+    lab = _lab(vm_run)
+    foreign = _ping_ms(lab, ("twitter", "google", "googlevideo"))
+    domestic = _ping_ms(lab, ("yandex",))
+    assert len(foreign) >= 4 and domestic, lab["probes"]
+    configured = lab["configured_rtt_ms"]
+    added = statistics.median(foreign) - statistics.median(domestic)
+    expected = configured["twitter"] - configured["yandex"]
+    assert abs(added - expected) <= 0.10 * expected, (added, foreign, domestic)
+    # And the round trip itself is at least what the links were given.
+    assert statistics.median(foreign) >= configured["twitter"] * 0.95, foreign
 
 
 def test_twitter_throttle_goodput_at_50ms(vm_run: VmRun) -> None:
-    result = vm_run.check("twitter")
-    _delays_applied(result)
-    rtts = _ping_rtts_ms(result) or _connect_rtts_ms(result, "twitter")
-    assert rtts, "no round trip measured"
-    rtt = statistics.median(rtts)
-    assert abs(rtt - result["configured_rtt_ms"]) <= 0.10 * result["configured_rtt_ms"], rtts
-    for service in ("twitter", "twimg"):
-        goodputs = _transfers(result, service)
-        assert goodputs, f"no transfer from {service}"
-        kbps = statistics.median(goodputs) * 8 / 1000
-        assert THROTTLE_KBPS * 0.85 <= kbps <= THROTTLE_KBPS * 1.15, (service, kbps, rtt)
+    lab = _lab(vm_run)
+    kbps = _goodput(lab, "twit-1", "twitter") * 8 / 1000
+    assert THROTTLE_KBPS * 0.85 <= kbps <= THROTTLE_KBPS * 1.15, (kbps, _ping_ms(lab, ("twitter",)))
+    # The other ISP's TSPU runs youtube-2024: Twitter is not throttled there.
+    assert _goodput(lab, "yt-1", "twitter") * 8 / 1000 > 10 * THROTTLE_KBPS
 
 
 def test_youtube_goodput_in_published_range(vm_run: VmRun) -> None:
-    result = vm_run.check("youtube")
-    _delays_applied(result)
-    goodputs = _transfers(result, "googlevideo")
-    assert goodputs, "no transfer from googlevideo"
-    kbytes_s = statistics.median(goodputs) / 1000
+    lab = _lab(vm_run)
+    kbytes_s = _goodput(lab, "yt-1", "googlevideo") / 1000
     low, high = YOUTUBE_KBYTES_S
-    assert low <= kbytes_s <= high, (kbytes_s, _ping_rtts_ms(result))
+    assert low <= kbytes_s <= high, (kbytes_s, _ping_ms(lab, ("googlevideo",)))
     # The same cloud under another name is not slowed (§5.7: a different SNI to a Google IP).
-    other = _transfers(result, "google")
-    assert other and statistics.median(other) / 1000 > 2 * high
+    assert _goodput(lab, "yt-1", "google") / 1000 > 2 * high
