@@ -26,7 +26,7 @@ OUT = REPO / "runs" / "vm-tier"
 #: Limits of each step (the whole tier has to stay under 15 minutes here once the image is
 #: cached; a build from nothing adds debootstrap and setup.sh, a few minutes more).
 BUILD_TIMEOUT_S = 1500
-GUEST_TIMEOUT_S = 780
+GUEST_TIMEOUT_S = 840
 NEEDED_FREE_GB = 8
 
 
