@@ -3,7 +3,8 @@
 The lab runs inside the run's sandbox (`tspulab.lab.sandbox`): its own network, PID and mount
 namespaces, so nothing of it exists in the machine's root namespace and labs run side by side.
 Order of bring-up: private OVS → controller (already listening) → Mininet build with
-`OVSSwitch(datapath='user')` and a `RemoteController` on 127.0.0.1 → offloads off on every
+`OVSSwitch(datapath='user')` (`'kernel'` where the Open vSwitch module is loaded: the test VM,
+`tspulab.lab.ovs.choose_datapath`) and a `RemoteController` on 127.0.0.1 → offloads off on every
 interface (the userspace datapath does not fill in checksums the kernel left to the NIC, and TCP
 then hangs) → record every root-namespace interface and every host shell's PID.
 Teardown is the reverse, and then the record is replayed to catch anything left.
@@ -27,7 +28,7 @@ from mininet.topo import Topo
 from tspulab.contracts import EventKind, events_of
 from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
-from tspulab.lab.ovs import PrivateOVS
+from tspulab.lab.ovs import PrivateOVS, choose_datapath
 from tspulab.lab.record import RunRecord, cleanup
 from tspulab.lab.sandbox import require_sandbox
 from tspulab.lab.services import stop_servers
@@ -81,6 +82,8 @@ class Lab:
     controller: ControllerProcess = field(init=False)
     net: Mininet | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    datapath: str = field(default_factory=choose_datapath)
+    """"kernel" where the Open vSwitch module is loaded, else "user" (tspulab.lab.ovs)."""
 
     def __post_init__(self) -> None:
         self.ovs = PrivateOVS(self.run_dir, self.record)
@@ -100,7 +103,7 @@ class Lab:
         t1 = time.monotonic()
         self.net = Mininet(
             topo=self.topo,
-            switch=partial(OVSSwitch, datapath="user", failMode="secure"),
+            switch=partial(OVSSwitch, datapath=self.datapath, failMode="secure"),
             controller=None,
             autoSetMacs=True,
             build=False,

@@ -37,6 +37,19 @@ def kernel_datapath_available() -> bool:
     return Path("/sys/module/openvswitch").exists()
 
 
+#: `TSPULAB_DATAPATH=user` or `kernel` forces the switches' datapath; unset: `choose_datapath`.
+DATAPATH_ENV = "TSPULAB_DATAPATH"
+
+
+def choose_datapath() -> str:
+    """Mininet's OVSSwitch datapath for the lab: "kernel" where the openvswitch module is loaded
+    (the test VM, a user's machine after `modprobe openvswitch`), else "user" (netdev)."""
+    forced = os.environ.get(DATAPATH_ENV, "")
+    if forced in ("user", "kernel"):
+        return forced
+    return "kernel" if kernel_datapath_available() else "user"
+
+
 def _read_pid(path: Path, timeout_s: float = 5.0) -> int:
     deadline = time.monotonic() + scaled(timeout_s)
     while time.monotonic() < deadline:

@@ -44,6 +44,7 @@ from tspulab.controllers.control import send_command
 from tspulab.dpi.registry import Registry
 from tspulab.lab.linkshape import decide, netem_supported, shape_links
 from tspulab.lab.network import Lab
+from tspulab.lab.ovs import choose_datapath
 from tspulab.lab.pki import RunCA
 from tspulab.lab.record import RunRecord
 from tspulab.lab.services import (
@@ -175,8 +176,8 @@ class LiveLab(LabRun):
             ],
             circumvention=[c.name for c in s.circumvention],
             probes=s.probes.model_dump(mode="json", by_alias=True),
-            datapath="userspace (netdev)",
-            netem=netem_available(),
+            datapath="kernel (system)" if choose_datapath() == "kernel" else "userspace (netdev)",
+            netem=netem_supported(),
             cloud_hosts=self.cloud_hosts,
             expect=[e.model_dump(by_alias=True, mode="json") for e in s.expect],
         )
