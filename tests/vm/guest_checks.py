@@ -202,6 +202,7 @@ def run_scenario_file(path: Path) -> dict[str, Any]:
         "run_dir": run_dir.name,
         "delays": meta.get("delays"),
         "netem": meta.get("netem"),
+        "datapath": meta.get("datapath"),
         "lab_timings_s": json.loads(summary.read_text()).get("lab_timings_s")
         if summary.exists()
         else None,

@@ -68,6 +68,8 @@ def _lab(vm_run: VmRun) -> dict[str, Any]:
     delays = lab["delays"]
     assert delays is not None, "run.json has no delays record: is shape_links in the run stack?"
     assert delays["applied"] and delays["netem"], delays
+    # The module is loaded in the VM, so the lab's switches run on the kernel datapath.
+    assert lab["datapath"] == "kernel (system)", lab["datapath"]
     return lab
 
 
