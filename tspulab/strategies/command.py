@@ -97,14 +97,16 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         return 2
     from tspulab.dpi.profile import ProfileError, load_profile
     from tspulab.strategies.bench import BenchError
-    from tspulab.strategies.spec import StrategySpecError, parse
+    from tspulab.strategies.spec import StrategySpecError, parse_any
 
     try:
         for p in profiles:
             load_profile(p)
         singles = args.only or list(UDP_SINGLES if args.transport == "udp" else TCP_SINGLES)
-        # The control always runs first; a 'none' among the singles would only repeat it.
-        singles = [spec for spec in singles if parse(spec).steps]
+        # Canonical strings from here on (a YAML file is read once, outside the sandbox, whose
+        # /tmp is private); the control always runs first, so a 'none' would only repeat it.
+        parsed = [parse_any(spec) for spec in singles]
+        singles = [s.text() for s in parsed if s.steps]
     except (ProfileError, StrategySpecError) as err:
         print(f"tspulab strategies: {err}", file=sys.stderr)
         return 2

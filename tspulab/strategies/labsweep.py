@@ -29,7 +29,7 @@ from typing import Any
 from tspulab.contracts import EVENTS_FILE
 from tspulab.strategies import tlsclient
 from tspulab.strategies.bench import PROXY_PORT, Trial
-from tspulab.strategies.spec import NONE, Strategy, parse
+from tspulab.strategies.spec import NONE, Strategy, parse_any
 from tspulab.strategies.sweep import StrategyResult, by_window
 from tspulab.strategies.verdicts import Judgement
 
@@ -145,8 +145,8 @@ def lab_sweep(
     with LiveLab(scenario, runs_dir, log=lambda *_: None) as run:
         client = ["mnexec", "-a", str(run.host(run.subscribers[0]).pid)]
         server = ["mnexec", "-a", str(run.host("foreign").pid)]
-        for spec in ["none", *[s for s in specs if parse(s).steps]]:
-            strategy = parse(spec) if spec != "none" else NONE
+        for spec in ["none", *[s for s in specs if parse_any(s).steps]]:
+            strategy = parse_any(spec) if spec != "none" else NONE
             started = time.monotonic()
             done: list[Trial] = []
             error = None

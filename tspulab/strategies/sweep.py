@@ -36,7 +36,7 @@ from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.packet import PROTO_TCP, TCP_ACK, TCP_SYN, decode
 from tspulab.dpi.pcap import read_capture
 from tspulab.strategies.bench import SERVER, SUBSCRIBER_NET, Bench, Trial
-from tspulab.strategies.spec import NONE, Strategy, StrategySpecError, parse
+from tspulab.strategies.spec import NONE, Strategy, StrategySpecError, parse, parse_any
 from tspulab.strategies.verdicts import Judgement, engine
 
 TCP_SINGLES = (
@@ -208,7 +208,7 @@ class Sweep:
         self.run_one(NONE, directory / f"{next(n):03d}-none.pcap")
         self.log(f"singles ({len(singles)}):")
         single_results = [
-            self.run_one(parse(spec), directory / f"{next(n):03d}-{_file(spec)}.pcap")
+            self.run_one(parse_any(spec), directory / f"{next(n):03d}-{_file(spec)}.pcap")
             for spec in singles
         ]
         if pairs:
