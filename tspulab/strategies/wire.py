@@ -7,7 +7,7 @@ strategy asks for a wrong one. Only IPv4: the fixture and the TSPU models are IP
 Choices that a censor could key on, stated:
 - a fake keeps the real packet's addresses, ports, TCP flags, window and options (timestamps
   included), so only the fooling differs; its IP ID is the real one with the top bit flipped
-  (far from the client's next IDs) unless ``ipid=same`` (§6: matching non-zero IP IDs on fake
+  (far from the client's next IDs) unless ``ipid=same`` (§5.7, §6: matching non-zero IP IDs on fake
   and real packets *trigger* blocking on googlevideo);
 - ``badseq`` moves seq and ack back by 10,000 and 66,000 (outside any window the server
   accepts), ``md5`` adds a TCP MD5 option (RFC 2385) that a server without a key drops;
