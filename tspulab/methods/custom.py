@@ -222,7 +222,7 @@ class CustomTool(Method):
             "cert": self.cert[0],
             "key": self.cert[1],
             "ca": str(ctx.certs.ca_path),
-            "tun": ctx.interface("ct"),
+            "tun": f"ct{ctx.tag(12)}",  # 14 characters: one more letter fits a second name
             "url": _URL,
         }
 

@@ -1,8 +1,9 @@
 """The plugin's fixtures and assertions on one lab (tspu-2022) with real tools in a cloud.
 
-Shadowsocks and SSH (tspulab.methods adapters) and a user's own server (`kind: custom`,
-microsocks) carry a subscriber to a target whose name is in the registry: direct it times out
-(SNI-IV), through each tool it arrives. Mid-test, the registry gains the Shadowsocks server's
+Shadowsocks and SSH (tspulab.methods adapters) and a user's own TUN tool (`kind: custom`:
+wireguard-go and wg driven by shell commands) carry a subscriber to a target whose name is in the
+registry: direct it times out (SNI-IV), through each tool it arrives; a user's plain SOCKS5 server
+(microsocks) does not hide the inner ClientHello and is dropped by the same rule. Mid-test, the registry gains the Shadowsocks server's
 address (that tool stops, SSH goes on) and the profile changes; both are put back for the next
 test. The user's server is then killed: the next probe through it raises ToolDied naming the
 scenario line and carrying the server's log, instead of passing for a censorship result.
@@ -45,6 +46,7 @@ def test_real_tools_get_through_what_is_blocked(
     assert sub.is_blocked("blocked", via="mine", how="timeout")
     assert tspulab_lab.detected_by("sni-iv", via="mine")
     assert sub.gets_through("hoster", via="mine")
+    assert sub.gets_through("blocked", via="wgtun")  # through the user's TUN
     assert sub.goodput("hoster", via="ss") > 10e6
     assert sub.run("ip -4 -br addr").output.count("10.") >= 1
 
