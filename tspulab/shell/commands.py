@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from tspulab.contracts import EVENTS_FILE
+from tspulab.controllers.events import FLUSH_INTERVAL_S
 from tspulab.dpi.profile import profile_names
 from tspulab.dpi.registry import Registry
 from tspulab.lab.ofctl import parse_dump_flows
@@ -272,7 +273,9 @@ class LabShell(cmd.Cmd):
         word = counts[0] if counts else "10"
         if len(counts) > 1 or (word != "all" and not word.isdigit()):
             raise ShellError(f"usage: verdicts [N|all] [ISP] (ISPs: {', '.join(self.registries)})")
-        self.live.controller_stats()  # its reply flushes the controller's event log
+        # The controller writes its events in batches every FLUSH_INTERVAL_S: wait for the
+        # batch that holds the decisions of the command just run.
+        time.sleep(2 * FLUSH_INTERVAL_S)
         events = read_events(self.live.run_dir / EVENTS_FILE)
         if isps:
             events = [e for e in events if e.get("tspu") in isps]
