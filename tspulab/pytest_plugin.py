@@ -443,12 +443,14 @@ def tspulab_profile(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture(scope=_scope)
 def tspulab_scenario(request: pytest.FixtureRequest) -> Any:
     """The lab's scenario, from the nearest `tspulab_scenario` marker; override the fixture to
-    build one in code."""
+    build one in code (with ini tspulab_scope = session, in conftest.py: a marker belongs to a
+    module, a session-scoped lab to none)."""
     marker = request.node.get_closest_marker("tspulab_scenario")
     if marker is None:
         raise pytest.UsageError(
-            f"{request.node.nodeid}: no scenario for the lab: add "
-            "pytest.mark.tspulab_scenario('lab.yaml') or override the tspulab_scenario fixture"
+            f"{request.node.nodeid or 'session'}: no scenario for the lab: add "
+            "pytest.mark.tspulab_scenario('lab.yaml') to the module, or override the "
+            "tspulab_scenario fixture (conftest.py, for a session-scoped lab)"
         )
     return load_scenario_source(marker.args[0], Path(str(request.node.path)).parent)
 
