@@ -117,7 +117,9 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         if args.transport != "tcp":
             print("tspulab strategies: --lab runs TCP strategies only", file=sys.stderr)
             return 2
-        results = _lab_results(profiles, args.target, singles, args.trials, out)
+        results = _lab_results(
+            profiles, args.target, singles, args.trials, out, 0 if args.no_pairs else args.max_pairs
+        )
         return _report(args, profiles, results, time.monotonic() - started, out, "lab")
     # SIGTERM unwinds like Ctrl-C, so the bench ends its processes and deletes its namespaces;
     # the run sandbox (its own network, PID and mount namespaces) covers a SIGKILL too.
@@ -167,15 +169,40 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _lab_results(
-    profiles: Sequence[str], target: str, singles: Sequence[str], trials: int, out: Path
+    profiles: Sequence[str],
+    target: str,
+    singles: Sequence[str],
+    trials: int,
+    out: Path,
+    max_pairs: int,
 ) -> list[StrategyResult]:
-    """One lab per profile (labsweep.py), merged into one result per strategy."""
-    from tspulab.strategies.labsweep import run_lab
+    """One lab per profile for the singles, then one per profile for the pairs (labsweep.py),
+    merged into one result per strategy."""
+    from tspulab.strategies.sweep import pair_candidates
 
     merged: dict[str, StrategyResult] = {}
+    _lab_round(merged, profiles, target, singles, trials, out, control=True)
+    pairs = [c.text() for c in pair_candidates(list(merged.values()), profiles, trials, max_pairs)]
+    if pairs:
+        _lab_round(merged, profiles, target, pairs, trials, out, control=False)
+    return list(merged.values())
+
+
+def _lab_round(
+    merged: dict[str, StrategyResult],
+    profiles: Sequence[str],
+    target: str,
+    specs: Sequence[str],
+    trials: int,
+    out: Path,
+    control: bool,
+) -> None:
+    from tspulab.strategies.labsweep import run_lab
+
     for profile in profiles:
-        print(f"lab for {profile}: control and {len(singles)} strategies, {trials} trials each")
-        for r in run_lab(profile, target, singles, trials, out / "labs"):
+        what = "control and " if control else ""
+        print(f"lab for {profile}: {what}{len(specs)} strategies, {trials} trials each")
+        for r in run_lab(profile, target, specs, trials, out / "labs", control):
             m = merged.setdefault(r.strategy, StrategyResult(r.strategy, [], {}, 0.0))
             m.live_trials[profile] = r.trials
             m.judged[profile] = r.judged[profile]
@@ -183,7 +210,6 @@ def _lab_results(
             m.error = m.error or r.error
             counts = f"{r.success_count(profile)}/{len(r.trials)}"
             print(f"  {r.strategy:44s} {profile}={counts}{'  ERROR ' + r.error if r.error else ''}")
-    return list(merged.values())
 
 
 def _report(
@@ -198,7 +224,7 @@ def _report(
         "replay": "(replay of the capture at the box).",
         "live": "(the profile's engine acting live on the bench; 'replay agrees' counts the "
         "trials whose replayed capture gave the same pass or fail).",
-        "lab": "(the OVS lab's TSPU, the controller's verdicts; no pairs).",
+        "lab": "(the OVS lab's TSPU, the controller's verdicts).",
     }[mode]
     lines = [
         f"# Strategy sweep: {args.target} over {args.transport}, {args.trials} trials each",

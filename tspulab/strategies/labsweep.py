@@ -133,7 +133,12 @@ def _verdicts(run_dir: Path, since: float) -> list[tuple[float, Judgement]]:
 
 
 def lab_sweep(
-    profile: str, target: str, specs: Sequence[str], trials: int, runs_dir: Path
+    profile: str,
+    target: str,
+    specs: Sequence[str],
+    trials: int,
+    runs_dir: Path,
+    control: bool = True,
 ) -> list[StrategyResult]:
     """Run in a sandbox (run_in_sandbox): bring the lab up, try each strategy, tear down."""
     from tspulab.scenario.live import LiveLab
@@ -145,7 +150,7 @@ def lab_sweep(
     with LiveLab(scenario, runs_dir, log=lambda *_: None) as run:
         client = ["mnexec", "-a", str(run.host(run.subscribers[0]).pid)]
         server = ["mnexec", "-a", str(run.host("foreign").pid)]
-        for spec in ["none", *[s for s in specs if parse_any(s).steps]]:
+        for spec in ["none"] * control + [s for s in specs if parse_any(s).steps]:
             strategy = parse_any(spec) if spec != "none" else NONE
             started = time.monotonic()
             done: list[Trial] = []
@@ -180,7 +185,12 @@ def lab_sweep(
 
 
 def run_lab(
-    profile: str, target: str, specs: Sequence[str], trials: int, runs_dir: Path
+    profile: str,
+    target: str,
+    specs: Sequence[str],
+    trials: int,
+    runs_dir: Path,
+    control: bool = True,
 ) -> list[StrategyResult]:
     """``lab_sweep`` in a run sandbox of its own."""
     from tspulab.lab.network import LabError
@@ -194,8 +204,9 @@ def run_lab(
     for attempt in range(1, BRINGUP_ATTEMPTS + 1):
         try:
             result: list[StrategyResult] = run_in_sandbox(
-                lab_sweep, profile, target, list(specs), trials, runs_dir, timeout_s=timeout
-            )
+                lab_sweep, profile, target, list(specs), trials, runs_dir, control,
+                timeout_s=timeout,
+            )  # fmt: skip
             return result
         except LabError as err:
             # The switches connect to the controller late on a loaded machine (seen here at a
