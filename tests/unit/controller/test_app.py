@@ -241,3 +241,58 @@ def test_event_log_is_batched_and_flushed(tmp_path: Path) -> None:
 
 def test_controller_port_is_openflows() -> None:
     assert CONTROLLER_PORT == ofp.OFPP_CONTROLLER
+
+
+def test_one_tspu_in_trouble_does_not_stop_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ISPs' TSPUs in one controller: malformed packet-ins, switch errors and a disconnect
+    on one are logged and counted there while the other goes on judging flows."""
+    from tests.unit.dpi.policy_flows import hello_record
+
+    entries = []
+    for dpid in (1, 2):
+        tspu = config(tmp_path, dpid=dpid)
+        entries.append({
+            "name": f"isp{dpid}", "dpid": dpid, "subscriber_port": 1, "upstream_port": 2,
+            "subscriber_if": "", "upstream_if": "", "profile": "tspu-2022",
+            "registry_file": str(tspu.registry_file), "subscriber_nets": ["10.0.0.0/8"],
+        })  # fmt: skip
+    path = tmp_path / "controller.json"
+    path.write_text(json.dumps({"tspus": entries, "events_log": str(tmp_path / "ev.jsonl")}))
+    monkeypatch.setenv(ENV_VAR, str(path))
+    from tspulab.controllers.tspu import TspuApp
+
+    with mock.patch("os_ken.base.app_manager.OSKenApp.__init__", return_value=None):
+        app = TspuApp()
+    switches = {1: FakeOFTable(), 2: FakeOFTable()}
+    dps = {d: _datapath(d, switches[d]) for d in (1, 2)}
+    for dp in dps.values():
+        app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+        app.state_change(mock.MagicMock(datapath=dp, state=MAIN_DISPATCHER))
+
+    # trouble on ISP 1
+    app.packet_in(_packet_in(dps[1], b"\x00" * 3, {"in_port": 1}, total_len=1500))
+    app.packet_in(_packet_in(dps[1], _syn(), {"in_port": 9}))
+    app.error_msg(mock.MagicMock(msg=mock.MagicMock(datapath=dps[1], type=ofp.OFPET_BAD_MATCH,
+                                                    code=9, data=b"")))  # fmt: skip
+    app.state_change(mock.MagicMock(datapath=dps[1], state=DEAD_DISPATCHER))
+
+    # ISP 2 judges a TLS flow as usual: its rules land in its own switch only
+    def frame(flags: str, payload: bytes = b"") -> bytes:
+        return bytes(Ether() / IP(src=CLIENT, dst=SERVER)
+                     / TCP(sport=41000, dport=443, flags=flags) / payload)  # fmt: skip
+
+    app.packet_in(_packet_in(dps[2], frame("S"), {"in_port": 1}, cookie=COOKIE_MIRROR))
+    app.packet_in(_packet_in(dps[2], frame("A"), {"in_port": 1}))
+    app.packet_in(_packet_in(dps[2], frame("PA", hello_record("example.com")), {"in_port": 1}))
+    reply = Pkt(2, SERVER, CLIENT, sport=443, dport=41000)
+    assert switches[2].process(reply).ports == [1], "the flow is carried by ISP 2's switch"
+    assert switches[1].process(reply).to_controller, "ISP 1's switch knows nothing of it"
+    one, two = app.boxes[1].stats(), app.boxes[2].stats()
+    assert (one["truncated_packet_in"], one["unknown_port"], one["switch_errors"]) == (1, 1, 1)
+    assert two["judged"] == 1 and "switch_errors" not in two
+    assert not app.boxes[1].connected and app.boxes[2].connected
+    events = _events(app)
+    assert [e["tspu"] for e in events if e["event"] == "verdict"] == ["isp2"]
+    assert "handler-error" not in {e["event"] for e in events}
