@@ -37,6 +37,9 @@ def test_real_tools_get_through_what_is_blocked(
     sub = tspulab_subscriber
     assert sub.is_blocked("blocked", how="timeout")
     assert not sub.is_blocked("blocked", how="reset")  # SNI-IV drops; it does not reset
+    assert sub.is_blocked("twitter", how="reset")  # SNI-I (tspu-2022's set sni-i): a RST
+    assert not sub.is_blocked("twitter", how="timeout")
+    assert tspulab_lab.detected_by("sni-i", target="twitter")
     assert tspulab_lab.detected_by("sni-iv", target="blocked")
     for via in ("ss", "ssh"):
         assert sub.gets_through("blocked", via=via)
@@ -83,7 +86,9 @@ def test_a_tool_that_dies_is_an_error_not_a_block(
     assert not tspulab_tool.alive()
     with pytest.raises(ToolDied) as err:
         tspulab_subscriber.probe("hoster", via="mine")
-    assert re.search(r"circumvention 'mine' \(custom, real_tools.yaml:19\): server on \S+ "
+    text = (Path(__file__).parent / "real_tools.yaml").read_text().splitlines()
+    line = text.index("  - name: mine") + 1
+    assert re.search(rf"circumvention 'mine' \(custom, real_tools.yaml:{line}\): server on \S+ "
                      r"exited \(status -9\)", str(err.value))  # fmt: skip
 
 
