@@ -107,6 +107,10 @@ def test_a_session_at_the_terminal(tmp_path: Path) -> None:
     verdicts = command(child, "verdicts 5")
     assert "sni=www.viber.com" in verdicts and "drop (rule sni-iv" in verdicts
     assert "unknown command or node 'bogus'" in command(child, "bogus")
+    assert "error: no profile 'tspu-2099'" in command(child, "profile tspu-2099")
+    listing = command(child, "help")
+    assert all(name in listing for name in ("probe", "verdicts", "flows", "registry", "capture"))
+    assert "bytes=N" in command(child, "help probe")
     assert "report.html" in command(child, "report")
 
     # Ctrl-D leaves and tears down
