@@ -2,7 +2,6 @@
 in every reassembly mode; prints packets tried, exceptions (the goal is 0), peak memory and flows.
 
 Usage: python bench/fuzz_core.py [--packets 1000000] [--seed 1] [--profile NAME] [--out DIR]
-                                 [--flood 300000]
 
 Inputs:
 - Seeds are the frames of the shipped nDPI captures (tests/data/pcaps/ndpi/pcap, every link
@@ -19,12 +18,7 @@ Inputs:
   (subscriber side, upstream side) or not at all, as in a replay.
 - Time advances a few ms per packet, with jumps past idle timeouts and, rarely, 5 s back (capture
   clocks step); every 16th batch is a flood of new flows (random source ports).
-- After the run, ``--flood N`` sends N new flows within one second of scenario time into a fresh
-  engine per reassembly mode (no idle expiry can help): the flow table's limit and eviction
-  (tspulab/dpi/flow.py) should hold it; printed are the flows held and evicted, the memory it
-  took and the cost of a new flow once the table is full. The default is 2,000 flows past the
-  limit: on 2026-12-01 each new flow past it cost a sweep of the whole table (~0.1 s at the
-  default limit), so a larger flood takes hours.
+- Whether the flow table stays bounded under a flood of new flows is bench/fuzz_flood.py's.
 
 All engines (profiles x modes) are fed in interleaved batches, so a slow one cannot hide behind a
 fast one. An exception is counted by (type, innermost tspulab frame); the first input of each is
@@ -58,7 +52,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tspulab.dpi.engine import TspuEngine  # noqa: E402
-from tspulab.dpi.flow import DEFAULT_MAX_FLOWS  # noqa: E402
 from tspulab.dpi.packet import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode  # noqa: E402
 from tspulab.dpi.pcap import read_capture  # noqa: E402
 from tspulab.dpi.policy import text  # noqa: E402
@@ -321,7 +314,7 @@ def _where(err: BaseException) -> str:
     return f"{type(err).__name__} at {Path(last.filename).name}:{last.lineno} ({last.name})"
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
@@ -387,7 +380,7 @@ def fuzz(
             before = report.packets
             feed(target, batch, report)
             if before // quarter != report.packets // quarter:
-                report.rss_mib.append(_rss_mib())
+                report.rss_mib.append(rss_mib())
                 if progress:
                     progress(
                         f"{report.packets} packets, {sum(report.exceptions.values())} exceptions"
@@ -400,56 +393,6 @@ def fuzz(
     report.flows_held = max(report.flows_held, *(len(t.engine.table) for t in targets))
     report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
-
-
-@dataclass
-class Flood:
-    mode: str
-    flows: int
-    held: int
-    evicted: int
-    max_flows: int
-    seconds: float
-    mib: float
-    """Resident memory added by the flood."""
-    full_s: float = 0.0
-    """Seconds per new flow once the table was full (0: it never filled)."""
-
-
-def flood(flows: int, seed: int = 1, profile: str = "tspu-2022") -> Iterator[Flood]:
-    """`flows` new flows (random ports, a third with payload) within one second of scenario
-    time into a fresh engine per reassembly mode, so no idle expiry helps: what the flow table
-    holds after (its limit and eviction are the flow table's, tspulab/dpi/flow.py), the flows it
-    evicted and the memory it took."""
-    rng = random.Random(seed)
-    for mode in MODES:
-        engine = TspuEngine(with_mode(load_profile(profile), mode), Registry(), ())
-        table = engine.table
-        limit = getattr(table, "max_flows", flows + 1)
-        before = _rss_mib()
-        began = time.perf_counter()
-        full_at: tuple[int, float] | None = None
-        for n in range(flows):
-            _, frame = generate(rng, flood=True)
-            engine.process(frame, 1_000_000.0 + n / flows)
-            if full_at is None and len(table) >= limit:
-                full_at = (n + 1, time.perf_counter())
-        took = time.perf_counter() - began
-        ended = time.perf_counter()
-        after_full = (
-            (ended - full_at[1]) / (flows - full_at[0]) if full_at and flows > full_at[0] else 0.0
-        )
-        yield Flood(
-            mode,
-            flows,
-            len(table),
-            getattr(table, "evicted", 0),
-            getattr(table, "max_flows", 0),
-            took,
-            _rss_mib() - before,
-            after_full,
-        )
-        del engine, table
 
 
 def save_inputs(report: Report, out: Path) -> list[Path]:
@@ -470,12 +413,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", help="only this profile (all three modes)")
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"))
-    parser.add_argument(
-        "--flood",
-        type=int,
-        default=DEFAULT_MAX_FLOWS + 2_000,
-        help="new flows per reassembly mode, default 2,000 past the table's limit (0: none)",
-    )
     args = parser.parse_args()
     report = fuzz(args.packets, args.seed, args.profile, progress=lambda s: print(s, flush=True))
     rate = report.packets / report.seconds if report.seconds else 0.0
@@ -496,15 +433,6 @@ def main() -> int:
     if report.first_inputs:
         for path in save_inputs(report, args.out):
             print(f"input written: {path}")
-    if args.flood:
-        print(f"flood: {args.flood} new flows within 1 s of scenario time (tspu-2022, each mode)")
-        for f in flood(args.flood, args.seed):
-            print(
-                f"  {f.mode:12s} flows held {f.held:7d} (table limit {f.max_flows}), evicted "
-                f"{f.evicted:7d}, +{f.mib:4.0f} MiB resident, {f.flows / f.seconds:7,.0f} flows/s"
-                + (f"; {f.full_s * 1e3:.1f} ms per new flow once full" if f.full_s else ""),
-                flush=True,
-            )
     return 1 if report.exceptions else 0
 
 

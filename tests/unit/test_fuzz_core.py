@@ -99,3 +99,21 @@ def test_every_reassembly_mode_is_set(fuzz_core: ModuleType) -> None:
         assert profile.spec.inspection.reassembly.value == mode
         engine = fuzz_core.TspuEngine(profile, fuzz_core.Registry(), ())
         assert engine.classifier.mode.value == mode
+
+
+def test_a_flood_of_new_flows_stays_within_the_table_limit(fuzz_core: ModuleType) -> None:
+    """bench/fuzz_flood.py on a table limited to 2,000 flows: full, then 100 more new flows, in
+    every reassembly mode; the table holds its limit and evicts the rest."""
+    spec = importlib.util.spec_from_file_location("fuzz_flood", BENCH.with_name("fuzz_flood.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_flood"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        results = list(module.flood(past=100, seed=4, max_flows=2_000))
+    finally:
+        del sys.modules["fuzz_flood"]
+    assert [r.mode for r in results] == ["none", "tcp", "tls-records"]
+    for r in results:
+        assert r.held == 2_000 and r.max_flows == 2_000
+        assert 80 <= r.evicted <= 100 and r.flows >= 2_100, r
