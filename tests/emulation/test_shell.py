@@ -59,6 +59,8 @@ def test_a_session_at_the_terminal(tmp_path: Path) -> None:
     # Mininet CLI style: the rest of the line runs in sub1's namespace; curl trusts the run's CA
     out = command(child, "sub1 curl -s -o /dev/null -w 'code=%{http_code}\\n' https://yandex.ru/")
     assert "code=200" in out
+    nodes = command(child, "nodes")
+    assert "switch, TSPU of isp" in nodes and "10.1.0.11" in nodes
     # a node name in the command stands for its address (Mininet's rule)
     assert "1 received" in command(child, "sub1 ping -c1 -W2 dns1")
 

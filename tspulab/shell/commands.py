@@ -9,7 +9,6 @@ https://twitter.com/` verifies like a browser of the lab would.
 
 from __future__ import annotations
 
-import cmd
 import os
 import signal
 import subprocess
@@ -27,10 +26,11 @@ from tspulab.dpi.registry import Registry
 from tspulab.lab.ofctl import parse_dump_flows
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.timeline_runner import registry_without
+from tspulab.shell.completion import PROBE_KINDS, Completion
+from tspulab.shell.switchtools import ovs_ofctl, start_tcpdump
 from tspulab.shell.views import flow_lines, meter_lines, read_events, verdict_lines
 from tspulab.topologies.multi_isp import TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT
 
-PROBE_KINDS = ("https", "http", "ping")
 #: Columns of the summary table when the output is not a terminal.
 REPORT_WIDTH = 150
 #: Below this a transfer's speed says more about its start-up than about the path.
@@ -58,7 +58,7 @@ def terminal_gone(fd: int = 0) -> bool:
     return False
 
 
-class LabShell(cmd.Cmd):
+class LabShell(Completion):
     intro = ""
     prompt = "tspulab> "
     doc_header = "commands (help COMMAND for more; any node name runs a command there: sub1 ip a)"
@@ -147,7 +147,7 @@ class LabShell(cmd.Cmd):
     def with_addresses(self, command: str) -> str:
         """Mininet's CLI rule: a word that names a host stands for its address."""
         words = command.split(" ")
-        names = set(self.node_names())
+        names = {n for n in self.node_names() if not self.is_switch(n)}  # switches have no address
         out = []
         for word in words:
             if word in names:
@@ -156,6 +156,10 @@ class LabShell(cmd.Cmd):
             else:
                 out.append(word)
         return " ".join(out)
+
+    def is_switch(self, name: str) -> bool:
+        net = self.live.lab.net
+        return net is not None and any(s.name == name for s in net.switches)
 
     def run_in_node(self, name: str, command: str) -> int:
         """Run `command` with bash in the node's namespace, on this terminal; Ctrl-C reaches it
@@ -184,10 +188,13 @@ class LabShell(cmd.Cmd):
         """nodes: every node, with its addresses (subscribers, clouds, routers, DNS, switches)."""
         live = self.live
         for name in self.node_names():
-            node = live.host(name)
-            ips = [i.IP() for i in node.intfList() if i.IP()] if hasattr(node, "IP") else []
             alias = live.host_of.get(name) or live.cloud_hosts.get(name)
             label = f"{name} ({alias})" if alias and alias != name else name
+            if self.is_switch(name):
+                tspu = [i.name for i in live.isps if live.tspu_switch_of(i.name) == name]
+                print(f"{label:<22} switch" + (f", TSPU of {tspu[0]}" if tspu else ""))
+                continue
+            ips = [i.IP() for i in live.host(name).intfList() if i.IP()]
             print(f"{label:<22} {' '.join(ips)}")
 
     def do_sh(self, arg: str) -> None:
@@ -437,47 +444,6 @@ class LabShell(cmd.Cmd):
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}")
         print(f"report: {report.path}")
 
-    # --- completion ---------------------------------------------------------------------------
-
-    def completenames(self, text: str, *ignored: Any) -> list[str]:
-        names = [*super().completenames(text, *ignored), *self.node_names()]
-        return _starting(text, [n for n in names if n != "EOF"])
-
-    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        return _starting(text, self.node_names())  # a node name stands for its address
-
-    def complete_probe(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        position = len(line[:begidx].split())
-        live = self.live
-        choices: list[str] = {
-            1: list(live.host_of),
-            2: [s.name for s in live.scenario.services],
-        }.get(position, ["direct", *(c.name for c in live.scenario.circumvention), *PROBE_KINDS])
-        return _starting(text, choices)
-
-    def complete_flows(self, text: str, *_rest: Any) -> list[str]:
-        return _starting(text, [*self.live.isp_index, "all"])
-
-    def complete_registry(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
-        position = len(line[:begidx].split())
-        if position == 1:
-            return _starting(text, ["add", "remove", "check"])
-        if position == 2:
-            names = [d for s in self.live.scenario.services for d in s.domains]
-            return _starting(text, [*names, *self.live.addresses.values()])
-        return _starting(text, list(self.registries))
-
-    def complete_profile(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
-        position = len(line[:begidx].split())
-        return _starting(text, profile_names() if position == 1 else list(self.profiles))
-
-    def complete_capture(self, text: str, line: str, begidx: int, _endidx: int) -> list[str]:
-        position = len(line[:begidx].split())
-        return _starting(text, ["start", "stop"] if position == 1 else list(self.profiles))
-
-    def complete_help(self, text: str, *_rest: Any) -> list[str]:
-        return _starting(text, [n for n in super().completenames(text) if n != "EOF"])
-
 
 def _end(proc: subprocess.Popen[Any]) -> int:
     proc.terminate()
@@ -488,36 +454,5 @@ def _end(proc: subprocess.Popen[Any]) -> int:
         return proc.wait()
 
 
-def _starting(text: str, choices: list[str]) -> list[str]:
-    """The choices that complete `text`, each followed by a space, as bash completes (Python's
-    readline appends none itself)."""
-    return [f"{c} " for c in dict.fromkeys(choices) if c.startswith(text)]
-
-
 def _reply_text(reply: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in reply.items() if k != "ok") or "done"
-
-
-def ovs_ofctl(command: str, switch: str) -> str:
-    return subprocess.run(
-        ["ovs-ofctl", "-O", "OpenFlow13", command, switch],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-
-
-def start_tcpdump(interface: str, path: Path, log: Path) -> subprocess.Popen[bytes]:
-    """tcpdump writing every packet of `interface` to `path` as it arrives; returns once it is
-    listening (a capture that starts late misses the handshakes the user wants to see)."""
-    start = log.stat().st_size if log.exists() else 0
-    proc = subprocess.Popen(
-        # --immediate-mode: without it packets wait in the kernel's ring for up to a second and
-        # a capture stopped right after a probe holds none of them
-        ["tcpdump", "-i", interface, "--immediate-mode", "-U", "-s", "0", "-w", str(path)],
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "listening" not in log.read_text()[start:]:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tcpdump on {interface} exited: see {log}")
-        time.sleep(0.05)
-    return proc
