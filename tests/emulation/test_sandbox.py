@@ -16,6 +16,7 @@ import pytest
 from tests.emulation.helpers import in_sandbox
 from tspulab.lab.record import processes_in_namespace
 from tspulab.lab.sandbox import (
+    RemoteError,
     SandboxError,
     current_sandbox,
     namespace_ids,
@@ -133,3 +134,17 @@ def _wait_for_interrupt(marker: Path) -> None:
 
 def test_in_sandbox_helper_passes_keywords(tmp_path: Path) -> None:
     assert in_sandbox(sorted, [3, 1, 2], reverse=True) == [3, 2, 1]
+
+
+class _Picky(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+def _raises_picky() -> None:
+    raise _Picky(1, 2)
+
+
+def test_an_exception_that_cannot_travel_comes_back_as_its_text() -> None:
+    with pytest.raises(RemoteError, match=r"(?s)_Picky .*1 and 2"):
+        run_in_sandbox(_raises_picky)

@@ -8,8 +8,8 @@ import pytest
 
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry
-from tspulab.scenario.timeline_runner import planned_probes, registry_without
 from tspulab.scenario.schema import load_scenario
+from tspulab.scenario.timeline_runner import planned_probes, registry_without
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -70,8 +70,8 @@ probes: {{timeout_s: 2{extra_probe}}}
 def test_runner_refuses_what_it_cannot_do(
     tmp_path: Path, probe: str, isp: str, message: str
 ) -> None:
-    from tspulab.scenario.timeline_runner import NotImplementedInRunner, check_runnable
     from tspulab.scenario.schema import load_scenario_text
+    from tspulab.scenario.timeline_runner import NotImplementedInRunner, check_runnable
 
     scenario = load_scenario_text(_campaign_text(probe, isp), tmp_path / "s.yaml")
     with pytest.raises(
@@ -81,8 +81,8 @@ def test_runner_refuses_what_it_cannot_do(
 
 
 def test_runnable_kinds_pass(tmp_path: Path) -> None:
-    from tspulab.scenario.timeline_runner import check_runnable
     from tspulab.scenario.schema import load_scenario_text
+    from tspulab.scenario.timeline_runner import check_runnable
 
     scenario = load_scenario_text(
         _campaign_text(", kinds: [https, http, ping, ttfb]"), tmp_path / "s.yaml"

@@ -107,7 +107,7 @@ def test_one_step_run_shows_its_services_and_terminal_summary(tmp_path: Path) ->
     (run / "summary.json").write_text(json.dumps(summary.to_json()))
     page = write_report(run).path.read_text()
     assert "Services over the whole run" in page
-    assert '<td>tg</td><td>target</td>' in page and "broken" in page and "reachable" in page
+    assert "<td>tg</td><td>target</td>" in page and "broken" in page and "reachable" in page
     out = io.StringIO()
     print_summary(summary, tmp_path, Console(file=out, width=200))
     assert "intended blocking 100.0 %" in out.getvalue()
@@ -121,7 +121,10 @@ def test_a_run_json_that_breaks_its_contract_is_named_not_fatal(tmp_path: Path) 
     (run / "run.json").write_text(json.dumps(meta))
     page = write_report(run).path.read_text()
     assert "run.json did not match its contract" in page
-    assert "isps[0].name: Field required" in page and "probes: Input should be a valid dictionary" in page
+    assert (
+        "isps[0].name: Field required" in page
+        and "probes: Input should be a valid dictionary" in page
+    )
 
 
 def test_degraded_threshold_comes_from_run_json(tmp_path: Path) -> None:

@@ -188,9 +188,13 @@ def _run_job(job: Job) -> int:
         outcome = ("error", exc, traceback.format_exc())
     try:
         payload = pickle.dumps(outcome)
+        pickle.loads(payload)  # an exception whose __init__ needs other arguments fails here
     except Exception as exc:
         text = outcome[2] or repr(outcome[1])
-        payload = pickle.dumps(("error", RemoteError(f"unpicklable result ({exc}):\n{text}"), ""))
+        kind = type(outcome[1]).__name__
+        payload = pickle.dumps(
+            ("error", RemoteError(f"{kind} ({exc} when sent back):\n{text}"), "")
+        )
     tmp = job.result_path.with_suffix(".part")
     tmp.write_bytes(payload)
     tmp.replace(job.result_path)
@@ -466,4 +470,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run as the imported module, not as __main__: what the job sends back (RemoteError) must
+    # unpickle as tspulab.lab.sandbox.RemoteError in the caller.
+    from tspulab.lab import sandbox as _module
+
+    sys.exit(_module.main(sys.argv[1:]))
