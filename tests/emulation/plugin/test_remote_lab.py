@@ -47,10 +47,13 @@ def test_sigkill_of_the_holder_ends_the_lab(tmp_path: Path) -> None:
         assert leftovers(run_dir)  # the lab is up: its sandbox has processes
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
-        deadline = time.monotonic() + 20
+        # The kernel ends the PID namespace's processes; under a heavy load (load average 17 on
+        # 2 cores) that took more than 20 s once, so allow a minute.
+        deadline = time.monotonic() + 60
         while leftovers(run_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert leftovers(run_dir) == []
+        left = leftovers(run_dir)
+        assert left == [], left
         results = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
         assert [r["service"] for r in results] == ["yandex"] and results[0]["ok"]
     finally:
