@@ -253,3 +253,29 @@ def test_programs_and_files_are_checked_before_bring_up(tmp_path: Path) -> None:
         access: {socks5: "127.0.0.1:{local_port}"}
         """)  # fmt: skip
     require_allowed(load_scenario(ok), allow_commands=True)
+
+
+def test_probes_through_a_dead_server_fail_as_method_down(tmp_path: Path) -> None:
+    from tspulab.methods.lab import LabMethods
+
+    path = scenario_file(tmp_path, """\
+        server:
+          command: "echo up; sleep 0.3; echo gone; exit 5"
+          ready: {log: up}
+        access: {socks5: "127.0.0.1:{local_port}"}
+        """)  # fmt: skip
+    scenario = load_scenario(path)
+    methods = LabMethods(
+        scenario.circumvention, tmp_path / "run", None, clients=1, log=lambda _: None,
+        scenario_path=scenario.path,
+    )  # fmt: skip
+    node = LocalNode()
+    try:
+        methods.start_servers(lambda _cloud: node, lambda _cloud: ["88.99.0.0/16"])
+        methods.adapters["mytool"].processes.started[0].proc.wait(timeout=5)
+        got = methods.probe("mytool", node, "https://x.example/", ca=None, timeout_s=1)
+        assert not got.ok
+        assert got.outcome.startswith("method-down: circumvention 'mytool' (custom, tool.yaml:11)")
+        assert "exited (status 5)" in got.outcome and "gone" in got.outcome
+    finally:
+        methods.stop()
