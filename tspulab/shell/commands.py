@@ -265,10 +265,8 @@ class LabShell(Completion):
             figures.append(f"{r.speed_download_bps * 8 / 1000:.0f} kbit/s")
         if r.curl_exit:
             figures.append(f"curl exit {r.curl_exit}")
-        status = "ok" if r.ok else "FAILED"
-        print(
-            f"{sub} → {service} via {method} ({kind}): {status} {r.outcome}  {', '.join(figures)}"
-        )
+        status = "ok" if r.ok else f"FAILED {r.outcome}"
+        print(f"{sub} → {service} via {method} ({kind}): {status}  {', '.join(figures)}")
 
     def do_verdicts(self, arg: str) -> None:
         """verdicts [N|all] [ISP]: the controller's last N (default 10) decisions, with the
