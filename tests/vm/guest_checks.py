@@ -32,8 +32,9 @@ from tspulab.scenario.links import Shape  # noqa: E402
 #: Round trip the netem check puts on one veth link.
 NETEM_RTT_MS = 50.0
 RUN_TIMEOUT_S = 600
-PROBE_FIELDS = ("kind", "service", "subscriber", "ok", "outcome", "target", "size_download",
-                "speed_download_bps", "time_namelookup_s", "time_connect_s", "time_total_s")  # fmt: skip
+PROBE_FIELDS = ("kind", "service", "subscriber", "round", "ok", "outcome", "target",
+                "size_download", "speed_download_bps", "time_namelookup_s", "time_connect_s",
+                "time_appconnect_s", "time_starttransfer_s", "time_total_s")  # fmt: skip
 
 
 def sh(*argv: str, timeout: float = 60, check: bool = True) -> str:
@@ -129,7 +130,8 @@ def check_ovs_kernel_datapath() -> dict[str, Any]:
 #: a `tspulab run` makes three): ISP `twit` behind a twitter-throttle-2021 TSPU, ISP `yt` behind
 #: a youtube-2024 one, the services of scenarios/twitter-2021.yaml and youtube-2024.yaml that
 #: show the effects, and links giving a 50 ms round trip to the foreign clouds (fibre 2 ms +
-#: exchange 1 ms + foreign 47 ms).
+#: exchange 1 ms + foreign 47 ms). Two rounds: in the emulated guest the first packets of every
+#: flow wait seconds for the controller, so the first round's pings and lookups measure that.
 SCENARIO = """\
 version: 1
 name: vm-tier
@@ -151,7 +153,7 @@ services:
      address: 173.194.182.10}
   - {name: yandex, role: innocent, domains: [yandex.ru], cloud: yandex, address: 77.88.55.60}
 probes:
-  rounds: 1
+  rounds: 2
   timeout_s: 60
   transfer_bytes: 524288
   kinds: [https, ping]
