@@ -6,13 +6,13 @@ cycle; ``tspulab.dpi.classify`` re-exports ``Protocol`` and ``Classification``.
 
 from __future__ import annotations
 
-import struct
+from array import array
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tspulab.dpi import quic, quic_detect
 from tspulab.dpi.reassembly import TcpStream
-from tspulab.dpi.tls import ClientHello, ja3_text, ja4_tail_text, u16s
+from tspulab.dpi.tls import ClientHello, ja3_text, ja4_tail_text
 
 
 class Protocol(StrEnum):
@@ -139,8 +139,9 @@ class HelloPrint:
 
 
 def _pack16(values: tuple[int, ...]) -> bytes:
-    return struct.pack(f"!{len(values)}H", *values)
+    """uint16 values as bytes in host order (an array's own buffer is ~50 B larger per list)."""
+    return array("H", values).tobytes()
 
 
 def _unpack16(data: bytes) -> tuple[int, ...]:
-    return u16s(data, 0, len(data) >> 1)
+    return tuple(memoryview(data).cast("H"))

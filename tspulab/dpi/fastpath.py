@@ -93,7 +93,7 @@ def count_decided(table: FlowTable, frame: bytes, linktype: int, now: float) -> 
         or flow.classification is None
         or (flow.tcp_closing and flags & _SYN_OR_ACK == TCP_SYN and proto == PROTO_TCP)
         or now - flow.last_seen > table.idle_timeout
-        or table.sweep_due(now)
+        or now >= table.next_sweep
     ):
         return None  # new, undecided, reopened by a SYN after FIN/RST, idle, or a sweep is due
     flow.last_seen = now

@@ -33,6 +33,7 @@ inspection budget). Fragment records are bounded the same way (``max_fragment_re
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -120,7 +121,11 @@ class FlowTable:
         self._flows: dict[FlowKey, FlowState] = {}
         # (src, dst, proto, frag id) -> (flow key, fragments seen, last time)
         self._fragments: dict[tuple[bytes, bytes, int, int], tuple[FlowKey, int, float]] = {}
-        self._next_sweep = float("-inf")
+        self.next_sweep = float("-inf")
+        """When ``lookup`` next runs the idle sweep (read by fastpath.py; set only here)."""
+        self.flow_for_key: Callable[[FlowKey], FlowState | None] = self._flows.get
+        """The flow stored under a key, as is (no expiry, no counting): for fastpath.py. The dict's
+        own bound ``get``, so the fast path pays no Python call for it."""
         self.expired: list[FlowState] = []
         """Flows removed by idle expiry or replaced by a new connection, oldest first, until the
         caller drains it (replay reports them; a live controller clears it)."""
@@ -131,13 +136,9 @@ class FlowTable:
     def flows(self) -> list[FlowState]:
         return list(self._flows.values())
 
-    def flow_for_key(self, key: FlowKey) -> FlowState | None:
-        """The flow stored under ``key``, as is (no expiry, no counting): for fastpath.py."""
-        return self._flows.get(key)
-
     def sweep_due(self, now: float) -> bool:
         """True when the next ``lookup`` at ``now`` would run the idle sweep."""
-        return now >= self._next_sweep
+        return now >= self.next_sweep
 
     def lookup(self, pkt: Packet, now: float) -> FlowState:
         """The flow of ``pkt``, created if new; direction resolved and counters updated."""
@@ -163,7 +164,7 @@ class FlowTable:
                 self._make_room(now)
             flow = self._create(key, pkt, now)
             self._flows[key] = flow
-        if now >= self._next_sweep:
+        if now >= self.next_sweep:
             self._sweep(now)
         flow.last_seen = now
         if src == flow.client_addr and sport == flow.client_port:
@@ -243,7 +244,7 @@ class FlowTable:
         stale = [k for k, (_, _, seen) in self._fragments.items() if seen < limit]
         for k in stale:
             del self._fragments[k]
-        self._next_sweep = now + self.idle_timeout / 4
+        self.next_sweep = now + self.idle_timeout / 4
 
     def expire_all(self) -> list[FlowState]:
         """Remove and return every flow (end of a capture), after those already expired."""
