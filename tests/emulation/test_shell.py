@@ -113,6 +113,8 @@ def test_a_session_at_the_terminal(tmp_path: Path) -> None:
     listing = command(child, "help")
     assert all(name in listing for name in ("probe", "verdicts", "flows", "registry", "capture"))
     assert "bytes=N" in command(child, "help probe")
+    assert "'ok': True" in command(child, "py live.controller_stats()")
+    assert "10.1.0.11" in command(child, "py sub1.IP()")
     assert "report.html" in command(child, "report")
 
     # Ctrl-D leaves and tears down

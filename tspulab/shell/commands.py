@@ -207,6 +207,21 @@ class LabShell(Completion):
 
     do_shell = do_sh  # cmd turns "!..." into "shell ..."
 
+    def do_py(self, arg: str) -> None:
+        """py EXPRESSION: evaluate Python with `live` (the LiveLab), `net` (Mininet) and the
+        nodes by name in scope, as Mininet's CLI does: py live.controller_stats()"""
+        if not arg.strip():
+            raise ShellError("usage: py EXPRESSION")
+        scope: dict[str, Any] = {"live": self.live, "net": self.live.lab.net, "shell": self}
+        scope.update({name: self.live.host(name) for name in self.node_names()})
+        try:
+            result = eval(arg, scope)  # the user's own lab, as in Mininet's py
+        except Exception as exc:  # the user's expression: show the error, keep the shell
+            print(f"error: {type(exc).__name__}: {exc}")
+            return
+        if result is not None:
+            print(result)
+
     def do_services(self, _arg: str) -> None:
         """services: each service with its role, cloud, address, names, and whether its address
         is in the (first ISP's) registry."""
