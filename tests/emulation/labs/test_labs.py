@@ -7,12 +7,13 @@ then checks one page. Transcripts go to the test's folder (`<page>.transcript.tx
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.emulation.labs.pages import LABS, PageRun, blocks, checks, failures, run_page
+from tests.emulation.labs.pages import LABS, ROOT, PageRun, blocks, checks, failures, run_page
 
 PAGES = sorted(p for p in LABS.glob("0*.md") if not p.name.endswith(".teacher.md"))
 #: Labs at once: enough to overlap their waiting, few enough for a 2-core machine.
@@ -59,6 +60,16 @@ def test_six_labs_each_with_its_teacher_page() -> None:
             f"{page.name}: steps without expected observations: "
             f"{sorted(steps_with_commands - checked)}"
         )
+
+
+def test_links_and_files_the_pages_name_exist() -> None:
+    """Relative links, and the repository files a page names in backquotes, are there."""
+    for page in [*PAGES, *(teacher(p) for p in PAGES), LABS / "README.md"]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+        for named in re.findall(r"`((?:scenarios|docs|tspulab|data|tests)/[\w./-]+)`", text):
+            assert (ROOT / named).exists(), f"{page.name}: no file {named}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
