@@ -122,7 +122,9 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     def barrier_reply(self, ev: Any) -> None:
         self._handle(ev.msg.datapath.id, BarrierReply())
 
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    # CONFIG too: the switch holds the TSPU's rules from the features answer on, and its first
+    # packet-ins may come while os-ken still waits for the port description (a loaded machine)
+    @set_ev_cls(ofp_event.EventOFPPacketIn, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def packet_in(self, ev: Any) -> None:
         msg = ev.msg
@@ -140,7 +142,7 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
             msg.datapath,
         )
 
-    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
     def flow_removed(self, ev: Any) -> None:
         msg = ev.msg
