@@ -138,7 +138,7 @@ TLS_CARRYING = {"tor", "trojan", "stunnel", "socks", "dante"}
             m,
             marks=pytest.mark.xfail(
                 m in TLS_CARRYING,
-                reason="intermittent, seen in 1 of 3 lab runs on 2026-12-01 (load ~14): under "
+                reason="intermittent, seen in 1 of 4 lab runs on 2026-12-01 (load ~14): under "
                 "vpn-protocols-2023 these flows' ClientHello never reached the server, the "
                 "controller logged them only minutes later with protocol null after 14 "
                 "packet-ins (3 and 'tls' in the good runs); the report has the evidence",
