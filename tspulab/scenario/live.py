@@ -48,6 +48,7 @@ from tspulab.lab.ovs import choose_datapath
 from tspulab.lab.pki import RunCA
 from tspulab.lab.record import RunRecord
 from tspulab.lab.services import (
+    site_marker,
     start_dnsmasq,
     start_nginx,
     write_hosts_file,
@@ -413,6 +414,8 @@ class LiveLab(LabRun):
             method, host, url, ca=self.ca.ca_path, timeout_s=timeout_s,
             expect_bytes=range_bytes or None,
             extra_curl=["-r", f"0-{range_bytes - 1}"] if range_bytes else None,
+            # the page must name the service: the right server answered, not a proxy's error page
+            expect_text=None if path != "/" else site_marker(spec.name),
         )  # fmt: skip
         return ProbeResult(
             kind=kind, subscriber=subscriber, service=spec.name, role=spec.role, target=url,
