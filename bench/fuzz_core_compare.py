@@ -2,6 +2,7 @@
 
 Usage: python bench/fuzz_core_compare.py [--seconds 30] [--reps 3]
        python bench/fuzz_core_compare.py --run own|atheris --seconds S   (one measured run)
+       python bench/fuzz_core_compare.py --run atheris --no-trace --seconds S   (a crash hunt)
 
 Each run is a fresh process that fuzzes every profile x reassembly mode for S seconds under the
 same line tracer (sys.settrace, only frames of tspulab/dpi record), then prints one JSON line:
@@ -85,7 +86,7 @@ def _encode(index: int, linktype: int, frames: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def run_atheris(seconds: float) -> dict[str, Any]:
+def run_atheris(seconds: float, trace: bool = True) -> dict[str, Any]:
     extra = os.environ.get("ATHERIS_PATH")
     if extra:
         sys.path.insert(0, extra)
@@ -137,7 +138,8 @@ def run_atheris(seconds: float) -> dict[str, Any]:
             except Exception:
                 state["exceptions"] += 1
 
-    tracer.start()
+    if trace:  # else a plain crash hunt, which the line tracer would only slow
+        tracer.start()
     atheris.Setup([sys.argv[0], "-rss_limit_mb=4096", "-max_len=4096", str(corpus)], one_input)
     atheris.Fuzz()
     raise AssertionError("atheris returned")
@@ -188,11 +190,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--run", choices=("own", "atheris"))
+    parser.add_argument("--no-trace", action="store_true", help="--run atheris as a crash hunt")
     args = parser.parse_args()
     if args.run == "own":
         print(json.dumps(run_own(args.seconds)), flush=True)
     elif args.run == "atheris":
-        run_atheris(args.seconds)
+        run_atheris(args.seconds, trace=not args.no_trace)
     else:
         compare(args.seconds, args.reps)
     return 0
