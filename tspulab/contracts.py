@@ -110,7 +110,6 @@ class EventKind(StrEnum):
     SWITCH_ERROR = "switch-error"
     TSPU_RULES_SENT = "tspu-rules-sent"
     TSPU_RULES_INSTALLED = "tspu-rules-installed"
-    TSPU_UNEXPECTED_PACKET_IN = "tspu-unexpected-packet-in"
     PACKET_IN_REFUSED = "packet-in-refused"
     VERDICT = "verdict"
     DETECT = "detect"
@@ -120,6 +119,7 @@ class EventKind(StrEnum):
     PROFILE_CHANGE = "profile-change"
     PROFILE_SETS_UNUSED = "profile-sets-unused"
     HANDLER_ERROR = "handler-error"
+    NFT_ERROR = "nft-error"
 
 
 def events_of(events: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:
