@@ -192,6 +192,12 @@ def test_a_command_probe_fails_with_the_exit_status_or_a_timeout(tmp_path: Path)
     assert not failed.ok and failed.outcome == "command-exit-4"
     slow = command_probe(node, Access(command="sleep 5"), "u", method="m", timeout_s=0.3)
     assert not slow.ok and slow.outcome == "timeout"
+    quiet = command_probe(node, Access(command="true"), "u", method="m", timeout_s=5,
+                          expect_text="svc")  # fmt: skip
+    assert quiet.ok  # nothing printed: judged by its status
+    wrong = command_probe(node, Access(command="echo another page"), "u", method="m",
+                          timeout_s=5, expect_text="svc")  # fmt: skip
+    assert not wrong.ok and wrong.outcome == "wrong-service"
 
 
 def test_commands_are_refused_without_the_opt_in(

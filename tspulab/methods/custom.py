@@ -342,7 +342,9 @@ def command_probe(
     expect_text: str | None = None,
 ) -> MethodProbe:
     """A probe that is a command of the user's (`access.command`, `{url}` filled in): success is
-    exit status 0 within the timeout (and `expect_text` in its output, when asked)."""
+    exit status 0 within the timeout. A command that prints the page it fetched is also held to
+    `expect_text` (the page names the service that answered, as every probe checks); one that
+    prints nothing is judged by its status alone."""
     assert access.command is not None
     command = access.command.replace(_URL, shlex.quote(url))
     started = time.time()
@@ -355,7 +357,8 @@ def command_probe(
         out, err = proc.communicate()
         code = None
     total = time.time() - started
-    right = expect_text is None or expect_text in out.decode(errors="replace")
+    text = out.decode(errors="replace")
+    right = expect_text is None or not text.strip() or expect_text in text
     ok = code == 0 and right
     if ok:
         outcome = "ok"
