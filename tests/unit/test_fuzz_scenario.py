@@ -222,11 +222,25 @@ def test_fuzz_crash_is_now_an_error(old: str, new: str, field: str, fragment: st
     assert matching, [str(e) for e in info.value.errors]
 
 
-def test_clock_start_near_the_end_of_time_is_an_error_not_an_overflow() -> None:
-    # A start in year 9999 plus a day of scenario time does not fit a datetime.
-    text = _replace("start: 2018-04-13T00:00:00Z", "start: 9999-12-31T00:00:00Z")
-    with pytest.raises(ScenarioError):
+@pytest.mark.parametrize(
+    "start",
+    [
+        # Found by the fuzz (whole unit suite, 300 examples): OverflowError: date value out of
+        # range, from astimezone(UTC) of year 1 at +01:00.
+        "'0001-01-01T00:00:00+01:00'",
+        "'9999-12-31T23:59:59-01:00'",
+        # Loaded before, then overflowed at run time (start + a day of scenario time).
+        "9999-12-31T00:00:00Z",
+    ],
+)
+def test_instants_near_the_ends_of_time_are_errors_not_overflows(start: str) -> None:
+    text = _replace("start: 2018-04-13T00:00:00Z", f"start: {start}")
+    with pytest.raises(ScenarioError) as info:
         load_scenario_text(text, "fuzz.yaml")
+    assert any(
+        e.field == "clock.start" and "outside the years 1900 to 2199" in e.message
+        for e in info.value.errors
+    ), str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -262,6 +262,13 @@ def is_relative_time(text: str) -> bool:
     return bool(text.removeprefix("+")) and _DURATION.fullmatch(text.removeprefix("+")) is not None
 
 
+FIRST_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
+END_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+"""Absolute times lie in 1900..2199: far from datetime's ends (year 1 at +01:00 does not exist in
+UTC; a start in 9999 plus a day of scenario time overflows), and 100 years of scenario time
+(`MAX_DURATION_S`) after the last of them still fits."""
+
+
 def _as_aware(value: datetime) -> datetime:
     # ruamel's TimeStamp is a datetime subclass; keep a plain datetime in UTC.
     plain = datetime(
@@ -297,7 +304,21 @@ def parse_instant(value: object) -> datetime:
                 "{value} has no time zone; write it with one, e.g. {example}",
                 {"value": value.isoformat(), "example": value.isoformat() + "Z"},
             )
-        return _as_aware(value)
+        try:
+            aware = _as_aware(value)
+        except OverflowError:  # year 1 at +01:00 is in year 0 in UTC
+            aware = None
+        if aware is None or not FIRST_INSTANT <= aware < END_INSTANT:
+            raise PydanticCustomError(
+                "instant",
+                "{value} is outside the years {first} to {last} (the limit on scenario times)",
+                {
+                    "value": value.isoformat(),
+                    "first": FIRST_INSTANT.year,
+                    "last": END_INSTANT.year - 1,
+                },
+            )
+        return aware
     if isinstance(value, date):
         raise PydanticCustomError(
             "instant",
