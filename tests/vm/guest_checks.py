@@ -64,7 +64,7 @@ def check_netem_veth() -> dict[str, Any]:
     arguments (half the round trip on each end): what netem adds is the difference, as the
     emulated guest's own round trip (a few ms under load) is not netem's."""
     shape = Shape(delay_ms=NETEM_RTT_MS)
-    ping = ["ip", "netns", "exec", "vma", "ping", "-n", "-c", "11", "-i", "0.2", "10.99.0.2"]
+    ping = ["ip", "netns", "exec", "vma", "ping", "-n", "-c", "21", "-i", "0.1", "10.99.0.2"]
     for ns in ("vma", "vmb"):
         sh("ip", "netns", "add", ns)
     try:
