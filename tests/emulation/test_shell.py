@@ -1,5 +1,5 @@
 """`tspulab shell` driven through a pseudo-terminal, as a user at a terminal drives it: typed
-commands, Tab, the up arrow, Ctrl-C, Ctrl-D, and a terminal that goes away (SIGHUP).
+commands, Tab, the up arrow, Ctrl-C, Ctrl-D, a terminal that goes away (SIGHUP), and SIGTERM.
 
 Each test is one `tspulab shell` process on the demo scenario (one ISP, the Telegram 2018 day-one
 registry: Viber shares the blocked AWS /15), read from the screen with pexpect.
@@ -159,4 +159,18 @@ def test_a_lost_terminal_tears_the_lab_down(tmp_path: Path) -> None:
     assert "terminal lost (" in log and "): tearing the lab down" in log
     made = (run_dir / "made.jsonl").read_text()
     assert '"teardown": "started"' in made and '"kind": "clean"' in made, "LiveLab tore down"
+    assert leftovers(run_dir) == [] and sandbox_gone(run_dir)
+
+
+def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
+    """`kill PID` of tspulab shell: the lab is torn down through LiveLab, exit status 130."""
+    child = spawn(tmp_path)
+    run_dir = run_dir_of(tmp_path)
+    os.kill(child.pid, signal.SIGTERM)
+    child.expect("interrupted: the lab was torn down", timeout=120)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    made = (run_dir / "made.jsonl").read_text()
+    assert '"teardown": "started"' in made and '"kind": "clean"' in made
     assert leftovers(run_dir) == [] and sandbox_gone(run_dir)
