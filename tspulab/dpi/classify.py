@@ -165,8 +165,9 @@ class Classifier(UdpInspection):
                 return self._decide(flow, Protocol.HTTP, detail=f"response {status}")
         if ssh.match(payload) is not None:
             return self._decide(flow, Protocol.SSH, detail="ssh banner")
-        if 53 in (flow.server_port, flow.client_port) and len(payload) > 2:
-            dns_match = dns.match_udp(payload[2:], port_53=True)
+        if 53 in (flow.server_port, flow.client_port) and len(data) > 2:
+            # RFC 7766: a 2-byte length, then the message; the stream modes read it joined
+            dns_match = dns.match_udp(data[2:], port_53=True)
             if dns_match is not None:
                 return self._decide(flow, Protocol.DNS, host=dns_match.qname, detail="dns over tcp")
         vpn = openvpn.match_tcp(payload, flow.from_client)

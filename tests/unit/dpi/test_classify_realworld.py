@@ -233,3 +233,17 @@ def test_tor_pcap_client_hellos_keep_their_traits() -> None:
     assert len(tor_verdicts) == 7
     hello = parse_client_hello_message(client_hello("www.abcd2345.com", alpn=()))
     assert hello.sni == "www.abcd2345.com"
+
+
+@pytest.mark.parametrize(("mode", "seen"), [("none", False), ("tcp", True), ("tls-records", True)])
+def test_dns_over_tcp_split_after_its_length_prefix(mode: str, seen: bool) -> None:
+    """RFC 7766 framing with the 2-byte length in its own segment: the stream modes join it."""
+    message = _dns([b"tcp", b"example"], 0x0100)
+    framed = len(message).to_bytes(2, "big") + message
+    packets = [decode(tcp_frame(b"", 1000, "S", dport=53))]
+    packets += [decode(tcp_frame(framed[:2], 1001, dport=53))]
+    packets += [decode(tcp_frame(framed[2:], 1003, dport=53))]
+    verdict = run(packets, mode)
+    assert (verdict.protocol is Protocol.DNS) is seen
+    if seen:
+        assert verdict.host == "tcp.example"
