@@ -145,3 +145,50 @@ def test_arbitrary_tcp_payloads_through_the_engine(
         seq += len(p)
     for i, pkt in enumerate(packets):
         classifier.observe(pkt, table.lookup(pkt, float(i)), float(i))
+
+
+# --- issue 14: capture readers and tunnel decoding on arbitrary bytes ----------------------------
+
+_PCAP_HEADS = [
+    bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"),
+    bytes.fromhex("a1b23c4d000200040000000000000000 0000ffff00000065".replace(" ", "")),
+    bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"),  # pcapng SHB
+]
+
+
+@SETTINGS
+@given(head=st.sampled_from(_PCAP_HEADS), body=st.binary(max_size=400))
+def test_capture_readers_raise_only_decode_errors(head: bytes, body: bytes) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.cap"
+        path.write_bytes(head + body)
+        with contextlib.suppress(DecodeError):
+            for ts, linktype, frame in read_capture(path):
+                assert isinstance(ts, float) and isinstance(frame, bytes) and linktype >= 0
+                with contextlib.suppress(DecodeError):
+                    decode(frame, linktype)
+
+
+_TUNNEL_PREFIXES = [
+    bytes.fromhex("450000000000000040040000c0000201c0000202"),  # IPv4, proto 4 (IP in IP)
+    bytes.fromhex("450000000000000040290000c0000201c0000202"),  # proto 41 (6in4)
+    bytes.fromhex("4500000000000000402f0000c0000201c0000202"),  # GRE
+    bytes.fromhex("450000000000000040110000c0000201c00002020868086800000000"),  # UDP 2152 (GTP-U)
+    bytes.fromhex("450000000000000040110000c0000201c00002021234 12b500000000".replace(" ", "")),
+]
+
+
+@SETTINGS
+@given(prefix=st.sampled_from(_TUNNEL_PREFIXES), inner=st.binary(max_size=120))
+def test_tunnels_on_arbitrary_inner_bytes(prefix: bytes, inner: bytes) -> None:
+    """The outer IPv4 header announces a tunnel; whatever follows, decode returns a packet or a
+    typed error, and classification never raises."""
+    frame = bytearray(prefix + inner)
+    frame[2:4] = len(frame).to_bytes(2, "big")  # a consistent total length
+    with contextlib.suppress(DecodeError):
+        pkt = decode(bytes(frame), 101)
+        table, classifier = FlowTable(), Classifier()
+        classifier.observe(pkt, table.lookup(pkt, 0.0), 0.0)
