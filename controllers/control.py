@@ -14,6 +14,7 @@ least that works.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -29,7 +30,13 @@ class ControlServer:
         self.handler = handler
         path.unlink(missing_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(str(path))
+        # Created 0600 from the start (no window in which another user could connect); it also
+        # lives in the run's private /tmp, so only the run's own processes see it at all.
+        old_umask = os.umask(0o177)
+        try:
+            self._sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
         self._sock.listen(4)
         self._thread = threading.Thread(target=self._serve, name="tspulab-control", daemon=True)
         self._thread.start()

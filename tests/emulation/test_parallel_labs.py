@@ -95,8 +95,13 @@ def _reach_outside(runs: Path) -> dict[str, object]:
         curl = sub.cmd(f"curl -sS -m 5 http://{REAL_WORLD}/ -o /dev/null; echo rc=$?")
         curl_s = time.monotonic() - started
         port = next(e["controller_port"] for e in live.record.entries() if "controller_port" in e)
+        from tspulab.scenario.tspu_config import control_socket_path
+
+        socket_mode = control_socket_path(live.run_dir).stat().st_mode & 0o777
+        socket_seen_outside = str(control_socket_path(live.run_dir))
     return {"ping": ping, "ping_s": ping_s, "curl": curl, "curl_s": curl_s, "port": port,
-            "run_dir": live.run_dir}  # fmt: skip
+            "run_dir": live.run_dir, "socket_mode": socket_mode,
+            "socket_path": socket_seen_outside}  # fmt: skip
 
 
 def test_nothing_of_a_lab_reaches_the_root_namespace(tmp_path: Path) -> None:
@@ -118,3 +123,7 @@ def test_nothing_of_a_lab_reaches_the_root_namespace(tmp_path: Path) -> None:
     listening = subprocess.run(["ss", "-lntux"], capture_output=True, text=True).stdout
     assert f":{got['port']} " not in listening, "the controller listens in the sandbox only"
     assert str(got["run_dir"]) not in listening
+    # The control socket: mode 0600, in the run's private /tmp (absent from the root's /tmp).
+    assert got["socket_mode"] == 0o600
+    assert not Path(str(got["socket_path"])).exists()
+    assert str(got["socket_path"]) not in listening
