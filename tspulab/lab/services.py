@@ -202,9 +202,7 @@ def write_resolv_conf(run_dir: Path, dns_address: str) -> Path:
     path = run_dir / "resolv.conf"
     path.write_text(
         "# tspulab: the scenario's resolver\n"
-        # 1 s a try on a host; longer where the controller's first-packet decisions are slow
-        # (the emulated test VM, tspulab.lab.timescale): every lookup is a new flow.
-        f"nameserver {dns_address}\noptions timeout:{max(1, round(scaled(1.0)))} attempts:2\n"
+        f"nameserver {dns_address}\noptions timeout:1 attempts:2\n"
     )
     bind_resolv_conf(path)
     return path
