@@ -193,6 +193,9 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
                 box = self.boxes[dpid]
                 with box.lock:
                     stats.update(box.stats())
+            # A reader of the event log syncs with it through this command: everything decided
+            # so far is in the file when the reply comes.
+            self.event_log.flush()
             return {"ok": True, **stats}
         if cmd == "registry":
             path = Path(command["file"])

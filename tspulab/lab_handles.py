@@ -176,6 +176,8 @@ def _verdicts(live: Any, since: float) -> list[dict[str, Any]]:
     from tspulab.contracts import EVENTS_FILE
 
     out = []
+    if live.tspu:
+        live.controller_stats()  # the controller writes its event log in batches: flush it first
     path = live.run_dir / EVENTS_FILE
     for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
         try:

@@ -204,7 +204,10 @@ def _run_job(job: Job) -> int:
 def _pid1(job_path: Path) -> int:
     job: Job = pickle.loads(job_path.read_bytes())
     _libc_mount("sysfs", "/sys", "sysfs", 0, None)
-    private_tmp([*job.share, job_path.parent, Path.cwd(), Path(sys.prefix)])
+    # Code the job may still import (the clone, its venv, the caller's sys.path) stays visible
+    # even when it lives under /tmp, as a CI clone may.
+    source = [Path(__file__).resolve().parents[2], Path(sys.prefix), *map(Path, job.sys_path)]
+    private_tmp([*job.share, job_path.parent, Path.cwd(), *(p for p in source if p.is_dir())])
     loopback_up()
     ids = namespace_ids()
     os.environ[SANDBOX_ENV] = ",".join(f"{k}:{v}" for k, v in ids.items())
