@@ -109,7 +109,9 @@ def test_every_event_the_controller_writes_is_a_named_kind() -> None:
     for path in (REPO / "controllers").glob("*.py"):
         text = path.read_text()
         written.update(
-            re.findall(r'(?:event_log\.write|self\.log|self\._log|events\.write)\(\s*"([a-z-]+)"', text)
+            re.findall(
+                r'(?:event_log\.write|self\.log|self\._log|events\.write)\(\s*"([a-z-]+)"', text
+            )
         )
     assert written, "found no event writes: the pattern no longer matches the code"
     assert written <= {k.value for k in EventKind}, written - {k.value for k in EventKind}
