@@ -108,7 +108,7 @@ boot() {  # boot ACCEL JOBDIR TIMEOUT: 0 when the guest wrote its rc
     -drive "file=$IMAGE/rootfs.raw,format=raw,if=virtio,snapshot=on,cache=unsafe" \
     -fsdev "local,id=job,path=$job,security_model=none" -device virtio-9p-pci,fsdev=job,mount_tag=job \
     -fsdev "local,id=src,path=$SRC,security_model=none,readonly=on" -device virtio-9p-pci,fsdev=src,mount_tag=src \
-    -nic none >"$job/qemu.log" 2>&1 || true
+    -nic none -pidfile "$job/qemu.pid" >"$job/qemu.log" 2>&1 || true
   [ -f "$job/rc" ]
 }
 
@@ -136,7 +136,8 @@ choose_accel() {
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
     done
-    pkill -TERM -P "$pid" 2>/dev/null || true  # the probe's timeout/qemu, children of this shell
+    # End the probe's qemu by the PID it recorded (its `timeout` then exits with it).
+    if [ -s "$probe/qemu.pid" ]; then kill -TERM "$(cat "$probe/qemu.pid")" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true
     mv "$verdict.tmp" "$verdict"
     log "KVM probe: $(cat "$verdict") after $((i / 2)) s"

@@ -119,20 +119,25 @@ def start_logged(host: Any, argv: list[str], log: Path, record: RunRecord, name:
     return proc
 
 
+def stop_process(proc: Any, timeout_s: float = 5.0) -> None:
+    """End a process started as a group leader, with its whole group (nginx's workers, tor's
+    obfs4proxy): SIGTERM, then SIGKILL after `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)
+
+
 def stop_servers(timeout_s: float = 5.0) -> None:
     """End every server started with `start_logged` (its whole process group), newest first."""
     while RUNNING:
-        proc = RUNNING.pop()
-        if proc.poll() is not None:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
+        stop_process(RUNNING.pop(), timeout_s)
 
 
 def start_nginx(

@@ -14,11 +14,8 @@ the tool, what was awaited, and the tail of its log.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tspulab.lab.record import RunRecord
+from tspulab.lab.services import stop_process
 from tspulab.lab.timescale import scaled
 
 
@@ -109,19 +107,6 @@ class Processes:
         for item in reversed([s for s in self.started if s not in keep]):
             stop_process(item.proc, timeout_s)
         self.started = keep
-
-
-def stop_process(proc: Any, timeout_s: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout_s)
 
 
 def _died(started: Started, tool: str, waited: str) -> MethodError:
