@@ -13,8 +13,9 @@ Files come from people the user may not trust (CI runs scenarios it did not writ
 is bounded before it builds anything (`YamlLimits`): the file's size, the nesting depth, the items
 of one mapping or list, and the number of values once aliases are expanded (nine nested anchors,
 the "billion laughs", stand for 10^9 values in a few hundred bytes). The parser checks each event
-before the composer gets it (`_LimitedParser`), and a value ruamel cannot construct (month 13, an
-integer of 5000 digits) is reported at its position instead of escaping as a Python exception.
+before the composer gets it (`tspulab.dpi.yamllimits`), and a value ruamel cannot construct
+(month 13, an integer of 5000 digits) is reported at its position instead of escaping as a
+Python exception.
 """
 
 from __future__ import annotations
@@ -32,14 +33,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    MappingStartEvent,
-    ScalarEvent,
-)
-from ruamel.yaml.parser import RoundTripParser
+
+from tspulab.dpi.yamllimits import LIMITS, LimitedParser, YamlLimits
+
+__all__ = ["LIMITS", "YamlLimits"]  # re-exported: callers set limits through this module
 
 Loc = tuple[str | int, ...]
 
@@ -311,137 +308,6 @@ def _yaml_error(file: str, text: str, err: MarkedYAMLError) -> ErrorLocation:
     return ErrorLocation(file, line, col, field, f"YAML: {problem}")
 
 
-# --- limits ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class YamlLimits:
-    """What one YAML file may hold; the shipped scenarios and profiles use a small part of each
-    (at most 6 KB, 6 levels, 28 items in one collection, 421 values)."""
-
-    max_bytes: int = 256 * 1024
-    """ruamel's round-trip parser is pure Python (tens of KB/s on a busy machine): 256 KiB is 40
-    times the largest shipped file, and still parses in seconds."""
-    max_depth: int = 32
-    """Mappings and lists nested in each other, counted after aliases are expanded."""
-    max_items: int = 10_000
-    """Keys of one mapping or items of one list (long lists belong in a registry `file:`)."""
-    max_values: int = 50_000
-    """Scalars, mappings and lists of the whole file once every alias is expanded."""
-
-
-LIMITS = YamlLimits()
-
-
-class _Limited(MarkedYAMLError):
-    """A limit of `YamlLimits` was passed, at the mark of the event that passed it."""
-
-
-@dataclass
-class _Open:
-    """A mapping or list whose end event has not come yet."""
-
-    anchor: str | None
-    is_mapping: bool
-    children: int = 0
-    values: int = 1
-    depth: int = 1
-    """Levels of this collection and below (aliases expanded)."""
-
-
-class _LimitChecker:
-    """Sees every parser event once and raises `_Limited` at the first limit passed.
-
-    Anchored nodes are remembered by their expanded size and depth, so an alias costs what it
-    stands for. An alias to a collection that is still open would make a recursive structure,
-    which no scenario needs and which no plain-data conversion survives: refused too.
-    """
-
-    def __init__(self, limits: YamlLimits) -> None:
-        self.limits = limits
-        self.anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) expanded
-        self.stack: list[_Open] = []
-        self.total = 0
-
-    def _fail(self, event: Any, message: str) -> None:
-        raise _Limited(problem=message, problem_mark=event.start_mark)
-
-    def _too_deep(self, event: Any) -> None:
-        depth = self.limits.max_depth
-        self._fail(event, f"nested deeper than {depth} levels (limit on nesting depth)")
-
-    def _count(self, event: Any, values: int) -> None:
-        self.total += values
-        if self.total > self.limits.max_values:
-            self._fail(
-                event,
-                f"more than {self.limits.max_values} values once aliases are expanded "
-                "(limit on alias expansion)",
-            )
-
-    def _add(self, event: Any, values: int, depth: int) -> None:
-        """A finished child of `values` values and `depth` levels joins the open collection."""
-        if not self.stack:
-            return
-        parent = self.stack[-1]
-        parent.children += 1
-        parent.values += values
-        parent.depth = max(parent.depth, depth + 1)
-        if len(self.stack) - 1 + parent.depth > self.limits.max_depth:
-            self._too_deep(event)
-        if parent.children > self.limits.max_items * (2 if parent.is_mapping else 1):
-            what = (
-                "a mapping with more than {} keys"
-                if parent.is_mapping
-                else ("a list with more than {} items")
-            )
-            self._fail(event, what.format(self.limits.max_items) + " (limit on collection size)")
-
-    def see(self, event: Any) -> None:
-        if isinstance(event, CollectionStartEvent):
-            if len(self.stack) + 1 > self.limits.max_depth:
-                self._too_deep(event)
-            self._count(event, 1)
-            self.stack.append(_Open(event.anchor, isinstance(event, MappingStartEvent)))
-        elif isinstance(event, CollectionEndEvent):
-            done = self.stack.pop()
-            if done.anchor is not None:
-                self.anchored[done.anchor] = (done.values, done.depth)
-            self._add(event, done.values, done.depth)  # its values were counted as they came
-        elif isinstance(event, ScalarEvent):
-            if event.anchor is not None:
-                self.anchored[event.anchor] = (1, 0)
-            self._count(event, 1)
-            self._add(event, 1, 0)
-        elif isinstance(event, AliasEvent):
-            if any(frame.anchor == event.anchor for frame in self.stack):
-                self._fail(
-                    event,
-                    f"alias *{event.anchor} refers to a mapping or list that contains it "
-                    "(a recursive structure)",
-                )
-            if event.anchor in self.anchored:  # else the composer reports the undefined alias
-                values, depth = self.anchored[event.anchor]
-                self._count(event, values)
-                self._add(event, values, depth)
-
-
-class _LimitedParser(RoundTripParser):
-    """The round-trip parser, with every event it hands the composer checked against the limits
-    first: one pass over the text, and the composer (which recurses per nesting level) never sees
-    an event past a limit."""
-
-    def __init__(self, loader: Any) -> None:
-        super().__init__(loader)
-        self._limits = _LimitChecker(getattr(loader, "tspulab_limits", LIMITS))
-
-    def get_event(self) -> Any:
-        event = super().get_event()
-        if event is not None:
-            self._limits.see(event)
-        return event
-
-
 class _Constructor(RoundTripConstructor):
     """The round-trip constructor, with a value it cannot build reported at its position."""
 
@@ -460,7 +326,7 @@ class _Constructor(RoundTripConstructor):
 def _yaml(limits: YamlLimits) -> YAML:
     """A round-trip loader with the limits checked and unbuildable values as YAML errors."""
     yaml = YAML(typ="rt")
-    yaml.Parser = _LimitedParser
+    yaml.Parser = LimitedParser
     yaml.Constructor = _Constructor
     yaml.tspulab_limits = limits  # type: ignore[attr-defined]
     yaml.allow_duplicate_keys = False
