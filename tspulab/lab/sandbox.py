@@ -297,7 +297,7 @@ class Sandbox:
     proc: subprocess.Popen[bytes]
     job: Job
     workdir: Path
-    #: the sandbox's namespace inodes, read from its PID 1 as soon as it exists
+    #: the sandbox's namespace inodes, as its PID 1 wrote them (read on first use)
     namespaces: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -412,12 +412,8 @@ def start_sandbox(
     env[RUNNER_ENV] = f"{os.getpid()}:{_start_time(os.getpid())}"
     stdin = None if interactive else subprocess.DEVNULL
     proc = subprocess.Popen(sandbox_argv(job_path), env=env, stdin=stdin)
-    box = Sandbox(proc, job, workdir)
-    pid1 = box.pid1
-    if pid1 is not None:
-        with contextlib.suppress(OSError):
-            box.namespaces = namespace_ids(pid1)
-    return box
+    # Its namespaces are known once PID 1 has written them (`processes` reads them lazily).
+    return Sandbox(proc, job, workdir)
 
 
 def run_in_sandbox(
