@@ -11,6 +11,9 @@ Censors have matched names in different ways, and the differences decide who get
   host lists) mean by a bare ``example.com``.
 * ``substring``: the text anywhere in the name, ignoring labels. The early 2021 Twitter rule
   ``*t.co*`` hit reddi**t.co**m, microsof**t.co**m and rt.com (tspu-behaviour.md §3).
+* ``ends-with``: the name ends with the text, ignoring labels. The early 2021 rule
+  ``*twitter.com`` (§3) hit ``twitter.com``, ``mobile.twitter.com`` and ``nottwitter.com``, but
+  not ``twitter.community`` or ``twitter.com.example``, which a substring rule would.
 
 Rules are stored canonical: lower-case ASCII (IDN names as IDNA A-labels, the form an SNI carries),
 no trailing dot, no wildcard syntax. The *looked-up* name is matched as given (``match``):
@@ -46,6 +49,8 @@ class MatchKind(StrEnum):
     """``example.com`` and every sub-domain of it, on label boundaries."""
     SUBSTRING = "substring"
     """``*t.co*``: the rule text anywhere in the name, across label boundaries."""
+    ENDS_WITH = "ends-with"
+    """``*twitter.com``: the name ends with the rule text, across label boundaries."""
 
 
 class DomainRule(NamedTuple):
@@ -80,14 +85,18 @@ def normalise_name(name: str) -> str:
 def parse_pattern(text: str, default_kind: MatchKind = MatchKind.EXACT) -> tuple[MatchKind, str]:
     """Read glob-like rule syntax: ``*x*`` substring, ``*.x`` suffix, bare ``x`` ``default_kind``.
 
-    A leading ``*`` without a dot (``*twitter.com``) is refused: the sources disagree on whether it
-    meant a substring or an exact match (tspu-behaviour.md §3), so the caller must say which.
+    A leading ``*`` without a dot (``*twitter.com``) is refused unless ``default_kind`` is
+    ``ends-with``: read as text that ends the name it is what the 2021 rule did (§3: it hit
+    ``twitter.com`` and its sub-domains, and the trailing-dot name evaded it), but a list written
+    for another censor may have meant a sub-domain mask, so the caller must say which.
     """
     text = text.strip()
     if len(text) > 2 and text.startswith("*") and text.endswith("*"):
         return MatchKind.SUBSTRING, canonical_rule_name(text[1:-1], MatchKind.SUBSTRING)
     if text.startswith("*."):
         return MatchKind.SUFFIX, canonical_rule_name(text[2:], MatchKind.SUFFIX)
+    if default_kind is MatchKind.ENDS_WITH and text.startswith("*") and not text.endswith("*"):
+        return MatchKind.ENDS_WITH, canonical_rule_name(text[1:], MatchKind.ENDS_WITH)
     if text.startswith("*") or text.endswith("*"):
         raise DomainPatternError(
             f"ambiguous wildcard {text!r}: write *x* (substring), *.x (suffix) or give the kind"
@@ -107,6 +116,8 @@ def canonical_rule_name(text: str, kind: MatchKind) -> str:
         name = name[2:]
     elif kind is MatchKind.SUBSTRING and len(name) > 2 and name[0] == name[-1] == "*":
         name = name[1:-1]
+    elif kind is MatchKind.ENDS_WITH and name.startswith("*"):
+        name = name[1:]
     name = name.lower()
     if kind is not MatchKind.SUBSTRING and name.endswith("."):
         name = name[:-1]
@@ -129,13 +140,14 @@ class DomainMatcher:
     """Read-only index over domain rules, built once, matched many times.
 
     Order of precedence when several rules hit: exact, then the most specific suffix/subtree rule
-    (the longest parent), then a substring rule.
+    (the longest parent), then the longest ends-with rule, then a substring rule.
     """
 
     def __init__(self, rules: Iterable[DomainRule]) -> None:
         self._exact: dict[str, DomainRule] = {}
         self._apex: dict[str, DomainRule] = {}  # subtree rules: hit by the name itself
         self._below: dict[str, DomainRule] = {}  # suffix and subtree rules: hit by sub-domains
+        self._ends: dict[str, DomainRule] = {}  # ends-with rules: hit by any name ending so
         substrings: dict[str, DomainRule] = {}
         for rule in rules:
             if rule.kind is MatchKind.EXACT:
@@ -145,6 +157,8 @@ class DomainMatcher:
             elif rule.kind is MatchKind.SUBTREE:
                 self._apex.setdefault(rule.name, rule)
                 self._below.setdefault(rule.name, rule)
+            elif rule.kind is MatchKind.ENDS_WITH:
+                self._ends.setdefault(rule.name, rule)
             else:
                 substrings.setdefault(rule.name, rule)
         self._substrings = tuple(substrings.values())
@@ -169,7 +183,20 @@ class DomainMatcher:
                 if rule is not None:
                     return rule
                 dot = name.find(".", dot + 1)
+        if self._ends:
+            rule = self._match_ends(name)
+            if rule is not None:
+                return rule
         return self._match_substring(name)
+
+    def _match_ends(self, name: str) -> DomainRule | None:
+        """The longest ends-with rule ``name`` ends with: one dict lookup per tail of the name."""
+        ends = self._ends
+        for start in range(len(name)):
+            rule = ends.get(name[start:])
+            if rule is not None:
+                return rule
+        return None
 
     def _match_substring(self, name: str) -> DomainRule | None:
         if self._automaton is not None:
@@ -194,5 +221,6 @@ class DomainMatcher:
             if rule is not None and rule not in hits:
                 hits.append(rule)
             dot = name.find(".", dot + 1)
+        hits.extend(r for r in self._ends.values() if name.endswith(r.name) and r not in hits)
         hits.extend(rule for rule in self._substrings if rule.name in name)
         return hits

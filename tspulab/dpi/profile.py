@@ -50,10 +50,11 @@ REGISTRY = "registry"
 
 # Sections of tspu-behaviour.md; §9's numbered statements are accepted as §9.N.
 KNOWN_SECTIONS = frozenset(
-    ["1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]
     + [f"2.{i}" for i in range(1, 6)]
     + [f"5.{i}" for i in range(1, 11)]
     + [f"9.{i}" for i in range(1, 26)]
+    + ["10.1", "10.2"]
 )
 _SECTION = re.compile(r"§\s*(\d+(?:\.\d+)?)")
 
@@ -145,8 +146,9 @@ class SetSpec(_Strict):
     """A named address/domain set besides the registry (hosting ranges, allowlists, SNI lists)."""
 
     entries: list[str]
-    kind: Literal["exact", "suffix", "subtree", "substring"] = "exact"
-    """Match kind of bare domain names (``*.x`` and ``*x*`` say their own)."""
+    kind: Literal["exact", "suffix", "subtree", "substring", "ends-with"] = "exact"
+    """Match kind of bare domain names (``*.x`` and ``*x*`` say their own; ``*x`` is read as
+    ends-with only in an ``ends-with`` set, see domains.parse_pattern)."""
     source: str
     note: str = ""
 

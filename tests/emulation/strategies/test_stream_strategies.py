@@ -5,7 +5,6 @@ that capture. Each test cites the fact sheet (docs/tspu-behaviour.md) and its pr
 from __future__ import annotations
 
 import dpkt
-import pytest
 
 from tspulab.strategies import hello
 
@@ -119,14 +118,10 @@ def test_sni_case_is_folded_by_every_profile(run) -> None:  # type: ignore[no-un
     assert not r.passes("tspu-2022") and not r.passes("twitter-throttle-2021")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replay disagrees with §6/§3 CP-THR (a trailing dot worked on the 2021 throttler): "
-    "the profile's rule '*twitter.com*' is a substring match and matches 'twitter.com.', while "
-    "§3 lists the early rule as '*twitter.com' (a suffix). Reported, not bent.",
-)
 def test_trailing_dot_passes_the_2021_throttler(run) -> None:  # type: ignore[no-untyped-def]
-    """§6 SNI row / §3 CP-THR: a trailing dot in the SNI worked on the 2021 throttler."""
+    """§6 SNI row / §3 CP-THR: a trailing dot in the SNI worked on the 2021 throttler. The
+    profile's rule is the source's ``*twitter.com`` (the name ends with it), which
+    ``twitter.com.`` does not; tspu-2022 strips the dot and still blocks."""
     r = run("sni-dot")
     assert b"twitter.com." in bytes(_first_flow(r)[0].data.data)
     assert all(t.ok for t in r.trials)

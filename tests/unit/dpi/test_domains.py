@@ -192,3 +192,26 @@ def test_idn_list_line_matches_its_punycode_sni() -> None:
     added = reg.add("пример.рф", "list:1", MatchKind.SUBTREE)
     assert isinstance(added, DomainRule) and added.pattern == "пример.рф"
     assert reg.match_domain(b"www.xn--e1afmkfd.xn--p1ai") == added
+
+
+def test_ends_with_rule_matches_the_end_of_the_name_across_labels() -> None:
+    """§3 CP-THR: the early rule ``*twitter.com`` hit names ending in twitter.com (nottwitter.com
+    too), not names merely containing it; read so only where the caller says ``ends-with``."""
+    assert parse_pattern("*twitter.com", MatchKind.ENDS_WITH) == (
+        MatchKind.ENDS_WITH,
+        "twitter.com",
+    )
+    assert parse_pattern("*.twimg.com", MatchKind.ENDS_WITH) == (MatchKind.SUFFIX, "twimg.com")
+    assert parse_pattern("*t.co*", MatchKind.ENDS_WITH) == (MatchKind.SUBSTRING, "t.co")
+    with pytest.raises(DomainPatternError, match="ambiguous"):
+        parse_pattern("*twitter.com")
+    reg = Registry()
+    reg.add("*twitter.com", domain_kind=MatchKind.ENDS_WITH)
+    reg.add("*ter.com", domain_kind=MatchKind.ENDS_WITH)
+    for name in ("twitter.com", "api.twitter.com", "nottwitter.com"):
+        hit = reg.match_domain_raw(name)
+        assert hit is not None and hit.name == "twitter.com", name  # the longest wins
+    assert reg.match_domain_raw("porter.com") is not None
+    for name in ("twitter.community", "twitter.com.example", "twitter.com.", "twitter.co"):
+        assert reg.match_domain_raw(name) is None, name
+    assert [r.name for r in reg.domain_rules()] == ["twitter.com", "ter.com"]

@@ -5,6 +5,7 @@ tspu-2026-reassembly, and rkn-2018-ip before them."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
@@ -14,6 +15,7 @@ from tests.unit.dpi.crafting import unknown_extension
 from tests.unit.dpi.policy_flows import Conn, engine, hello_record
 from tests.unit.dpi.test_quic import DCID, crypto_frame, padded, protect_initial
 from tests.unit.dpi.test_quic import client_hello as quic_client_hello
+from tspulab.dpi.profile import load_profile
 from tspulab.dpi.verdict import Action, Fate
 
 REGISTRY = ["blocked.example", "*.blocked.example", "198.51.100.7", "203.0.113.0/24"]
@@ -140,7 +142,8 @@ def test_youtube_2024_random_loss_on_googlevideo_sni() -> None:
         up = [c.data(3.0 + i / 1000, b"a", from_client=True).fate for i in range(50)]
         assert set(up) == {Fate.FORWARD}
     assert lost[0] == lost[1]
-    assert 0.025 < len(lost[0]) / 2000 < 0.055
+    p = engine("youtube-2024", REGISTRY).profile.rules[2].action.loss
+    assert p is not None and 0.8 * p.value < len(lost[0]) / 2000 < 1.2 * p.value
 
 
 def test_youtube_2024_two_segment_split_restores_speed_but_not_for_blocking() -> None:
@@ -212,3 +215,17 @@ def test_tspu_2026_reassembles_split_client_hello(cuts: list[int]) -> None:
     ]
     assert fates[-1] is Fate.DROP and set(fates[:-1]) == {Fate.FORWARD}
     assert c.log[-1].verdict.rule == "sni-iv"
+
+
+def test_youtube_2024_loss_is_mathis_middle_of_published_range_at_50ms() -> None:
+    """§5.7 NTC-8055 posts 2, 7: googlevideo goodput typically 45-180 KB/s. The profile's loss is
+    derived (Mathis et al. 1997, rate = MSS/RTT * sqrt(3/2)/sqrt(p)) at MSS 1448 B and the lab's
+    50 ms foreign round trip: it must put the model's rate inside the range, near its middle."""
+    rule = next(r for r in load_profile("youtube-2024").rules if r.id == "googlevideo-loss")
+    assert rule.action.loss is not None
+    p = rule.action.loss.value
+    rate = 1448 / 0.050 * math.sqrt(1.5) / math.sqrt(p)
+    assert 45_000 <= rate <= 180_000, rate
+    assert abs(rate - (45_000 + 180_000) / 2) < 0.05 * 112_500, rate
+    # The old 0.04 (set for a 30 ms round trip the sheet does not give) sat at the range's top.
+    assert 1448 / 0.050 * math.sqrt(1.5) / math.sqrt(0.04) > 175_000

@@ -35,9 +35,28 @@ def test_other_names_pass_and_twimg_apex_is_not_a_subdomain() -> None:
     assert throttled("twimg.com") is Action.ALLOW
 
 
+@pytest.mark.parametrize(
+    ("sni", "action"),
+    [
+        ("nottwitter.com", Action.POLICE),  # any text before twitter.com
+        ("api.mobile.twitter.com", Action.POLICE),
+        ("twitter.community", Action.ALLOW),  # *twitter.com* (the rule before issue 15) hit these
+        ("twitter.com.example", Action.ALLOW),
+        ("mytwitter.com.evil.example", Action.ALLOW),
+    ],
+)
+def test_twitter_rule_ends_with_twitter_com_as_the_source_writes_it(
+    sni: str, action: Action
+) -> None:
+    """§3 CP-THR, N4P-#65: the early rule was ``*twitter.com``: a name ending in twitter.com, not a
+    name containing it (issue 15, mismatch 1)."""
+    assert throttled(sni) is action
+
+
 def test_trailing_dot_evades() -> None:
     """§3 CP-THR, §6: a trailing dot in the SNI evaded the throttler."""
     assert throttled("abs.twimg.com.") is Action.ALLOW
+    assert throttled("twitter.com.") is Action.ALLOW
 
 
 def test_policing_per_direction_at_130_kbps_with_16_kb_burst() -> None:
