@@ -16,6 +16,7 @@ from pathlib import Path
 from tspulab.contracts import ControllerFile
 from tspulab.controllers.pipeline import IPNetwork, TspuPorts
 from tspulab.dpi.domains import MatchKind
+from tspulab.dpi.oldfilter import FilterSettings
 from tspulab.dpi.registry import Registry
 
 ENV_VAR = "TSPULAB_CONTROLLER_CONFIG"
@@ -48,10 +49,24 @@ class TspuConfig:
 
 
 @dataclass(frozen=True)
+class OldFilterConfig:
+    """An ISP's own older filter (controllers/oldfilter_box.py), a switch of its own."""
+
+    dpid: int
+    ports: TspuPorts
+    settings: FilterSettings
+    registry_file: Path | None = None
+    #: a name for logs and reports (the ISP)
+    name: str = "isp"
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     #: Every TSPU switch of the run (one per ISP); none: every switch is a learning switch.
     tspus: tuple[TspuConfig, ...]
     events_log: Path | None
+    #: every ISP's old filter (tspu-behaviour.md §4), one switch each
+    old_filters: tuple[OldFilterConfig, ...] = ()
 
     @property
     def tspu(self) -> TspuConfig | None:
@@ -60,6 +75,11 @@ class ControllerConfig:
 
     def tspu_by_dpid(self, dpid: int) -> TspuConfig | None:
         return next((t for t in self.tspus if t.dpid == dpid), None)
+
+    def controls(self, dpid: int) -> bool:
+        """Whether a box of this controller (a TSPU or an old filter) drives the switch; the
+        learning switch takes the others."""
+        return self.tspu_by_dpid(dpid) is not None or any(f.dpid == dpid for f in self.old_filters)
 
     @classmethod
     def from_env(cls) -> ControllerConfig:
@@ -96,7 +116,25 @@ class ControllerConfig:
             )
             for t in raw.tspus
         )
-        return cls(tspus=tspus, events_log=raw.events_log)
+        old_filters = tuple(
+            OldFilterConfig(
+                dpid=f.dpid,
+                ports=TspuPorts(subscriber=f.subscriber_port, upstream=f.upstream_port),
+                settings=FilterSettings(
+                    blockpage=f.blockpage,
+                    isp=f.name,
+                    http=f.http,
+                    https=f.https,
+                    dns=f.dns,
+                    mode=f.mode,
+                    http_ports=tuple(f.http_ports),
+                ),
+                registry_file=f.registry_file,
+                name=f.name,
+            )
+            for f in raw.old_filters
+        )
+        return cls(tspus=tspus, events_log=raw.events_log, old_filters=old_filters)
 
 
 def write_registry(path: Path, registry: Registry) -> None:

@@ -33,7 +33,7 @@ class LearningSwitch(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore
         self.packet_ins: dict[int, int] = {}
 
     def _mine(self, datapath: Any) -> bool:
-        return self.config.tspu_by_dpid(datapath.id) is None
+        return not self.config.controls(datapath.id)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded

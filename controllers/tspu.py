@@ -35,6 +35,7 @@ from tspulab.controllers.dispatch import SynchronousDispatch, send_now, write_di
 from tspulab.controllers.enforcement import LossAdd, LossRemove
 from tspulab.controllers.events import EventLog, guarded
 from tspulab.controllers.nftloss import NftLoss
+from tspulab.controllers.oldfilter_box import OldFilterBox
 from tspulab.controllers.switch_events import (
     BarrierReply,
     Event,
@@ -59,7 +60,13 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
         self.config = ControllerConfig.from_env()
         self.event_log = EventLog(self.config.events_log)
         self.datapaths: dict[int, Any] = {}
-        self.boxes = {t.dpid: TspuBox(t, self.event_log.write) for t in self.config.tspus}
+        self.boxes: dict[int, TspuBox | OldFilterBox] = {
+            t.dpid: TspuBox(t, self.event_log.write) for t in self.config.tspus
+        }
+        # Each ISP's own older filter is a box of its own on its own switch (oldfilter_box.py).
+        self.boxes.update(
+            (f.dpid, OldFilterBox(f, self.event_log.write)) for f in self.config.old_filters
+        )
         self.nft = {
             t.dpid: NftLoss(t.nft_table, t.subscriber_if, t.upstream_if, log=self.event_log.write)
             for t in self.config.tspus
@@ -182,14 +189,18 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     # --- run-time changes (the control thread) ------------------------------------------------
 
     def _targets(self, command: dict[str, Any]) -> list[int]:
+        """The named box, or every TSPU (an old filter is only changed by name: its list is
+        its own)."""
         dpid = command.get("dpid")
-        return [d for d in self.boxes if dpid is None or d == dpid]
+        if dpid is None:
+            return [d for d, box in self.boxes.items() if isinstance(box, TspuBox)]
+        return [d for d in self.boxes if d == dpid]
 
     def _command(self, command: dict[str, Any]) -> dict[str, Any]:
         cmd = command.get("cmd")
         if cmd == "stats":
             stats = Counter[str]()
-            for dpid in self._targets(command):
+            for dpid in self._targets(command) if "dpid" in command else self.boxes:
                 box = self.boxes[dpid]
                 with box.lock:
                     stats.update(box.stats())

@@ -92,11 +92,30 @@ class TspuSwitchConfig(Contract):
     """Subscriber addresses whose traffic the TSPU does not inspect (partial coverage)."""
 
 
+class OldFilterSwitchConfig(Contract):
+    """One ISP's own older filter (tspulab.dpi.oldfilter), a switch of its own on the ISP's path."""
+
+    name: str
+    """The ISP; it names the filter in logs, events and reports."""
+    dpid: int = Field(ge=1)
+    subscriber_port: int = Field(ge=1)
+    upstream_port: int = Field(ge=1)
+    registry_file: Path | None = None
+    """The filter's own list (domains), as `write_registry` writes it."""
+    blockpage: str
+    http: Literal["redirect", "page", "off"] = "redirect"
+    https: Literal["reset", "off"] = "reset"
+    dns: Literal["blockpage", "nxdomain", "off"] = "blockpage"
+    mode: Literal["passive", "inline"] = "passive"
+    http_ports: list[int] = [80]
+
+
 class ControllerFile(Contract):
-    """`controller.json`: every TSPU switch of the run; other switches learn."""
+    """`controller.json`: every TSPU switch of the run, every ISP's old filter; others learn."""
 
     tspus: list[TspuSwitchConfig]
     events_log: Path | None
+    old_filters: list[OldFilterSwitchConfig] = []
 
 
 # --- controller-events.jsonl: what the controller did --------------------------------------------
@@ -120,6 +139,10 @@ class EventKind(StrEnum):
     PROFILE_SETS_UNUSED = "profile-sets-unused"
     HANDLER_ERROR = "handler-error"
     NFT_ERROR = "nft-error"
+    OLD_FILTER_RULES_SENT = "old-filter-rules-sent"
+    OLD_FILTER_RULES_INSTALLED = "old-filter-rules-installed"
+    OLD_FILTER_VERDICT = "old-filter-verdict"
+    """An ISP's old filter acted on a flow (HTTP block, TLS reset, DNS tampering)."""
 
 
 def events_of(events: list[dict[str, Any]], kind: EventKind) -> list[dict[str, Any]]:
