@@ -2,12 +2,16 @@
 
 Two shapes (tspu-behaviour.md §2.2, §4):
 - **rewrite** (SNI-I): the server's reply is replaced by a RST/ACK carrying that reply's own
-  addresses, ports, sequence and acknowledgement numbers, so the client takes it as the server's;
+  addresses, ports, sequence and acknowledgement numbers, IP ID and TTL, so the client takes it as
+  the server's. §2.2 describes SNI-I as an in-path rewrite of the server's packet, not an
+  injection; no source gives the rewritten packet's IP ID, so the reply's own is kept (what a
+  rewrite of that packet leaves in place; issue 15 replaced the passive-DPI IP ID 1 of §4, which
+  GDPI reports for ISP filters, not for the TSPU);
 - **inject**: a RST/ACK forged in the other direction, toward the sender of the packet seen (or
   toward its receiver), with sequence numbers that the receiver accepts.
 
-Injected packets carry IP ID 0 or 1 as the passive ISP DPIs of §4 did (GDPI), so a capture can
-tell them from the real server's.
+Injected packets carry IP ID 0 as the passive ISP DPIs of §4 did (GDPI: 0x0000 or 0x0001), so
+a capture can tell them from the real server's.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def _build(
     seq: int,
     ack: int,
     ip_id: int,
+    ttl: int = 64,
 ) -> bytes:
     out = packet.Packet()
     if swap:
@@ -40,9 +45,9 @@ def _build(
         out.add_protocol(ethernet.ethernet(dst=eth.dst, src=eth.src, ethertype=eth.ethertype))
     src, dst = (ip.dst, ip.src) if swap else (ip.src, ip.dst)
     if isinstance(ip, ipv4.ipv4):
-        out.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=6, ttl=64, identification=ip_id))
+        out.add_protocol(ipv4.ipv4(src=src, dst=dst, proto=6, ttl=ttl, identification=ip_id))
     else:
-        out.add_protocol(ipv6.ipv6(src=src, dst=dst, nxt=6, hop_limit=64))
+        out.add_protocol(ipv6.ipv6(src=src, dst=dst, nxt=6, hop_limit=ttl))
     out.add_protocol(
         tcp.tcp(src_port=src_port, dst_port=dst_port, seq=seq, ack=ack, bits=RST_ACK, window_size=0)
     )
@@ -63,14 +68,19 @@ def _parse(
 
 
 def rst_replacing(frame: bytes) -> bytes | None:
-    """SNI-I: a RST/ACK in place of `frame` (same direction, same numbers), or None if not TCP."""
+    """SNI-I: a RST/ACK in place of `frame` (same direction, same numbers, the frame's own IP ID
+    and TTL), or None if not TCP."""
     parsed = _parse(frame)
     if parsed is None:
         return None
     _, eth, ip, seg = parsed
+    if isinstance(ip, ipv4.ipv4):
+        ip_id, ttl = ip.identification, ip.ttl
+    else:
+        ip_id, ttl = 0, ip.hop_limit
     return _build(
         eth, ip, swap=False, src_port=seg.src_port, dst_port=seg.dst_port,
-        seq=seg.seq, ack=seg.ack, ip_id=1,
+        seq=seg.seq, ack=seg.ack, ip_id=ip_id, ttl=ttl,
     )  # fmt: skip
 
 
