@@ -1,4 +1,4 @@
-"""`tspulab` command line: run, shell, clean, validate, replay.
+"""`tspulab` command line: run, shell, clean, validate, replay, matrix, merge.
 
 Each subcommand is a small function that parses its arguments and hands over to the layer that
 owns the work, so the CLI stays thin.
@@ -176,6 +176,24 @@ def _add_strategies(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run_strategies_cli)
 
 
+def _add_matrix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tspulab.matrix.command import add_matrix_arguments, matrix_cli
+
+    p = sub.add_parser(
+        "matrix", help="circumvention tools x profiles x trials in parallel labs (docs/matrix.md)"
+    )
+    add_matrix_arguments(p)
+    p.set_defaults(handler=matrix_cli)
+
+
+def _add_merge(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tspulab.matrix.command import add_merge_arguments, merge_cli
+
+    p = sub.add_parser("merge", help="join the shards of a matrix into one report")
+    add_merge_arguments(p)
+    p.set_defaults(handler=merge_cli)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_run,
     _add_shell,
@@ -185,6 +203,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     _add_schema,
     _add_replay,
     _add_strategies,
+    _add_matrix,
+    _add_merge,
 ]
 
 
