@@ -14,6 +14,8 @@ as sub1.. in the scenario's names).
   and all clouds meet on an exchange network, 100.64.0.0/22 (routers at 100.64.1.i).
 - Each ISP's TSPU is a bump in the wire between its access switch and its border router, port 1
   toward the subscribers, port 2 upstream (the TSPU sits close to users, tspu-behaviour.md §1).
+  An ISP's `hops` (topologies/hops.py) puts real routers between the subscribers and the border
+  and the TSPU after any of them; the picture above is the default, one router.
 - Clouds own whole prefixes (`ip route add local`), and route each ISP's network back to its
   router. Host names stay short because they prefix interface names (15 characters at most);
   the scenario's names (e.g. `rostelecom-1`) map onto them in the lab plan.
@@ -27,6 +29,7 @@ from typing import Any
 
 from mininet.topo import Topo
 
+from tspulab.topologies.hops import PathHops, add_isp_path, isp_block
 from tspulab.topologies.nodes import (
     TSPU_SUBSCRIBER_PORT,
     TSPU_UPSTREAM_PORT,
@@ -43,6 +46,7 @@ __all__ = [
     "LinuxRouter",
     "MultiIspSpec",
     "MultiIspTopo",
+    "PathHops",
     "PrefixOwner",
 ]
 
@@ -69,6 +73,8 @@ def cloud_exchange_ip(j: int) -> str:
 class IspSpec:
     name: str
     subscribers: int
+    hops: PathHops = field(default_factory=PathHops)
+    """Where its TSPU and border router are (topologies/hops.py); the default is one router."""
 
     def host(self, i: int, n: int) -> str:
         return f"i{i}s{n}"
@@ -106,7 +112,7 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
         exchange = self.addSwitch(spec.exchange_switch, dpid=f"{EXCHANGE_DPID:016x}", **sw)
         plen = EXCHANGE_NET.prefixlen
         isp_routes = [
-            (str(isp_net(i)), router_exchange_ip(i)) for i in range(1, len(spec.isps) + 1)
+            (str(isp_block(i)), router_exchange_ip(i)) for i in range(1, len(spec.isps) + 1)
         ]
 
         cloud_routes = [
@@ -118,12 +124,6 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
                 spec.access_switch(i), dpid=f"{ACCESS_DPID_BASE + i:016x}", **sw
             )
             tspu = self.addSwitch(spec.tspu_switch(i), dpid=f"{spec.tspu_dpid(i):016x}", **sw)
-            router = self.addHost(
-                f"r{i}",
-                cls=LinuxRouter,
-                ip=f"10.{i}.0.1/24",
-                static_routes=tuple(cloud_routes),
-            )
             for n in range(1, isp.subscribers + 1):
                 host = self.addHost(
                     isp.host(i, n),
@@ -131,11 +131,11 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
                     defaultRoute=f"via 10.{i}.0.1",
                 )
                 self.addLink(host, access)
-            self.addLink(access, tspu, port2=TSPU_SUBSCRIBER_PORT)
-            self.addLink(tspu, router, port1=TSPU_UPSTREAM_PORT, intfName2=f"r{i}-eth0")
-            self.addLink(
-                router, exchange, intfName1=f"r{i}-eth1",
-                params1={"ip": f"{router_exchange_ip(i)}/{plen}"},
+            # access ─ routers (hop 1 .. border r<i>) ─ exchange, the TSPU on the link after
+            # router isp.hops.tspu (topologies/hops.py); the default is access ─ TSPU ─ r<i>.
+            add_isp_path(
+                self, i, isp.hops, access=access, tspu=tspu, exchange=exchange,
+                exchange_ip=f"{router_exchange_ip(i)}/{plen}", upstream_routes=tuple(cloud_routes),
             )  # fmt: skip
         for j, cloud in enumerate(spec.clouds):
             # Clouds reach the ISPs through their routers and each other directly (a proxy in

@@ -148,7 +148,8 @@ def classify(
     if by_role.keys() == {"subscriber", "access"}:
         access = links.access_of(by_role["subscriber"].isp or DEFAULT_ISP)
         return access, links.class_shape(access)
-    if by_role.keys() == {"router", "exchange"}:
+    if by_role.keys() in ({"router", "exchange"}, {"tspu", "exchange"}):
+        # a TSPU on the border's uplink (hops.tspu == hops.border) sits in that link's place
         return "exchange", links.class_shape("exchange")
     if by_role.keys() == {"cloud", "exchange"}:
         cloud = by_role["cloud"].cloud or ""

@@ -73,7 +73,8 @@ def plan_lab(scenario: Scenario) -> LabPlan:
     address_of_host: dict[str, str] = {}
     isp_specs = []
     for i, isp in enumerate(scenario.effective_isps(), start=1):
-        spec = IspSpec(isp.name, isp.subscribers)
+        hops = (isp.hops or scenario.topology.hops).path()
+        spec = IspSpec(isp.name, isp.subscribers, hops)
         isp_specs.append(spec)
         for n, name in enumerate(hosts[isp.name], start=1):
             host_of[name] = spec.host(i, n)

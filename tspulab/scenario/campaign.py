@@ -23,6 +23,7 @@ from tspulab.methods.options import (
     default_options,
     validate_options,
 )
+from tspulab.scenario.hops import Hops
 from tspulab.scenario.scalars import (
     Address,
     Bool,
@@ -113,6 +114,9 @@ class Isp(Section):
     old_filter: Bool = False
     """The ISP's own older filter beside the TSPU (HTTP Host blockpage, RST after ClientHello)."""
     fail_mode: Literal["closed", "open"] = "closed"
+    hops: Hops | None = None
+    """Router hops from its subscribers to its TSPU and border router (scenario/hops.py);
+    None: `topology.hops`."""
 
     @field_validator("profile")
     @classmethod

@@ -28,6 +28,7 @@ from tspulab.scenario.campaign import (
     ProbeKind,
     ProfileChange,
 )
+from tspulab.scenario.hops import Hops
 from tspulab.scenario.links import Links
 from tspulab.scenario.paths import DATA_PREFIX, data_dir, resolve_data_path
 from tspulab.scenario.scalars import (
@@ -101,6 +102,8 @@ class Topology(Section):
 
     name: Str
     subscribers: Int = Field(default=2, ge=1, le=50)
+    hops: Hops = Hops()
+    """Router hops to every ISP's TSPU and border router, unless the ISP sets its own."""
 
     @field_validator("name")
     @classmethod

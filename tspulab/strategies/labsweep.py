@@ -40,7 +40,7 @@ name: strategies-{profile}
 description: "strategy sweep against {profile} (tspulab strategies --lab)"
 topology:
   name: single-isp
-  subscribers: 1
+  subscribers: 1{hops}
 profile: {profile}
 registry:
   - domains: [{target}]
@@ -132,6 +132,14 @@ def _verdicts(run_dir: Path, since: float) -> list[tuple[float, Judgement]]:
     return out
 
 
+def scenario_text(profile: str, target: str, hops: tuple[int, int] | None = None) -> str:
+    """The sweep's one-ISP scenario; ``hops`` (tspu, border) puts the TSPU after that many
+    routers (topologies/hops.py), so a fake's TTL meets a real path; None: the default path
+    (the TSPU before the first router)."""
+    where = "" if hops is None else f"\n  hops: {{tspu: {hops[0]}, border: {hops[1]}}}"
+    return SCENARIO.format(profile=profile, target=target, address=ADDRESS, hops=where)
+
+
 def lab_sweep(
     profile: str,
     target: str,
@@ -139,48 +147,57 @@ def lab_sweep(
     trials: int,
     runs_dir: Path,
     control: bool = True,
+    hops: tuple[int, int] | None = None,
 ) -> list[StrategyResult]:
     """Run in a sandbox (run_in_sandbox): bring the lab up, try each strategy, tear down."""
     from tspulab.scenario.live import LiveLab
     from tspulab.scenario.schema import load_scenario_text
 
-    text = SCENARIO.format(profile=profile, target=target, address=ADDRESS)
-    scenario = load_scenario_text(text, f"strategies-{profile}.yaml")
-    results: list[StrategyResult] = []
+    scenario = load_scenario_text(
+        scenario_text(profile, target, hops), f"strategies-{profile}.yaml"
+    )
     with LiveLab(scenario, runs_dir, log=lambda *_: None) as run:
-        client = ["mnexec", "-a", str(run.host(run.subscribers[0]).pid)]
-        server = ["mnexec", "-a", str(run.host("foreign").pid)]
-        for spec in ["none"] * control + [s for s in specs if parse_any(s).steps]:
-            strategy = parse_any(spec) if spec != "none" else NONE
-            started = time.monotonic()
-            done: list[Trial] = []
-            error = None
-            try:
-                with _layers(strategy, client, server, run.run_dir):
-                    for _ in range(trials):
-                        proxy = f"127.0.0.1:{PROXY_PORT}" if strategy.of_layer("stream") else None
-                        argv = tlsclient.s_client_argv(
-                            ADDRESS, target, str(run.ca.ca_path), strategy.of_layer("client"), proxy
-                        )
-                        begun = time.time()
-                        out, first, err = tlsclient.run(client, argv, target, 4.0)
-                        ok = out.startswith(b"HTTP/1.1 200")
-                        done.append(Trial(ok, first if ok else None, "ok" if ok else (
-                            err.splitlines()[-1].split(":error:")[-1] if err else "no answer"
-                        ), begun))  # fmt: skip
-            except Exception as err:  # one broken strategy must not end the sweep
-                error = f"{type(err).__name__}: {err}"
-            time.sleep(0.3)  # the controller's last event lines
-            verdicts = _verdicts(run.run_dir, done[0].started if done else time.time())
-            judged: list[Judgement | None] = by_window(done, verdicts)
-            # No final verdict logged: the flow was let go undecided (allow).
-            judged = [
-                j if j is not None else Judgement(True, "allow", None, "no verdict logged", {})
-                for j in judged
-            ]
-            results.append(StrategyResult(
-                strategy.text(), done, {profile: judged}, time.monotonic() - started, error
-            ))  # fmt: skip
+        return sweep_lab(run, profile, target, specs, trials, control)
+
+
+def sweep_lab(
+    run: Any, profile: str, target: str, specs: Sequence[str], trials: int, control: bool = True
+) -> list[StrategyResult]:
+    """Each strategy against a running lab of ``scenario_text`` (a LiveLab)."""
+    results: list[StrategyResult] = []
+    client = ["mnexec", "-a", str(run.host(run.subscribers[0]).pid)]
+    server = ["mnexec", "-a", str(run.host("foreign").pid)]
+    for spec in ["none"] * control + [s for s in specs if parse_any(s).steps]:
+        strategy = parse_any(spec) if spec != "none" else NONE
+        started = time.monotonic()
+        done: list[Trial] = []
+        error = None
+        try:
+            with _layers(strategy, client, server, run.run_dir):
+                for _ in range(trials):
+                    proxy = f"127.0.0.1:{PROXY_PORT}" if strategy.of_layer("stream") else None
+                    argv = tlsclient.s_client_argv(
+                        ADDRESS, target, str(run.ca.ca_path), strategy.of_layer("client"), proxy
+                    )
+                    begun = time.time()
+                    out, first, err = tlsclient.run(client, argv, target, 4.0)
+                    ok = out.startswith(b"HTTP/1.1 200")
+                    done.append(Trial(ok, first if ok else None, "ok" if ok else (
+                        err.splitlines()[-1].split(":error:")[-1] if err else "no answer"
+                    ), begun))  # fmt: skip
+        except Exception as err:  # one broken strategy must not end the sweep
+            error = f"{type(err).__name__}: {err}"
+        time.sleep(0.3)  # the controller's last event lines
+        verdicts = _verdicts(run.run_dir, done[0].started if done else time.time())
+        judged: list[Judgement | None] = by_window(done, verdicts)
+        # No final verdict logged: the flow was let go undecided (allow).
+        judged = [
+            j if j is not None else Judgement(True, "allow", None, "no verdict logged", {})
+            for j in judged
+        ]
+        results.append(StrategyResult(
+            strategy.text(), done, {profile: judged}, time.monotonic() - started, error
+        ))  # fmt: skip
     return results
 
 
@@ -191,6 +208,7 @@ def run_lab(
     trials: int,
     runs_dir: Path,
     control: bool = True,
+    hops: tuple[int, int] | None = None,
 ) -> list[StrategyResult]:
     """``lab_sweep`` in a run sandbox of its own."""
     from tspulab.lab.network import LabError
@@ -198,13 +216,13 @@ def run_lab(
     from tspulab.scenario.schema import load_scenario_text
 
     # Checked here: an error raised inside the sandbox comes back only as well as it pickles.
-    load_scenario_text(SCENARIO.format(profile=profile, target=target, address=ADDRESS))
+    load_scenario_text(scenario_text(profile, target, hops))
     runs_dir.mkdir(parents=True, exist_ok=True)
     timeout = 120 + 30 * trials * (len(specs) + 1)
     for attempt in range(1, BRINGUP_ATTEMPTS + 1):
         try:
             result: list[StrategyResult] = run_in_sandbox(
-                lab_sweep, profile, target, list(specs), trials, runs_dir, control,
+                lab_sweep, profile, target, list(specs), trials, runs_dir, control, hops,
                 timeout_s=timeout,
             )  # fmt: skip
             return result
