@@ -160,6 +160,9 @@ class IspMeta(Contract):
     fail_mode: str
     subscribers: list[str]
     tspu_switch: str
+    weights: dict[str, float] = {}
+    """Real subscribers each host stands for (the scenario's `customers` split by coverage);
+    empty in runs of older versions: every host weighs 1."""
 
 
 class ServiceMeta(Contract):
@@ -168,6 +171,7 @@ class ServiceMeta(Contract):
     users: int
     address: str
     cloud: str
+    population: str | None = None
 
 
 class RunMeta(Contract):
@@ -189,6 +193,8 @@ class RunMeta(Contract):
     netem: bool
     cloud_hosts: dict[str, str]
     expect: list[dict[str, Any]] = []
+    populations: list[dict[str, Any]] = []
+    """The scenario's `populations` (name, assumptions, source) for the report."""
     delays: dict[str, Any] | None = None
     """The scenario's link delays: applied or not and why, and every shaped link (filled in once
     the lab is up; tspulab.lab.linkshape)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from tspulab.metrics.summary import ServiceSummary
+from tspulab.metrics.summary import SUBSCRIBER_METRICS, ServiceSummary
 from tspulab.metrics.timeline import DIRECT, METRICS, Bucket, Timeline
 
 STATES = ("blocked", "degraded", "reachable")
@@ -43,6 +43,7 @@ EXPECT_METRICS = (
     "collateral_degraded",
     "circumvention_success",
     "blocked_addresses",
+    *SUBSCRIBER_METRICS,
 )
 _DURATION = re.compile(r"^\+?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 

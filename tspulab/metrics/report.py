@@ -23,7 +23,13 @@ from tspulab.metrics.expect import ExpectationResult, evaluate, write_junit
 from tspulab.metrics.results import read_results
 from tspulab.metrics.run_page import render_run_html
 from tspulab.metrics.summary import Summary
-from tspulab.metrics.timeline import Timeline, build_timeline, parse_clock_start, services_from_meta
+from tspulab.metrics.timeline import (
+    Timeline,
+    build_timeline,
+    parse_clock_start,
+    services_from_meta,
+    weights_from_meta,
+)
 
 
 def _pct(x: float | None) -> str:
@@ -94,6 +100,7 @@ def run_timeline(meta: dict[str, Any], records: list[dict[str, Any]]) -> Timelin
         services_from_meta(meta),
         degraded_below_kbps=float(probes.get("degraded_below_kbps") or 1000.0),
         clock_start=parse_clock_start(meta.get("clock_start")),
+        weights=weights_from_meta(meta),
     )
 
 

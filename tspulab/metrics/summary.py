@@ -2,7 +2,12 @@
 
 - **intended blocking**: share of target services that are unreachable;
 - **collateral damage**: share of innocent services that are broken, plain and weighted by users;
-- **over-blocking**: addresses the registry blocks against addresses the targets actually use.
+- **over-blocking**: addresses the registry blocks against addresses the targets actually use;
+- **per subscriber** (`SubscriberView`): the same figures for each subscriber host, averaged with
+  the weight of the real subscribers the host stands for, so an ISP whose TSPU covers half of its
+  subscribers shows half of them losing the target instead of a verdict on pooled probes;
+- **populations**: services that are members of a population (60 small sites, say) are counted
+  apart from the named services, as k of N broken with a Wilson interval.
 
 A service is *broken* when fewer than half of its probes succeed (so one unlucky timeout does
 not flip a verdict, and a service that never answers is broken however often it is asked). It is
@@ -12,12 +17,29 @@ threshold: throttling (Twitter 2021, YouTube 2024) degrades without breaking.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BROKEN_BELOW = 0.5
+Z_95 = 1.959964  # two-sided 95 % normal quantile
+
+
+def wilson(k: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial share k/n (95 % by default); (0, 1) when n is 0.
+
+    Wilson rather than the normal approximation: it stays inside [0, 1] and is not degenerate at
+    k = 0 or k = n, which is where collateral damage usually sits."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -27,6 +49,7 @@ class ServiceSpec:
     users: int
     address: str
     cloud: str
+    population: str | None = None
 
 
 @dataclass
@@ -42,6 +65,7 @@ class ServiceSummary:
     address_in_registry: bool = False
     goodputs_kbps: list[float] = field(default_factory=list)
     degraded_below_kbps: float = 0.0
+    population: str | None = None
 
     @property
     def goodput_kbps(self) -> float | None:
@@ -78,8 +102,32 @@ class Summary:
     target_addresses: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def named(self, role: str) -> list[ServiceSummary]:
+        """The services of a role that belong to no population (the ones the scenario names)."""
+        return [s for s in self.services if s.role == role and s.population is None]
+
+    def population_counts(self, population: str | None = None) -> tuple[int, int]:
+        """(broken, measured) members of a population (of every population with None)."""
+        members = [
+            s for s in self.services
+            if s.population is not None and population in (None, s.population)
+        ]  # fmt: skip
+        return sum(1 for s in members if s.broken), len(members)
+
+    @property
+    def population_damage(self) -> float | None:
+        """Share of the population members (every population) that are broken."""
+        k, n = self.population_counts()
+        return k / n if n else None
+
+    @property
+    def innocent_hit(self) -> bool | None:
+        """Whether any innocent service, named or a population member, is broken."""
+        group = [s for s in self.services if s.role == "innocent"]
+        return any(s.broken for s in group) if group else None
+
     def _share(self, role: str, weighted: bool = False) -> float | None:
-        group = [s for s in self.services if s.role == role]
+        group = self.named(role)
         if not group:
             return None
         if weighted:
@@ -102,15 +150,15 @@ class Summary:
     @property
     def targets_affected(self) -> float | None:
         """Share of targets broken or degraded: what a throttle intends."""
-        group = [s for s in self.services if s.role == "target"]
+        group = self.named("target")
         if not group:
             return None
         return sum(1 for s in group if s.broken or s.degraded) / len(group)
 
     @property
     def collateral_degraded(self) -> float | None:
-        """Share of innocent services broken or degraded (slowed below the threshold)."""
-        group = [s for s in self.services if s.role == "innocent"]
+        """Share of named innocent services broken or degraded (slowed below the threshold)."""
+        group = self.named("innocent")
         if not group:
             return None
         return sum(1 for s in group if s.broken or s.degraded) / len(group)
@@ -131,6 +179,7 @@ class Summary:
             "registry_prefixes": self.registry_prefixes,
             "target_addresses": self.target_addresses,
             "overblocking_ratio": self.overblocking_ratio,
+            "population_damage": self.population_damage,
             "services": [s.to_json() for s in self.services],
             **self.extra,
         }
@@ -155,6 +204,7 @@ def summarise(
             s.cloud,
             address_in_registry=s.address in in_registry,
             degraded_below_kbps=degraded_below_kbps,
+            population=s.population,
         )
         for s in services
     }
@@ -180,3 +230,98 @@ def summarise(
         registry_prefixes=registry_prefixes,
         target_addresses=len(targets),
     )
+
+
+@dataclass(frozen=True)
+class PopulationFigure:
+    """Members of a population broken, over the subscribers: the weighted mean count, out of n,
+    and the weighted mean of each subscriber's Wilson bounds (the same members are probed from
+    every subscriber, so their outcomes move together and the bounds combine linearly)."""
+
+    broken: float
+    n: int
+    low: float
+    high: float
+
+    @property
+    def share(self) -> float:
+        return self.broken / self.n if self.n else 0.0
+
+
+@dataclass
+class SubscriberView:
+    """One ISP's (or every ISP's) figures per subscriber host, averaged with each host's weight:
+    the real subscribers it stands for (`customers` split by TSPU coverage; 1 when unknown).
+
+    Each host's services are judged with `Summary`'s rules on that host's own probes, so no
+    threshold is applied to probes pooled across subscribers that see different networks."""
+
+    summaries: dict[str, Summary]  # host -> its direct probes
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def weight(self, host: str) -> float:
+        return self.weights.get(host, 1.0)
+
+    def _mean(self, value: Callable[[Summary], float | None]) -> float | None:
+        pairs: list[tuple[float, float]] = []
+        for host, summary in self.summaries.items():
+            v = value(summary)
+            if v is not None and self.weight(host) > 0:
+                pairs.append((self.weight(host), float(v)))
+        total = sum(w for w, _ in pairs)
+        return sum(w * v for w, v in pairs) / total if total else None
+
+    @property
+    def intended_blocking(self) -> float | None:
+        """Share of targets broken, averaged over subscribers."""
+        return self._mean(lambda s: s.intended_blocking)
+
+    @property
+    def collateral_damage(self) -> float | None:
+        """Share of named innocent services broken, averaged over subscribers."""
+        return self._mean(lambda s: s.collateral_damage)
+
+    @property
+    def subscribers_hit(self) -> float | None:
+        """Share of subscribers who lose at least one innocent service (named or member)."""
+
+        def hit(s: Summary) -> float | None:
+            return None if s.innocent_hit is None else float(s.innocent_hit)
+
+        return self._mean(hit)
+
+    @property
+    def population_damage(self) -> float | None:
+        """Share of population members broken, averaged over subscribers."""
+        return self._mean(lambda s: s.population_damage)
+
+    def population(self, name: str | None = None) -> PopulationFigure | None:
+        """k of N members of `name` (every population with None) broken, with the interval."""
+        rows = []
+        for host, s in self.summaries.items():
+            k, n = s.population_counts(name)
+            if n and self.weight(host) > 0:
+                rows.append((self.weight(host), k, n, *wilson(k, n)))
+        total = sum(r[0] for r in rows)
+        if not total:
+            return None
+        mean = [sum(r[0] * r[i] for r in rows) / total for i in (1, 3, 4)]
+        return PopulationFigure(mean[0], max(r[2] for r in rows), mean[1], mean[2])
+
+    def metric(self, name: str) -> float | None:
+        """`intended_blocking_subscribers`, `collateral_damage_subscribers`, `subscribers_hit`,
+        `population_damage`."""
+        return {
+            "intended_blocking_subscribers": lambda: self.intended_blocking,
+            "collateral_damage_subscribers": lambda: self.collateral_damage,
+            "subscribers_hit": lambda: self.subscribers_hit,
+            "population_damage": lambda: self.population_damage,
+        }[name]()
+
+
+SUBSCRIBER_METRICS = (
+    "intended_blocking_subscribers",
+    "collateral_damage_subscribers",
+    "subscribers_hit",
+    "population_damage",
+)

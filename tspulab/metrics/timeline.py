@@ -15,6 +15,11 @@ a service is *broken* when fewer than half of its reachability probes (kinds htt
 dns, ping, ttfb) succeeded, *degraded* when it answers but its median transfer goodput is below
 the threshold. Services with no probe in a bucket are left out of it, not counted as broken.
 
+Each point also keeps every subscriber host's own summary (`Point.subscribers`, a
+`SubscriberView`): the `*_subscribers` metrics, `subscribers_hit` and `population_damage` average
+each host's figures with the weight of the real subscribers it stands for (run.json's ISP
+`weights`), so partial TSPU coverage shows as partial damage rather than flipping at one half.
+
 Circumvention success is the share of probes of target services made via a method (a
 circumvention name) that succeeded. Blocked addresses are those of the ISP's latest registry line
 in effect at the end of the bucket (registry changes reach an ISP after its update delay).
@@ -28,7 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tspulab.metrics.summary import ServiceSpec, ServiceSummary, Summary
+from tspulab.metrics.summary import (
+    SUBSCRIBER_METRICS,
+    ServiceSpec,
+    ServiceSummary,
+    SubscriberView,
+    Summary,
+)
 
 DIRECT = "direct"
 REACHABILITY_KINDS = frozenset({"https", "http", "quic", "dns", "ping", "ttfb"})
@@ -49,6 +60,7 @@ METRICS = (
     "throughput_kbps",
     "ttfb_s",
     "target_reachability",
+    *SUBSCRIBER_METRICS,
 )
 _POINT_METRICS = ("throughput_kbps", "ttfb_s", "target_reachability")
 
@@ -91,11 +103,13 @@ class Point:
     isp: str
     bucket: Bucket
     summary: Summary  # direct-method services only
-    # (method, target service): (ok, tries) of probes made via a circumvention method.
+    # (method, service): (ok, tries) of probes made via a circumvention method (innocent services
+    # too: a company's own tunnel; circumvention_success counts the targets only).
     circumvention: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     goodputs_kbps: list[float] = field(default_factory=list)
     ttfbs_s: list[float] = field(default_factory=list)
     registry: RegistryPoint | None = None
+    subscribers: SubscriberView = field(default_factory=lambda: SubscriberView({}))
 
     @property
     def throughput_kbps(self) -> float | None:
@@ -117,9 +131,10 @@ class Point:
         return self.registry.blocked_addresses if self.registry else None
 
     def circumvention_tries(self, method: str, service: str | None = None) -> tuple[int, int]:
+        targets = {x.name for x in self.summary.services if x.role == "target"}
         pairs = [
             v for (m, s), v in self.circumvention.items()
-            if m == method and (service is None or s == service)
+            if m == method and (s == service if service is not None else s in targets)
         ]  # fmt: skip
         return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
 
@@ -138,6 +153,8 @@ class Point:
         if name == "blocked_addresses":
             b = self.blocked_addresses
             return None if b is None else float(b)
+        if name in SUBSCRIBER_METRICS:
+            return self.subscribers.metric(name)
         if name not in METRICS:
             raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
         value = getattr(self if name in _POINT_METRICS else self.summary, name)
@@ -202,6 +219,22 @@ class Timeline:
             rows.append(row)
         return names, buckets, rows
 
+    def overall(self, bucket: Bucket) -> SubscriberView:
+        """Every ISP's subscribers together in a bucket (weights as run.json gives them)."""
+        summaries: dict[str, Summary] = {}
+        weights: dict[str, float] = {}
+        for isp in self.isps:
+            p = self.point(bucket, isp)
+            if p is not None:
+                for host, summary in p.subscribers.summaries.items():
+                    summaries[f"{isp}/{host}"] = summary
+                    weights[f"{isp}/{host}"] = p.subscribers.weight(host)
+        return SubscriberView(summaries, weights)
+
+    def populations(self) -> list[str]:
+        """Names of the populations the services belong to, in order of first mention."""
+        return list(dict.fromkeys(s.population for s in self.services if s.population))
+
     def scenario_time(self, t_s: float) -> str:
         """How a report names a scenario time: the date with clock.start, else +<duration>."""
         if self.clock_start is not None:
@@ -239,8 +272,18 @@ def services_from_meta(meta: dict[str, Any]) -> list[ServiceSpec]:
                     int(s.get("users") or 1),
                     str(s.get("address", "")),
                     str(s.get("cloud", "")),
+                    s.get("population") if isinstance(s.get("population"), str) else None,
                 )
             )
+    return out
+
+
+def weights_from_meta(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """run.json's subscriber weights: ISP -> host -> real subscribers it stands for."""
+    out: dict[str, dict[str, float]] = {}
+    for isp in meta.get("isps") or []:
+        if isinstance(isp, dict) and isinstance(isp.get("weights"), dict):
+            out[str(isp.get("name"))] = {str(h): float(w) for h, w in isp["weights"].items()}
     return out
 
 
@@ -296,8 +339,10 @@ def _point(
     registry: list[RegistryPoint],
     target_addresses: set[str],
     degraded_below_kbps: float,
+    weights: dict[str, float] | None = None,
 ) -> Point:
     cells: dict[str, ServiceSummary] = {}
+    host_cells: dict[str, dict[str, ServiceSummary]] = {}
     point_circ: dict[tuple[str, str], list[int]] = {}
     goodputs: list[float] = []
     ttfbs: list[float] = []
@@ -307,27 +352,31 @@ def _point(
         ok = bool(r.get("ok"))
         kind = r.get("kind")
         if method != DIRECT:
-            if role == "target" and kind in REACHABILITY_KINDS:
+            if kind in REACHABILITY_KINDS:
                 c = point_circ.setdefault((method, name), [0, 0])
                 c[0] += ok
                 c[1] += 1
             continue
         spec = specs.get(name) or ServiceSpec(name, role, 1, "", "")
+        host = str(r.get("subscriber") or "?")
         cell = cells.get(name)
         if cell is None:
-            cell = cells[name] = ServiceSummary(
-                spec.name, spec.role, spec.users, spec.address, spec.cloud,
-                degraded_below_kbps=degraded_below_kbps,
-            )  # fmt: skip
+            cell = cells[name] = _cell(spec, degraded_below_kbps)
+        mine = host_cells.setdefault(host, {})
+        host_cell = mine.get(name)
+        if host_cell is None:
+            host_cell = mine[name] = _cell(spec, degraded_below_kbps)
         if kind in THROUGHPUT_KINDS:
             kbps = (r.get("speed_download_bps") or 0.0) * 8 / 1000 if ok else 0.0
             cell.goodputs_kbps.append(kbps)
+            host_cell.goodputs_kbps.append(kbps)
             goodputs.append(kbps)
             continue
-        cell.probes += 1
-        cell.ok += ok
         outcome = str(r.get("outcome", "?"))
-        cell.outcomes[outcome] = cell.outcomes.get(outcome, 0) + 1
+        for counted in (cell, host_cell):
+            counted.probes += 1
+            counted.ok += ok
+            counted.outcomes[outcome] = counted.outcomes.get(outcome, 0) + 1
         ttfb = r.get("time_starttransfer_s")
         if ok and isinstance(ttfb, int | float) and ttfb > 0:
             ttfbs.append(float(ttfb))
@@ -342,9 +391,26 @@ def _point(
         registry_prefixes=reg.prefixes if reg else 0,
         target_addresses=len(target_addresses),
     )
+    per_host = {
+        host: Summary(
+            scenario=bucket.key,
+            services=[c for c in mine.values() if c.probes],
+            blocked_addresses=summary.blocked_addresses,
+            registry_prefixes=summary.registry_prefixes,
+            target_addresses=summary.target_addresses,
+        )
+        for host, mine in host_cells.items()
+    }
     return Point(
         isp, bucket, summary, {m: (c[0], c[1]) for m, c in point_circ.items()},
-        goodputs, ttfbs, reg,
+        goodputs, ttfbs, reg, SubscriberView(per_host, dict(weights or {})),
+    )  # fmt: skip
+
+
+def _cell(spec: ServiceSpec, degraded_below_kbps: float) -> ServiceSummary:
+    return ServiceSummary(
+        spec.name, spec.role, spec.users, spec.address, spec.cloud,
+        degraded_below_kbps=degraded_below_kbps, population=spec.population,
     )  # fmt: skip
 
 
@@ -354,8 +420,11 @@ def build_timeline(
     *,
     degraded_below_kbps: float = 1000.0,
     clock_start: datetime | None = None,
+    weights: dict[str, dict[str, float]] | None = None,
 ) -> Timeline:
-    """The campaign's metrics per ISP, per step and per probe round. Bad lines are skipped."""
+    """The campaign's metrics per ISP, per step and per probe round. Bad lines are skipped.
+
+    `weights`: ISP -> subscriber host -> real subscribers it stands for (missing: 1)."""
     probes = [r for r in records if isinstance(r, dict) and _is_probe(r)]
     events = [
         Event(_t(r), str(r.get("label", "")), tuple(str(w) for w in r.get("what") or ()))
@@ -397,8 +466,9 @@ def build_timeline(
             mine = [r for r in group if str(r.get("isp") or "isp") == isp]
             if mine or any(p.isp == isp for p in registry):
                 points[(bucket.kind, bucket.key, isp)] = _point(
-                    isp, bucket, mine, specs, registry, target_addresses, degraded_below_kbps
-                )
+                    isp, bucket, mine, specs, registry, target_addresses, degraded_below_kbps,
+                    (weights or {}).get(isp),
+                )  # fmt: skip
 
     for step in steps:
         add(step, [r for r in probes if str(r.get("step") or START_STEP) == step.key])

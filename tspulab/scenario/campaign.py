@@ -11,6 +11,7 @@ these sections to the rest of the file are in `campaign_checks`.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -53,6 +54,10 @@ Metric = Literal[
     "collateral_degraded",
     "circumvention_success",
     "blocked_addresses",
+    "intended_blocking_subscribers",
+    "collateral_damage_subscribers",
+    "subscribers_hit",
+    "population_damage",
 ]
 SHARE_METRICS = frozenset(
     {
@@ -61,6 +66,10 @@ SHARE_METRICS = frozenset(
         "collateral_damage_weighted",
         "collateral_degraded",
         "circumvention_success",
+        "intended_blocking_subscribers",
+        "collateral_damage_subscribers",
+        "subscribers_hit",
+        "population_damage",
     }
 )
 """Metrics that are shares in [0, 1]; `blocked_addresses` is a count."""
@@ -117,11 +126,32 @@ class Isp(Section):
     hops: Hops | None = None
     """Router hops from its subscribers to its TSPU and border router (scenario/hops.py);
     None: `topology.hops`."""
+    customers: Int | None = Field(default=None, ge=1)
+    """How many real subscribers the ISP's lab hosts stand for (weights the subscriber metrics of
+    tspulab.metrics); None: one per lab host."""
 
     @field_validator("profile")
     @classmethod
     def _known(cls, value: str | None) -> str | None:
         return None if value is None else _known_profile(value)
+
+    def uncovered_hosts(self, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """The hosts whose traffic bypasses the TSPU: the first floor(n * (1 - coverage))."""
+        return hosts[: math.floor(len(hosts) * (1 - self.coverage) + 1e-9)]
+
+    def host_weights(self, hosts: tuple[str, ...]) -> dict[str, float]:
+        """Real subscribers each lab host stands for. The ISP's `customers` are split between
+        covered and uncovered hosts by `coverage`, not by host count, so two hosts can model a
+        30 % coverage; a side with no host (coverage 0.9 on two hosts) cannot be measured and
+        its share goes to the other side."""
+        total = float(self.customers if self.customers is not None else len(hosts))
+        uncovered = self.uncovered_hosts(hosts)
+        covered = tuple(h for h in hosts if h not in uncovered)
+        if not uncovered or not covered:
+            return {h: total / len(hosts) for h in hosts}
+        out = {h: total * (1 - self.coverage) / len(uncovered) for h in uncovered}
+        out.update({h: total * self.coverage / len(covered) for h in covered})
+        return out
 
     @property
     def update_delay_s(self) -> float:

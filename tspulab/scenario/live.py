@@ -21,7 +21,6 @@ run (push a registry version, switch a profile, kill the controller, probe again
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import signal
 import subprocess
@@ -166,12 +165,18 @@ class LiveLab(LabRun):
                     fail_mode=self.fail_modes[isp.name],
                     subscribers=list(hosts[isp.name]),
                     tspu_switch=self.spec.tspu_switch(i),
+                    weights=isp.host_weights(tuple(hosts[isp.name])),
                 )
                 for i, isp in enumerate(self.isps, start=1)
             ],
             services=[
                 ServiceMeta(
-                    name=x.name, role=x.role, users=x.users, address=str(x.address), cloud=x.cloud
+                    name=x.name,
+                    role=x.role,
+                    users=x.users,
+                    address=str(x.address),
+                    cloud=x.cloud,
+                    population=x.population,
                 )
                 for x in s.services
             ],
@@ -181,6 +186,7 @@ class LiveLab(LabRun):
             netem=netem_supported(),
             cloud_hosts=self.cloud_hosts,
             expect=[e.model_dump(by_alias=True, mode="json") for e in s.expect],
+            populations=[p.model_dump(mode="json") for p in s.populations],
         )
 
     def _tspu_configs(self) -> list[TspuSwitchConfig]:
@@ -193,7 +199,7 @@ class LiveLab(LabRun):
             nft = "tspulab_" + hashlib.blake2b(isp.name.encode(), digest_size=5).hexdigest()
             self.record.nft_table("netdev", nft)
             subs = [n for n, owner in self.isp_of_host.items() if owner == isp.name]
-            uncovered = subs[: math.floor(len(subs) * (1 - isp.coverage) + 1e-9)]
+            uncovered = isp.uncovered_hosts(tuple(subs))
             tspu = self.spec.tspu_switch(i)
             out.append(
                 TspuSwitchConfig(

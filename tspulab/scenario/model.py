@@ -155,6 +155,21 @@ class Service(Section):
     address: Address
     users: Int = Field(default=1, ge=1)
     protocol: Literal["https"] = "https"
+    population: Str | None = None
+    """The `populations` entry this service is one member of (e.g. one of 60 small sites); the
+    report counts such services apart from the named ones, as k of N with an interval."""
+
+
+class Population(Section):
+    """A population of similar innocent services (small sites, say) that the scenario samples:
+    the report gives how many of its members broke, with a binomial interval, and prints
+    `assumptions` beside the figure."""
+
+    name: Str
+    assumptions: Str
+    """How the members were chosen and placed, and what is assumed rather than sourced."""
+    source: Str = ""
+    """Where the members come from (a data file, the script that generated it)."""
 
 
 class Probes(Section):
@@ -238,6 +253,7 @@ class Scenario(Section):
     dns: Dns = Dns()
     clouds: tuple[Cloud, ...]
     services: tuple[Service, ...]
+    populations: tuple[Population, ...] = ()
     probes: Probes = Probes()
     profile_sets: dict[Str, tuple[Str, ...]] = Field(default_factory=dict)
     """Entries added to the profile's named sets (e.g. the SNI-I list of tspu-2022)."""

@@ -37,6 +37,7 @@ from tspulab.scenario.model import (
     Cloud,
     Dns,
     IPAddress,
+    Population,
     Probes,
     RegistrySource,
     Scenario,
@@ -99,7 +100,9 @@ def _check_services(
     services: list[tuple[int, Service]],
     clouds: list[tuple[int, Cloud]],
     all_clouds_valid: bool,
+    populations: dict[str, int] | None = None,
 ) -> Iterator[ErrorLocation]:
+    """`populations`: the valid population names; None: not known (no check)."""
     cloud_by_name: dict[str, Cloud] = {}
     for _, cloud in clouds:
         cloud_by_name.setdefault(cloud.name, cloud)
@@ -149,6 +152,19 @@ def _check_services(
                 ("services", i, "address"),
                 f"{svc.address} is not inside cloud '{home.name}' ({prefixes})",
             )
+        if (
+            populations is not None
+            and svc.population is not None
+            and svc.population not in populations
+        ):
+            yield doc.error(
+                ("services", i, "population"),
+                f"unknown population '{svc.population}'"
+                + (
+                    did_you_mean(svc.population, populations)
+                    or f" (populations: {listed(populations) or 'none'})"
+                ),
+            )
 
 
 def _check_roles(doc: YamlDocument, services: list[tuple[int, Service]]) -> Iterator[ErrorLocation]:
@@ -179,7 +195,16 @@ def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
             )
     raw_services = data.get("services")
     services = valid_items(Service, raw_services)
-    yield from _check_services(doc, services, clouds, all_clouds_valid)
+    raw_populations = data.get("populations")
+    populations = valid_items(Population, raw_populations)
+    if raw_populations is None or (
+        isinstance(raw_populations, list) and len(populations) == len(raw_populations)
+    ):  # else a service may name a population that failed to validate
+        yield from _check_services(
+            doc, services, clouds, all_clouds_valid, {p.name: i for i, p in populations}
+        )
+    else:
+        yield from _check_services(doc, services, clouds, all_clouds_valid, None)
     if isinstance(raw_services, list) and len(services) == len(raw_services):
         yield from _check_roles(doc, services)
     yield from check_registry_sources(doc, ("registry",), data.get("registry"), path)
