@@ -64,8 +64,12 @@ class Classifier(UdpInspection):
         tor_relays: frozenset[str] = frozenset(),
         inspect_packets: int = 10,
         overlap: str = "longest",
+        join_quic_initials: bool | None = None,
     ) -> None:
         self.mode = ReassemblyMode(reassembly)
+        joined = self.mode is not ReassemblyMode.NONE
+        self.join_quic = joined if join_quic_initials is None else join_quic_initials
+        """QUIC CRYPTO data joined across a flow's Initials (default: in the stream modes)."""
         self.overlap = OverlapPolicy(overlap)
         """How the stream modes settle overlapping segments (reassembly.OverlapPolicy)."""
         self.tor_relays = tor_relays

@@ -22,6 +22,7 @@ class UdpInspection:
 
     if TYPE_CHECKING:
         mode: ReassemblyMode
+        join_quic: bool
 
         def _decide(
             self, flow: FlowState, protocol: Protocol, *, host: str | None = None, detail: str = ""
@@ -130,9 +131,9 @@ class UdpInspection:
             if quic_detect.zero_rtt_version(payload) is not None:
                 return self._zero_rtt(flow, insp)
             return None
-        if self.mode is ReassemblyMode.NONE or insp.quic_assembler is None:
-            # none: the ClientHello must be complete inside this one datagram; the flow's derived
-            # Initial keys are kept (same DCID, same keys), the CRYPTO data is not
+        if not self.join_quic or insp.quic_assembler is None:
+            # not joining: the ClientHello must be complete inside this one datagram; the flow's
+            # derived Initial keys are kept (same DCID, same keys), the CRYPTO data is not
             insp.quic_assembler = quic.QuicInitialAssembler(keys_from=insp.quic_assembler)
         progress = insp.quic_assembler.feed(payload, header)
         if progress.client_hello is None:

@@ -138,9 +138,11 @@ class TspuEngine:
         self.host_blocks: dict[bytes, list[HostBlock]] = {}
         self.ctx = Context(registry, profile, time_scale, self.host_blocks)
         self.table = FlowTable(tuple(subscriber_nets), spec.state.idle_timeout_s.value * time_scale)
+        joined = spec.inspection.quic_join_initials
         self.classifier = Classifier(
-            spec.inspection.reassembly.value, tor_relays, profile.budget.hi
-        )
+            spec.inspection.reassembly.value, tor_relays, profile.budget.hi,
+            join_quic_initials=joined.value if joined is not None else None,
+        )  # fmt: skip
         self.detections: deque[DetectEvent] = deque(maxlen=DETECTIONS_KEPT)
         """Detect events not yet drained, oldest first (bounded: the oldest fall off)."""
         insp = spec.inspection

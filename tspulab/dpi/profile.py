@@ -120,6 +120,12 @@ class Inspection(_Strict):
     """How the box looks at a new flow."""
 
     reassembly: Cited[Literal["none", "tcp", "tls-records"]]
+    """TCP: how the client's byte stream is read for a ClientHello (reassembly.ReassemblyMode)."""
+    quic_join_initials: Cited[bool] | None = None
+    """QUIC: CRYPTO data joined across the flow's Initial packets (a ClientHello spread over
+    several Initials is read; NTC-1823 post 69 "defragments frames"), or each datagram read on
+    its own. A separate behaviour from TCP reassembly (issue 15): a box can do either alone.
+    Unset (profiles written before the split): joined when ``reassembly`` is not ``none``."""
     budget_packets: Cited[IntOrRange]
     """Payload packets (both directions) inspected before an undecided TCP flow is let go."""
     udp_budget_packets: Cited[int] | None = None

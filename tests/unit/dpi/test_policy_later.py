@@ -4,6 +4,7 @@ tspu-2026-reassembly, and rkn-2018-ip before them."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -15,7 +16,9 @@ from tests.unit.dpi.crafting import unknown_extension
 from tests.unit.dpi.policy_flows import Conn, engine, hello_record
 from tests.unit.dpi.test_quic import DCID, crypto_frame, padded, protect_initial
 from tests.unit.dpi.test_quic import client_hello as quic_client_hello
+from tspulab.dpi.engine import TspuEngine
 from tspulab.dpi.profile import load_profile
+from tspulab.dpi.registry import load_inline
 from tspulab.dpi.verdict import Action, Fate
 
 REGISTRY = ["blocked.example", "*.blocked.example", "198.51.100.7", "203.0.113.0/24"]
@@ -229,3 +232,54 @@ def test_youtube_2024_loss_is_mathis_middle_of_published_range_at_50ms() -> None
     assert abs(rate - (45_000 + 180_000) / 2) < 0.05 * 112_500, rate
     # The old 0.04 (set for a 30 ms round trip the sheet does not give) sat at the range's top.
     assert 1448 / 0.050 * math.sqrt(1.5) / math.sqrt(0.04) > 175_000
+
+
+# --- TCP reassembly and QUIC joining are separate (issue 15, mismatch 4) ----------------------
+
+
+def _split_initials(sni: str) -> tuple[bytes, bytes]:
+    hello = quic_client_hello(sni)
+    cut = len(hello) // 2
+    return (
+        protect_initial(padded(crypto_frame(0, hello[:cut])), DCID, 0),
+        protect_initial(padded(crypto_frame(cut, hello[cut:])), DCID, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("reassembly", "join", "tcp_split_seen", "quic_split_seen"),
+    [("none", False, False, False), ("none", True, False, True),
+     ("tcp", False, True, False), ("tcp", True, True, True)],
+)  # fmt: skip
+def test_tcp_reassembly_and_quic_joining_are_independent(
+    reassembly: str, join: bool, tcp_split_seen: bool, quic_split_seen: bool
+) -> None:
+    """§5.3 NTC-1823 post 69 [A] (QUIC CRYPTO frames joined) and §5.10 (TCP reassembly) are two
+    behaviours: each profile setting turns on its own and only its own."""
+    base = load_profile("tspu-2026-reassembly")
+    insp = base.spec.inspection
+    insp = insp.model_copy(
+        update={
+            "reassembly": insp.reassembly.model_copy(update={"value": reassembly}),
+            "quic_join_initials": insp.quic_join_initials.model_copy(update={"value": join}),
+        }
+    )
+    profile = dataclasses.replace(base, spec=base.spec.model_copy(update={"inspection": insp}))
+    e = TspuEngine(profile, load_inline(["www.blocked.example"]), [])
+    c = Conn(e)
+    c.handshake(0.0)
+    hello = hello_record("www.blocked.example")
+    c.data(0.1, hello[:40])
+    assert (c.data(0.11, hello[40:]).fate is Fate.DROP) is tcp_split_seen
+    first, second = _split_initials("www.blocked.example")
+    q = Conn(e, sport=40001)
+    assert q.udp(0.2, first).fate is Fate.FORWARD
+    assert (q.udp(0.21, second).fate is Fate.DROP) is quic_split_seen
+
+
+def test_quic_sni_2023_joins_initials_but_does_not_reassemble_tcp() -> None:
+    """§5.3 posts 69-70 [A]; §5.10: quic-sni-2023 states both settings: QUIC joined, TCP not."""
+    insp = load_profile("quic-sni-2023").spec.inspection
+    assert (insp.reassembly.value, insp.quic_join_initials.value) == ("none", True)
+    insp = load_profile("tspu-2022").spec.inspection
+    assert (insp.reassembly.value, insp.quic_join_initials.value) == ("none", False)

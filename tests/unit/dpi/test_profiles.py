@@ -11,6 +11,7 @@ import pytest
 
 from tests.datapaths import PCAPS
 from tests.unit.dpi.policy_flows import Conn, engine, hello_record
+from tspulab.dpi.engine import TspuEngine
 from tspulab.dpi.flow import FlowState
 from tspulab.dpi.policy import HostBlock, decide
 from tspulab.dpi.profile import (
@@ -232,10 +233,23 @@ def test_cli_replay_with_unknown_profile_fails_cleanly(capsys: pytest.CaptureFix
 
 
 def test_rule_reassembly_is_none_or_the_profiles() -> None:
-    text = (PROFILES_DIR / "quic-sni-2023.yaml").read_text()
+    text = (PROFILES_DIR / "youtube-2024.yaml").read_text()
     bad = text.replace(
-        'reassembly: {value: none, source: "§5.10: no TCP',
-        'reassembly: {value: tls-records, source: "§5.10: no TCP',
+        'reassembly: {value: none, source: "§5.7 NTC-8055 posts 12, 34',
+        'reassembly: {value: tls-records, source: "§5.7 NTC-8055 posts 12, 34',
     )
     assert bad != text
     assert "rules[2].when.reassembly: a rule's reassembly is 'none'" in _error(bad)
+
+
+def test_quic_joining_is_its_own_setting_and_every_issue_profile_states_it() -> None:
+    """Issue 15 (mismatch 4): TCP reassembly and QUIC CRYPTO joining are separate settings; the
+    shipped profiles state both; one written before the split keeps the old coupling."""
+    for name in EXPECTED:
+        joined = load_profile(name).spec.inspection.quic_join_initials
+        assert joined is not None and "§" in joined.source, name
+    old = "\n".join(line for line in GOOD.splitlines() if "quic_join_initials" not in line)
+    for mode, joined in (("none", False), ("tcp", True)):
+        text = old.replace("reassembly: {value: none", f"reassembly: {{value: {mode}")
+        engine = TspuEngine(load_profile_text(text, "old.yaml"), Registry(), [])
+        assert engine.classifier.join_quic is joined
