@@ -156,18 +156,22 @@ def damage_png(tl: Timeline) -> bytes | None:
         len(isps), 1, figsize=(WIDTH_IN, 2.5 * len(isps) + 0.6), sharex=True, squeeze=False
     )
     lines: list[tuple[str, str | None, str, str, str, float]] = [
-        ("target_reachability", None, "targets reachable (direct)", "#1a7f37", "-", 2.2),
-        ("collateral_damage", None, "collateral damage", "#c62828", "-", 2.2),
-        (
-            "collateral_damage_weighted",
-            None,
-            "collateral damage, weighted by users",
-            "#c62828",
-            "--",
-            1.4,
-        ),
-        ("collateral_degraded", None, "innocent broken or degraded", "#b26a00", ":", 1.4),
-    ]
+        ("target_reachability", None, "targets reachable (share of direct probes)", "#1a7f37",
+         "-", 2.2),
+        ("collateral_damage_subscribers", None, "collateral damage per subscriber", "#c62828",
+         "-", 2.2),
+        ("collateral_damage", None, "collateral damage, binary (pooled probes)", "#c62828",
+         ":", 1.2),
+        ("collateral_damage_weighted", None, "collateral damage, binary, weighted by users",
+         "#c62828", "--", 1.0),
+        ("collateral_degraded", None, "innocent broken or degraded (binary)", "#b26a00", ":",
+         1.2),
+    ]  # fmt: skip
+    if tl.populations():
+        lines.append(
+            ("population_damage", None, "population members broken, per subscriber", "#6a1b9a",
+             "-", 1.6)
+        )  # fmt: skip
     method_colours = ["#1f77b4", "#9467bd", "#17becf", "#8c564b"]
     for j, m in enumerate(tl.methods):
         lines.append(
@@ -290,19 +294,43 @@ def _service_goodputs(tl: Timeline, name: str) -> list[tuple[float, float]]:
     return out
 
 
-def performance_png(tl: Timeline) -> bytes | None:
-    """Median transfer goodput per service (all ISPs), median time to first byte per ISP."""
+def performance_data(
+    tl: Timeline,
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[tuple[float, float]]]]:
+    """What `performance_png` would draw: goodput points (> 0) per service and TTFB points per
+    ISP, each without the entries that have nothing to draw (so no panel is ever empty)."""
     goodput = {s.name: _service_goodputs(tl, s.name) for s in tl.services}
-    goodput = {k: v for k, v in goodput.items() if any(g > 0 for _, g in v)}
+    goodput = {k: [(t, g) for t, g in v if g > 0] for k, v in goodput.items()}
+    goodput = {k: v for k, v in goodput.items() if v}
     ttfb = {isp: tl.series("ttfb_s", isp) for isp in tl.isps}
     ttfb = {k: v for k, v in ttfb.items() if v}
+    return goodput, ttfb
+
+
+def performance_png(tl: Timeline) -> bytes | None:
+    """Median transfer goodput per service (all ISPs) and median time to first byte per ISP,
+    each panel only when the run measured it; None when it measured neither."""
+    goodput, ttfb = performance_data(tl)
     if not goodput and not ttfb:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 3.6), squeeze=False)
-    ax = axes[0, 0]
+    panels = (["goodput"] if goodput else []) + (["ttfb"] if ttfb else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH_IN, 3.6), squeeze=False)
+    if goodput:
+        _goodput_panel(tl, axes[0, 0], goodput)
+    if ttfb:
+        _ttfb_panel(tl, axes[0, len(panels) - 1], ttfb)
+    for ax in axes[0]:
+        _steps(tl, ax, label=False)
+        _time_axis(tl, ax)
+        if tl.clock_start is not None:
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    return _png(fig)
+
+
+def _goodput_panel(tl: Timeline, ax: Any, goodput: dict[str, list[tuple[float, float]]]) -> None:
     cmap = plt.get_cmap("tab10")
     for i, (name, pts) in enumerate(goodput.items()):
-        pts = [(t, g) for t, g in pts if g > 0]  # log scale: failed transfers are not drawn
         ax.plot(
             [_x(tl, t) for t, _ in pts],
             [g for _, g in pts],
@@ -312,29 +340,28 @@ def performance_png(tl: Timeline) -> bytes | None:
             color=cmap(i % 10),
             label=name,
         )
-    if goodput:
-        ax.axhline(tl.degraded_below_kbps, color="#b26a00", lw=1, ls=":")
-        ax.annotate(
-            f"degraded below {tl.degraded_below_kbps:,.0f} kbit/s",
-            (0.01, tl.degraded_below_kbps),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            fontsize=7,
-            color="#b26a00",
-        )
-        ax.set_yscale("log")
-        top = max(g for pts in goodput.values() for _, g in pts)
-        low = min(
-            [g for pts in goodput.values() for _, g in pts if g > 0] + [tl.degraded_below_kbps]
-        )
-        ax.set_ylim(low / 2, top * 4)
-        ax.yaxis.set_major_formatter(FuncFormatter(rate))
-        ax.legend(fontsize=7, ncol=4, loc="upper left")
+    ax.axhline(tl.degraded_below_kbps, color="#b26a00", lw=1, ls=":")
+    ax.annotate(
+        f"degraded below {tl.degraded_below_kbps:,.0f} kbit/s",
+        (0.01, tl.degraded_below_kbps),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        fontsize=7,
+        color="#b26a00",
+    )
+    ax.set_yscale("log")
+    top = max(g for pts in goodput.values() for _, g in pts)
+    low = min([g for pts in goodput.values() for _, g in pts] + [tl.degraded_below_kbps])
+    ax.set_ylim(low / 2, top * 4)
+    ax.yaxis.set_major_formatter(FuncFormatter(rate))
+    ax.legend(fontsize=7, ncol=4, loc="upper left")
     ax.set_title(
         "median transfer goodput per service (all ISPs; failed transfers not drawn)", fontsize=9
     )
-    ax = axes[0, 1]
+
+
+def _ttfb_panel(tl: Timeline, ax: Any, ttfb: dict[str, list[tuple[float, float]]]) -> None:
     for i, isp in enumerate(tl.isps):
         if isp in ttfb:
             ax.plot(
@@ -347,12 +374,4 @@ def performance_png(tl: Timeline) -> bytes | None:
             )
     ax.set_ylim(bottom=0)
     ax.set_title("median time to first byte per ISP, ms (successful direct probes)", fontsize=9)
-    if ttfb:
-        ax.legend(fontsize=7)
-    for ax in axes[0]:
-        _steps(tl, ax, label=False)
-        _time_axis(tl, ax)
-        if tl.clock_start is not None:
-            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=6))
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
-    return _png(fig)
+    ax.legend(fontsize=7)

@@ -12,14 +12,16 @@ from tspulab.metrics.plots import (
     blocked_addresses_png,
     damage_png,
     heatmap_png,
+    performance_data,
     performance_png,
     rate,
 )
+from tspulab.metrics.summary import PopulationFigure, SubscriberView
 from tspulab.metrics.timeline import Timeline
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
+    return "n/a" if x is None else f"{100 * x:.1f}\u00a0%"  # no break before the sign
 
 
 def _row(cells: list[str], tag: str = "td") -> str:
@@ -37,51 +39,84 @@ def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
+def _population_cell(fig: PopulationFigure | None) -> str:
+    """'12.5 of 60 (21 %; 95 % 13–33 %)': members broken, averaged over subscribers."""
+    if fig is None:
+        return "–"
+    k = f"{fig.broken:.3g}" if fig.broken != int(fig.broken) else f"{fig.broken:.0f}"
+    return (
+        f"{_shade(fig.share)} {k} of {fig.n}<br>"
+        f'<span class="note">95 % {100 * fig.low:.0f}–{100 * fig.high:.0f} %</span>'
+    )
+
+
+def _both(primary: str, binary: str) -> str:
+    """A per-subscriber figure with the binary view under it, in grey."""
+    return f'{primary}<br><span class="note">({binary})</span>'
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "num") -> str:
+    """A table without the columns that are empty in every row (a run without transfers has no
+    goodput column), inside a box that scrolls sideways rather than widening the page."""
+    keep = [j for j in range(len(head)) if j == 0 or any(r[j] not in ("–", "") for r in rows)]
+    body = [_row([head[j] for j in keep], "th")] + [_row([r[j] for j in keep]) for r in rows]
+    return f'<div class="scroll"><table class="{cls}">{"".join(body)}</table></div>'
+
+
 def _step_table(tl: Timeline, isp: str) -> str:
     methods = tl.methods
+    populations = tl.populations()
     head = [
         "step",
         "blocked addresses<br>(prefixes)",
         "over-<br>blocking",
-        "intended<br>blocking",
-        "collateral<br>damage",
-        "weighted<br>by users",
-        "broken or<br>degraded",
+        'targets blocked per subscriber <span class="note">(binary)</span>',
+        'collateral per subscriber <span class="note">(binary; by users)</span>',
+        "subscribers hit",
+        'broken or degraded <span class="note">(binary)</span>',
+        *[f"{html.escape(n)}<br>broken" for n in populations],
         *[f"via<br>{html.escape(m)}" for m in methods],
         "goodput<br>median",
         "TTFB<br>median",
-        "innocent services broken; degraded",
+        "named innocent services broken; degraded",
     ]
-    rows = [_row(head, "th")]
+    rows = []
     for b in tl.steps:
         p = tl.point(b, isp)
         if p is None:
             continue
         s = p.summary
-        broken = [x.name for x in s.services if x.role == "innocent" and x.broken]
+        broken = [x.name for x in s.named("innocent") if x.broken]
         degraded = [f"{x.name} ({rate(x.goodput_kbps or 0)})" for x in s.services if x.degraded]
         hurt = html.escape(", ".join(broken)) + (
             f'; <span class="warn">{html.escape(", ".join(degraded))}</span>' if degraded else ""
         )
         prefixes = f" ({p.registry.prefixes:,})" if p.registry else ""
+        sub = p.subscribers
         rows.append(
-            _row(
-                [
-                    f'<b>{html.escape(b.key)}</b><br><span class="note">{html.escape(tl.scenario_time(b.start_s))}</span>',
-                    _num(p.blocked_addresses) + prefixes,
-                    _num(s.overblocking_ratio, "{:,.0f}×") if p.blocked_addresses else "–",
-                    _pct(s.intended_blocking) if s.intended_blocking is not None else "–",
-                    _shade(s.collateral_damage),
-                    _shade(s.collateral_damage_weighted),
-                    _shade(s.collateral_degraded),
-                    *[_shade(p.circumvention_success(m), good_high=True) for m in methods],
-                    "–" if p.throughput_kbps is None else rate(p.throughput_kbps),
-                    _num(p.ttfb_s and 1000 * p.ttfb_s, "{:.0f} ms"),
-                    f'<span class="wrap">{hurt}</span>',
-                ]
-            )
+            [
+                f'<b>{html.escape(b.key)}</b><br><span class="note">{html.escape(tl.scenario_time(b.start_s))}</span>',
+                _num(p.blocked_addresses) + prefixes,
+                _num(s.overblocking_ratio, "{:,.0f}×") if p.blocked_addresses else "–",
+                _both(_pct(sub.intended_blocking), _pct(s.intended_blocking))
+                if sub.intended_blocking is not None
+                else "–",
+                _both(
+                    _shade(sub.collateral_damage),
+                    f"{_pct(s.collateral_damage)}; {_pct(s.collateral_damage_weighted)}",
+                )
+                if sub.collateral_damage is not None
+                else "–",
+                _shade(sub.subscribers_hit),
+                _shade(s.collateral_degraded),
+                *[_population_cell(sub.population(n)) for n in populations],
+                *[_shade(p.circumvention_success(m), good_high=True) for m in methods],
+                "–" if p.throughput_kbps is None else rate(p.throughput_kbps),
+                _num(p.ttfb_s and 1000 * p.ttfb_s, "{:.0f} ms"),
+                f'<span class="wrap">{hurt}</span>' if hurt else "",
+            ]
         )
-    return f'<table class="num">{"".join(rows)}</table>'
+    return _table(head, rows)
 
 
 def _shade(v: float | None, good_high: bool = False) -> str:
@@ -95,7 +130,7 @@ def _shade(v: float | None, good_high: bool = False) -> str:
 def _circumvention_table(tl: Timeline) -> str:
     if not tl.methods:
         return '<p class="note">No circumvention methods were used in this run.</p>'
-    rows = [_row(["method", "target", "all ISPs", *tl.isps], "th")]
+    rows = [_row(["method", "target", "all ISPs", *[html.escape(i) for i in tl.isps]], "th")]
     for (method, service), (ok, tries) in sorted(tl.circumvention_table.items()):
         per_isp = []
         for isp in tl.isps:
@@ -116,7 +151,7 @@ def _circumvention_table(tl: Timeline) -> str:
                 ]
             )
         )
-    return f'<table class="num">{"".join(rows)}</table>'
+    return f'<div class="scroll"><table class="num">{"".join(rows)}</table></div>'
 
 
 def _expect_table(results: list[ExpectationResult]) -> str:
@@ -131,6 +166,24 @@ def _expect_table(results: list[ExpectationResult]) -> str:
         f"<p><b>{passed} of {len(results)}</b> expectations passed.</p>"
         f'<table class="expect">{"".join(rows)}</table>'
     )
+
+
+def _performance(tl: Timeline) -> str:
+    """The goodput and TTFB figure, or in words why there is none (never an empty chart)."""
+    goodput, ttfb = performance_data(tl)
+    if not goodput and not ttfb:
+        return (
+            '<p class="note">No chart: no transfer probe ran (the scenario\'s '
+            "<code>probes.transfer_bytes</code> is 0) and no probe reached a service to time "
+            "its first byte.</p>"
+        )
+    why = (
+        ""
+        if goodput
+        else '<p class="note">Time to first byte only: no transfer probe ran (the scenario\'s '
+        "<code>probes.transfer_bytes</code> is 0), so there is no goodput to draw.</p>"
+    )
+    return why + _img(performance_png(tl), "goodput and time to first byte")
 
 
 def _events_table(tl: Timeline) -> str:
@@ -152,44 +205,112 @@ def _events_table(tl: Timeline) -> str:
     )
 
 
+def _population_text(view: SubscriberView, populations: list[str]) -> str:
+    parts = []
+    for name in populations:
+        fig = view.population(name)
+        if fig is not None:
+            parts.append(
+                f"{html.escape(name)}: {fig.broken:.3g} of {fig.n} broken "
+                f"({_pct(fig.share)}; 95 % {100 * fig.low:.0f}–{100 * fig.high:.0f} %)"
+            )
+    return "; ".join(parts)
+
+
 def _headline(tl: Timeline) -> str:
-    """Where the campaign ended, per ISP: the last step that measured anything."""
+    """Where the campaign ended, per ISP (the last step that measured anything): the figures per
+    subscriber first, the binary view (probes pooled, broken below one half) after them."""
     items = []
+    populations = tl.populations()
     for isp in tl.isps:
         last = next(
             (p for b in reversed(tl.steps) if (p := tl.point(b, isp)) and p.summary.services), None
         )
         if last is None:
             continue
-        s = last.summary
+        s, sub = last.summary, last.subscribers
         via = ", ".join(
             f"via {html.escape(m)} {_pct(last.circumvention_success(m))}"
             for m in tl.methods
             if last.circumvention_success(m) is not None
         )
+        pop = _population_text(sub, populations)
         items.append(
             f"<li><b>{html.escape(isp)}</b> at step <i>{html.escape(last.bucket.key)}</i>: "
-            f"targets blocked {_pct(s.intended_blocking)}, collateral damage "
-            f"{_shade(s.collateral_damage)} ({_shade(s.collateral_damage_weighted)} weighted by users), "
+            f"targets blocked for <b>{_pct(sub.intended_blocking)}</b> of subscribers, "
+            f"collateral damage <b>{_shade(sub.collateral_damage)}</b> of named innocent "
+            f"services per subscriber, {_shade(sub.subscribers_hit)} of subscribers lose at "
+            f"least one innocent service"
+            + (f"; {pop}" if pop else "")
+            + f' <span class="note">(binary view: targets blocked {_pct(s.intended_blocking)}, '
+            f"collateral damage {_pct(s.collateral_damage)}, "
+            f"{_pct(s.collateral_damage_weighted)} weighted by users)</span>; "
             f"{_num(last.blocked_addresses)} addresses blocked"
             + (f"; targets reached {via}" if via else "")
             + "</li>"
         )
+    if len(items) > 1 and tl.steps:
+        every = tl.overall(tl.steps[-1])
+        pop = _population_text(every, populations)
+        items.append(
+            f"<li><b>all subscribers</b> at step <i>{html.escape(tl.steps[-1].key)}</i>: targets "
+            f"blocked for {_pct(every.intended_blocking)}, collateral damage "
+            f"{_shade(every.collateral_damage)} per subscriber, "
+            f"{_shade(every.subscribers_hit)} hit" + (f"; {pop}" if pop else "") + "</li>"
+        )
     return f"<ul>{''.join(items)}</ul>" if items else '<p class="note">No probe results yet.</p>'
+
+
+def _populations_section(meta: dict[str, Any], tl: Timeline) -> str:
+    """Each population: its assumptions and source, and k of N broken per ISP and step."""
+    names = tl.populations()
+    if not names:
+        return ""
+    about = {str(p.get("name")): p for p in meta.get("populations") or [] if isinstance(p, dict)}
+    e = html.escape
+    out = [
+        "<h2>Collateral damage in populations</h2>",
+        '<p class="note">Members of a population are counted apart from the named services: '
+        "members broken per subscriber (k of N, averaged over the ISP's subscribers with their "
+        "weights) and a 95 % Wilson interval for the share of all such services that the "
+        "members stand for.</p>",
+    ]
+    for name in names:
+        members = [s for s in tl.services if s.population == name]
+        p = about.get(name, {})
+        out.append(f"<h3>{e(name)} ({len(members)} members)</h3>")
+        if p.get("assumptions"):
+            out.append(f'<p class="assume"><b>Assumptions:</b> {e(str(p["assumptions"]))}</p>')
+        if p.get("source"):
+            out.append(f'<p class="note">Source: {e(str(p["source"]))}</p>')
+        rows = []
+        for b in tl.steps:
+            cells = [_population_cell(pt.subscribers.population(name)) if pt else "–"
+                     for pt in (tl.point(b, isp) for isp in tl.isps)]  # fmt: skip
+            if any(c != "–" for c in cells):
+                every = _population_cell(tl.overall(b).population(name))
+                rows.append([f"<b>{e(b.key)}</b>", *cells, every])
+        out.append(_table(["step", *[e(i) for i in tl.isps], "all subscribers"], rows))
+    return "".join(out)
 
 
 def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
     isps = {i.get("name"): i for i in meta.get("isps") or [] if isinstance(i, dict)}
-    rows = [_row(["ISP", "profile", "subscribers", "TSPU coverage"], "th")]
+    rows = [_row(["ISP", "profile", "subscriber hosts (weight)", "TSPU coverage"], "th")]
     for name in tl.isps:
         i = isps.get(name, {})
         cov = i.get("coverage")
+        weights = i.get("weights") or {}
+        hosts = [
+            f"{h} ({float(weights[h]):,.4g})" if h in weights else h
+            for h in i.get("subscribers") or []
+        ]
         rows.append(
             _row(
                 [
                     f"<b>{html.escape(name)}</b>",
                     html.escape(str(i.get("profile", "?"))),
-                    html.escape(", ".join(i.get("subscribers") or [])),
+                    html.escape(", ".join(hosts)),
                     "?" if cov is None else _pct(float(cov)),
                 ]
             )
@@ -239,7 +360,7 @@ def _switch_section(summary: dict[str, Any]) -> str:
     e = html.escape
     bulk = summary.get("bulk") or {}
     events = summary.get("controller_events") or {}
-    rows = [_row(["table", "priority", "match", "actions", "packets", "bytes"], "th")]
+    rows = [_row(["table", "priority", "match", "actions", "packets", "bytes"], "th")]  # wraps
     for f in flows:
         rows.append(_row([str(f["table"]), str(f["priority"]), e(f["match"]), e(f["actions"]),
                           f"{f['n_packets']:,}", f"{f['n_bytes']:,}"]))  # fmt: skip
@@ -248,7 +369,7 @@ def _switch_section(summary: dict[str, Any]) -> str:
 the switch; the controller logged {events.get("verdict", 0)} verdicts. Bulk transfer:
 {e(str(bulk.get("bytes", "-")))} bytes from {e(str(bulk.get("service", "-")))} at
 {e(str(bulk.get("mbit_s", "-")))} Mbit/s.</p>
-<table class="num">{"".join(rows)}</table>"""
+<div class="scroll"><table class="flows">{"".join(rows)}</table></div>"""
 
 
 def _run_notes(summary: dict[str, Any]) -> str:
@@ -316,9 +437,14 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; p
 table {{ border-collapse: collapse; margin: .8em 0; }}
 td, th {{ border: 1px solid #ccc; padding: .25em .5em; text-align: left; font-size: 85%; vertical-align: top; }}
 th {{ background: #f0f0f0; }}
-table.num td {{ white-space: nowrap; }}
-table.num td:last-child {{ white-space: normal; min-width: 14em; }}
+td {{ overflow-wrap: anywhere; }}
+table.num td {{ overflow-wrap: normal; }}
+table.num td:last-child {{ min-width: 10em; }}
+table.flows td {{ font-family: monospace; font-size: 75%; }}
 table.expect td:last-child {{ font-size: 80%; color: #444; }}
+table.expect td:first-child {{ white-space: nowrap; }}
+div.scroll {{ max-width: 100%; overflow-x: auto; }}
+p.assume {{ background: #f7f7f0; border-left: 3px solid #b26a00; padding: .4em .7em; font-size: 90%; }}
 .good {{ color: #1a7f37; }} .bad {{ color: #c62828; }} .warn {{ color: #b26a00; }}
 .note {{ color: #666; font-size: 90%; }}
 img.fig {{ width: 100%; max-width: 1320px; display: block; margin: .5em 0 1.5em; }}
@@ -348,11 +474,12 @@ method that reached them.</p>
 effect on the ISP's TSPU at the end of the step (registry changes reach an ISP after its update
 delay); over-blocking is blocked addresses per address the targets use.</p>
 {per_isp}
+{_populations_section(meta, tl)}
 <h2>Circumvention</h2>
 <p class="note">Share of probes of each target made through each method that reached it.</p>
 {_circumvention_table(tl)}
 <h2>Throughput and time to first byte</h2>
-{_img(performance_png(tl), "goodput and time to first byte")}
+{_performance(tl)}
 <h2>Services over the whole run</h2>
 <p class="note">Every direct probe of every ISP together. Broken: fewer than half of the probes
 reached the service; degraded: reachable but slower than the scenario's threshold.</p>
