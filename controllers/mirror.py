@@ -22,7 +22,7 @@ from tspulab.controllers.pipeline import Mirror
 from tspulab.dpi.profile import Profile, RuleSpec
 from tspulab.dpi.verdict import Action
 
-_PAYLOAD_CONDITIONS = ("protocols", "sni_in", "sni_not_in", "ech", "quic_initial")
+_PAYLOAD_CONDITIONS = ("protocols", "sni_in", "sni_not_in", "ech", "quic_initial", "ja4_in")
 
 
 NONE = Mirror()

@@ -225,6 +225,7 @@ def _conditions(
         or w.sni_in is not None
         or w.sni_not_in is not None
         or w.ech is not None
+        or w.ja4_in is not None
     )
     if needs_class and c is None:
         unknown = True
@@ -241,6 +242,11 @@ def _conditions(
             held = _sni(rule, c, ctx, obs, what)
             if not held:
                 return False, what
+        if w.ja4_in is not None:
+            hit = ctx.profile.ja4_sets[w.ja4_in].match(c.ja4)
+            if hit is None:
+                return False, what
+            what.append(f"JA4 {c.ja4} matched {hit} ({w.ja4_in})")
     if unknown:
         return (False if obs.inspection_over else None), what
     return True, what

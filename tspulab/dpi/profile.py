@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tspulab.dpi.classify import Protocol
 from tspulab.dpi.domains import MatchKind
+from tspulab.dpi.ja4set import Ja4PatternError, Ja4Set
 from tspulab.dpi.registry import Registry, RegistryLoadError, load_inline
 from tspulab.dpi.verdict import DIRECTIONS, SCOPES, Action
 from tspulab.dpi.yamlload import (
@@ -152,9 +153,10 @@ class SetSpec(_Strict):
     """A named address/domain set besides the registry (hosting ranges, allowlists, SNI lists)."""
 
     entries: list[str]
-    kind: Literal["exact", "suffix", "subtree", "substring", "ends-with"] = "exact"
+    kind: Literal["exact", "suffix", "subtree", "substring", "ends-with", "ja4"] = "exact"
     """Match kind of bare domain names (``*.x`` and ``*x*`` say their own; ``*x`` is read as
-    ends-with only in an ``ends-with`` set, see domains.parse_pattern)."""
+    ends-with only in an ``ends-with`` set, see domains.parse_pattern). ``ja4``: the entries are
+    JA4 fingerprints or globs over them (ja4set.py), matched by ``when.ja4_in``."""
     source: str
     note: str = ""
 
@@ -182,6 +184,9 @@ class When(_Strict):
     sni_in: str | None = None
     sni_not_in: str | None = None
     """The flow showed a name (TLS/QUIC SNI) that is not in the set."""
+    ja4_in: str | None = None
+    """The JA4 of the ClientHello the classifier read (after the profile's reassembly) is in this
+    ``kind: ja4`` set (§5.10 teleproxy #39: reassembly before JA4 fingerprinting)."""
     transport: Cited[Literal["tcp", "udp", "icmp"]] | None = None
     server_ports: Cited[list[int]] | None = None
     protocols: Cited[list[str]] | None = None
@@ -301,6 +306,8 @@ class Profile:
     spec: ProfileSpec
     sets: Mapping[str, Registry]
     file: str
+    ja4_sets: Mapping[str, Ja4Set] = field(default_factory=dict)
+    """The ``kind: ja4`` sets (not in ``sets``: they hold fingerprints, not names or addresses)."""
     budget: IntRange = field(init=False)
 
     def __post_init__(self) -> None:
@@ -319,8 +326,14 @@ class Profile:
 
         ``ValueError`` when the profile has no such set; registry loader errors for bad entries.
         """
+        if name in self.ja4_sets:
+            if isinstance(entries, Registry):
+                raise ValueError(f"set {name!r} holds JA4 fingerprints, not a registry")
+            ja4_sets = dict(self.ja4_sets)
+            ja4_sets[name] = ja4_sets[name].union(Ja4Set.of(entries))
+            return replace(self, ja4_sets=ja4_sets)
         if name not in self.sets:
-            known = sorted(self.sets)
+            known = sorted([*self.sets, *self.ja4_sets])
             raise ValueError(f"profile {self.name} has no set {name!r} (sets: {', '.join(known)})")
         spec = self.spec.sets[name]
         extra = (
@@ -378,7 +391,14 @@ def load_profile_text(text: str, file: str = "<profile>") -> Profile:
         raise ProfileError(_pydantic_errors(doc, err)) from err
     errors = _check(spec, doc)
     sets: dict[str, Registry] = {}
+    ja4_sets: dict[str, Ja4Set] = {}
     for name, set_spec in spec.sets.items():
+        if set_spec.kind == "ja4":
+            try:
+                ja4_sets[name] = Ja4Set.of(set_spec.entries)
+            except Ja4PatternError as err:
+                errors.append(doc.error(("sets", name, "entries"), str(err)))
+            continue
         try:
             sets[name] = load_inline(
                 set_spec.entries, f"{file}:sets.{name}", domain_kind=MatchKind(set_spec.kind)
@@ -387,7 +407,7 @@ def load_profile_text(text: str, file: str = "<profile>") -> Profile:
             errors.append(doc.error(("sets", name, "entries"), str(err)))
     if errors:
         raise ProfileError(errors)
-    return Profile(spec=spec, sets=sets, file=file)
+    return Profile(spec=spec, sets=sets, file=file, ja4_sets=ja4_sets)
 
 
 def _pydantic_errors(doc: YamlDocument, err: ValidationError) -> list[ErrorLocation]:
@@ -437,7 +457,8 @@ def _cited_slot(data: Any, loc: tuple[Any, ...]) -> bool:
 def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
     """Semantic checks pydantic cannot do: set references, action parameters, ranges."""
     errors: list[ErrorLocation] = []
-    known_sets = {REGISTRY, *spec.sets}
+    ja4_names = {name for name, s in spec.sets.items() if s.kind == "ja4"}
+    known_sets = {REGISTRY, *spec.sets} - ja4_names
     if REGISTRY in spec.sets:
         errors.append(doc.error(("sets", REGISTRY), "'registry' is reserved for the block list"))
     budget = spec.inspection.budget_packets.value
@@ -454,7 +475,11 @@ def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
             ref = getattr(w, key)
             if ref is not None and ref not in known_sets:
                 hint = did_you_mean(ref, known_sets)
-                errors.append(doc.error((*where, "when", key), f"unknown set {ref!r}{hint}"))
+                what = "a JA4 set (use ja4_in)" if ref in ja4_names else "unknown set"
+                errors.append(doc.error((*where, "when", key), f"{what} {ref!r}{hint}"))
+        if w.ja4_in is not None and w.ja4_in not in ja4_names:
+            hint = did_you_mean(w.ja4_in, ja4_names)
+            errors.append(doc.error((*where, "when", "ja4_in"), f"no ja4 set {w.ja4_in!r}{hint}"))
         a = rule.action
         needed = _ACTION_PARAMS[a.kind]
         allowed = {*needed, *_OPTIONAL_PARAMS.get(a.kind, ())}

@@ -18,7 +18,7 @@ from tests.unit.dpi.test_quic import DCID, crypto_frame, padded, protect_initial
 from tests.unit.dpi.test_quic import client_hello as quic_client_hello
 from tspulab.dpi.engine import TspuEngine
 from tspulab.dpi.profile import load_profile
-from tspulab.dpi.registry import load_inline
+from tspulab.dpi.registry import Registry, load_inline
 from tspulab.dpi.verdict import Action, Fate
 
 REGISTRY = ["blocked.example", "*.blocked.example", "198.51.100.7", "203.0.113.0/24"]
@@ -283,3 +283,68 @@ def test_quic_sni_2023_joins_initials_but_does_not_reassemble_tcp() -> None:
     assert (insp.reassembly.value, insp.quic_join_initials.value) == ("none", True)
     insp = load_profile("tspu-2022").spec.inspection
     assert (insp.reassembly.value, insp.quic_join_initials.value) == ("none", False)
+
+
+# --- JA4 rules: tspu-2026-ja4 and tspu-2026-reassembly (issue 15, mismatch 5) ----------------
+
+
+def _ja4_of(sni: str) -> str:
+    c = Conn(engine("tspu-2022"))
+    c.handshake(0.0)
+    d = c.data(0.1, hello_record(sni, padding=300))
+    assert d.classification is not None and d.classification.ja4 is not None
+    return d.classification.ja4
+
+
+def _send_split(c: Conn, hello: bytes, cuts: list[int]) -> list[Fate]:
+    c.handshake(0.0)
+    bounds = [0, *cuts, len(hello)]
+    return [
+        c.data(0.1 + i / 100, hello[a:b]).fate
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+
+
+@pytest.mark.parametrize("cuts", [[30], list(range(88, 400, 88))])
+def test_tspu_2026_ja4_reassembles_for_the_fingerprint_only(cuts: list[int]) -> None:
+    """§5.10 teleproxy #39 [A]: the TCP stream is reassembled before JA4 fingerprinting (even an
+    88-byte MSS does not hide the ClientHello); the source says nothing of SNI rules, so a split
+    ClientHello with a registry name still passes SNI-IV, which reads single segments."""
+    hello = hello_record("www.innocent.example", padding=300)
+    ja4 = _ja4_of("www.innocent.example")
+    profile = load_profile("tspu-2026-ja4").with_set_entries("ja4-block", [ja4])
+    fates = _send_split(Conn(TspuEngine(profile, load_inline(["www.blocked.example"]), [])),
+                        hello, cuts)  # fmt: skip
+    assert fates[-1] is Fate.DROP and set(fates[:-1]) == {Fate.FORWARD}
+    # The same client without a listed fingerprint, to a registry name: the split passes SNI-IV.
+    blocked = hello_record("www.blocked.example", padding=300)
+    e = TspuEngine(load_profile("tspu-2026-ja4"), load_inline(["www.blocked.example"]), [])
+    assert set(_send_split(Conn(e, sport=40001), blocked, cuts)) == {Fate.FORWARD}
+    whole = Conn(e, sport=40002)
+    whole.handshake(0.0)
+    d = whole.data(0.1, blocked)
+    assert d.fate is Fate.DROP and d.verdict.rule == "sni-iv"
+
+
+def test_ja4_rule_needs_the_fingerprint_in_its_set_and_takes_globs() -> None:
+    """§5.1/§5.10 teleproxy #39: the set lists fingerprints; a glob over JA4's sections (here the
+    cipher hash pinned) matches, an unlisted fingerprint passes."""
+    ja4 = _ja4_of("www.innocent.example")
+    glob = f"t13*_{ja4.split('_')[1]}_*"
+    for entries, dropped in (([], False), ([glob], True), (["t13d0000h2_000000000000_*"], False)):
+        profile = load_profile("tspu-2026-reassembly").with_set_entries("ja4-block", entries)
+        c = Conn(TspuEngine(profile, Registry(), []))
+        c.handshake(0.0)
+        d = c.data(0.1, hello_record("www.innocent.example", padding=300))
+        assert (d.fate is Fate.DROP) is dropped, entries
+        if dropped:
+            assert d.verdict.rule == "ja4" and glob in d.verdict.reason
+
+
+def test_tspu_2026_reassembly_keeps_sni_reassembly_cited_to_the_2024_module() -> None:
+    """§5.7 NTC-8055 post 30 [A], §9.5 [A]: the reassembling SNI block is the 2024 blocking
+    module's (and §9.5's "reassembly profile"), not teleproxy #39's, which reports JA4 only."""
+    sni_iv = next(r for r in load_profile("tspu-2026-reassembly").rules if r.id == "sni-iv")
+    assert "post 30" in sni_iv.source and sni_iv.when.reassembly is None
+    sni_iv = next(r for r in load_profile("tspu-2026-ja4").rules if r.id == "sni-iv")
+    assert sni_iv.when.reassembly is not None and sni_iv.when.reassembly.value == "none"

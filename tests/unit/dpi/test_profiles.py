@@ -36,6 +36,7 @@ EXPECTED = {
     "hosting-freeze-2025",
     "whitelist-2025",
     "tspu-2026-reassembly",
+    "tspu-2026-ja4",
 }
 
 
