@@ -20,7 +20,9 @@ What the engine adds to the classifier, per profile setting (tspu-behaviour.md):
 - ``reassembly: none`` rules under a reassembling profile (§5.7/§5.10, the 2024 throttle module
   that a two-segment split defeats while the blocking module does not): the segment that completed
   the ClientHello is re-read alone;
-- host blocks (§5.8) and the ``detect`` log.
+- host blocks (§5.8) and the ``detect`` log;
+- desync detection (desync.py, the profile's ``desync``, §10.2 [A]): a fake whose TTL or IP ID
+  differs from the flow's drops the flow, or blocks the subscriber from the server for a while.
 
 ``time_scale`` multiplies every profile timer (flow idle expiry, host-block durations) so a
 scenario can compress time: with ``time_scale=0.01`` the 10-minute idle expiry of the Twitter
@@ -37,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tspulab.dpi.classify import Classification, Classifier
+from tspulab.dpi.desync import DesyncDetector, FlowMarks, ipv4_ident
 from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowState, FlowTable, Network
 from tspulab.dpi.http import looks_like_http_request
@@ -117,6 +120,8 @@ class Judgement:
     reset_sent: bool = False
     rng: random.Random | None = None
     detected: bool = False
+    desync: FlowMarks | None = None
+    """The desync detector's record of the flow's client packets (desync.py)."""
 
 
 class TspuEngine:
@@ -153,6 +158,7 @@ class TspuEngine:
         self._rearm = bool(insp.rearm_after_non_matching and insp.rearm_after_non_matching.value)
         self._remote_syn = bool(insp.remote_syn_unblocks and insp.remote_syn_unblocks.value)
         self._survives = spec.state.survives_fin_rst.value
+        self.desync = DesyncDetector(spec.desync, time_scale) if spec.desync else None
         self._none_rules = any(
             r.when.reassembly is not None and r.when.reassembly.value == "none"
             for r in profile.rules
@@ -174,12 +180,19 @@ class TspuEngine:
             pkt = decode(frame, linktype)
         except DecodeError:
             return Decision(None, _NOT_IP, None, None)
-        return self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side)
+        ident = ipv4_ident(frame, linktype, pkt) if self.desync is not None else -1
+        return self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side, ip_id=ident)
 
     def process_packet(
-        self, pkt: Packet, now: float, *, from_subscriber_side: bool | None = None
+        self,
+        pkt: Packet,
+        now: float,
+        *,
+        from_subscriber_side: bool | None = None,
+        ip_id: int = -1,
     ) -> Decision:
-        """``process`` for an already decoded packet."""
+        """``process`` for an already decoded packet (``ip_id``: its IPv4 ID, for desync
+        detection; -1: unknown)."""
         flow = self.table.lookup(pkt, now)
         judged = flow.judgement
         if judged is not None and judged.verdict.final:
@@ -191,6 +204,10 @@ class TspuEngine:
             if judged.verdict.final:
                 fate = self._enforce(judged, pkt, now)
                 return Decision(flow, judged.verdict, None, pkt, fate, first_final=True)
+        if self.desync is not None:
+            caught, judged.desync = self.desync.judge(flow, judged.desync, pkt, ip_id, now)
+            if caught is not None:
+                return self._settle(judged, pkt, now, caught)
         return self._inspect(judged, pkt, now)
 
     def set_registry(self, registry: Registry) -> None:

@@ -278,6 +278,17 @@ class NotModelled(_Strict):
         return check_citation(v)
 
 
+class Desync(_Strict):
+    """Detection of desync fakes on a TCP flow, and what the box does then (desync.py)."""
+
+    signals: Cited[list[Literal["ttl", "ipid"]]]
+    """Which marks give a fake away: a TTL unlike the flow's, an IP ID repeated or out of
+    sequence."""
+    action: Cited[Literal["drop-flow", "block-client"]]
+    block_s: Cited[float] | None = None
+    """block-client: how long the subscriber's new flows to the server are dropped."""
+
+
 class ProfileSpec(_Strict):
     """The YAML file as written."""
 
@@ -292,6 +303,8 @@ class ProfileSpec(_Strict):
     state: State
     sets: dict[str, SetSpec] = {}
     rules: list[RuleSpec]
+    desync: Desync | None = None
+    """Desync detection (desync.py); None: fakes are judged like any packet."""
 
     @field_validator("source")
     @classmethod
@@ -464,6 +477,7 @@ def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
     budget = spec.inspection.budget_packets.value
     if not isinstance(budget, int) and not 0 < budget[0] <= budget[1]:
         errors.append(doc.error(("inspection", "budget_packets"), "range must be [lo, hi], lo>0"))
+    errors += _check_desync(spec, doc)
     ids: set[str] = set()
     for i, rule in enumerate(spec.rules):
         where: tuple[str | int, ...] = ("rules", i)
@@ -517,4 +531,22 @@ def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
                     "a rule's reassembly is 'none' or the profile's inspection.reassembly",
                 )
             )
+    return errors
+
+
+def _check_desync(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
+    d = spec.desync
+    if d is None:
+        return []
+    errors = []
+    if not d.signals.value:
+        errors.append(doc.error(("desync", "signals"), "name at least one of ttl, ipid"))
+    if d.action.value == "block-client" and d.block_s is None:
+        errors.append(doc.error(("desync",), "action block-client needs 'block_s'"))
+    elif d.action.value == "drop-flow" and d.block_s is not None:
+        errors.append(doc.error(("desync", "block_s"), "'block_s' is a block-client parameter"))
+    if d.block_s is not None and not d.block_s.value > 0:
+        errors.append(doc.error(("desync", "block_s"), "a block lasts more than 0 s"))
+    if any(rule.id == "desync" for rule in spec.rules):
+        errors.append(doc.error(("rules",), "rule id 'desync' is reserved for desync verdicts"))
     return errors

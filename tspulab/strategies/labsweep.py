@@ -161,13 +161,24 @@ def lab_sweep(
 
 
 def sweep_lab(
-    run: Any, profile: str, target: str, specs: Sequence[str], trials: int, control: bool = True
+    run: Any,
+    profile: str,
+    target: str,
+    specs: Sequence[str],
+    trials: int,
+    control: bool = True,
+    fresh_box: bool = True,
 ) -> list[StrategyResult]:
-    """Each strategy against a running lab of ``scenario_text`` (a LiveLab)."""
+    """Each strategy against a running lab of ``scenario_text`` (a LiveLab). With
+    ``fresh_box`` the TSPU forgets everything between strategies (the profile is loaded
+    again: a new engine), so one strategy's trials do not meet state another left, such as
+    the client block after a detected desync fake (tspu-2026-desync, dpi/desync.py)."""
     results: list[StrategyResult] = []
     client = ["mnexec", "-a", str(run.host(run.subscribers[0]).pid)]
     server = ["mnexec", "-a", str(run.host("foreign").pid)]
-    for spec in ["none"] * control + [s for s in specs if parse_any(s).steps]:
+    for n, spec in enumerate(["none"] * control + [s for s in specs if parse_any(s).steps]):
+        if fresh_box and n:
+            run.set_profile(profile)
         strategy = parse_any(spec) if spec != "none" else NONE
         started = time.monotonic()
         done: list[Trial] = []
