@@ -13,39 +13,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mininet.node import Node
+from tspulab.lab.netlink import (
+    NetlinkNode,
+    add_address,
+    add_local_route,
+    add_route,
+    set_sysctl,
+)
 
 #: TSPU switch port numbers (fixed in addLink so the controller knows the sides).
 TSPU_SUBSCRIBER_PORT = 1
 TSPU_UPSTREAM_PORT = 2
 
 
-class LinuxRouter(Node):  # type: ignore[misc]
+class LinuxRouter(NetlinkNode):
     """A namespace that forwards IPv4 (Mininet's examples/linuxrouter.py)."""
 
     def config(self, **params: Any) -> Any:
         result = super().config(**params)
-        self.cmd("sysctl -qw net.ipv4.ip_forward=1")
+        set_sysctl(self, "net.ipv4.ip_forward", "1")
         for dst, via in params.get("static_routes", ()):
-            self.cmd(f"ip route add {dst} via {via}")
+            add_route(self, dst, via=via)
         return result
 
-    def terminate(self) -> None:
-        self.cmd("sysctl -qw net.ipv4.ip_forward=0")
-        super().terminate()
 
-
-class PrefixOwner(Node):  # type: ignore[misc]
+class PrefixOwner(NetlinkNode):
     """A host that answers on every address of its prefixes (AnyIP via local routes)."""
 
     def config(self, **params: Any) -> Any:
         result = super().config(**params)
         for prefix in params.get("owned_prefixes", ()):
-            self.cmd(f"ip route add local {prefix} dev lo")
+            add_local_route(self, prefix)
         for addr in params.get("lo_addresses", ()):
-            self.cmd(f"ip addr add {addr} dev lo")
+            add_address(self, addr, "lo")
         for dst, via in params.get("static_routes", ()):
-            self.cmd(f"ip route add {dst} via {via}")
+            add_route(self, dst, via=via)
         return result
 
 

@@ -7,16 +7,19 @@ Order of bring-up: private OVS → controller (already listening) → Mininet bu
 `tspulab.lab.ovs.choose_datapath`) and a `RemoteController` on 127.0.0.1 → offloads off on every
 interface (the userspace datapath does not fill in checksums the kernel left to the NIC, and TCP
 then hangs) → record every root-namespace interface and every host shell's PID.
+Links, addresses, routes and offloads are made through netlink in this process
+(`tspulab.lab.netlink`), and the switches are created in one `ovs-vsctl` transaction: a process
+costs 40-55x more in the test VM.
 Teardown is the reverse, and then the record is replayed to catch anything left.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from mininet.topo import Topo
 from tspulab.contracts import EventKind, events_of
 from tspulab.controllers.config import ControllerConfig
 from tspulab.lab.controller import ControllerProcess
+from tspulab.lab.netlink import SOCKETS, NetlinkHost, NetlinkIntf, NetlinkLink, NetlinkNode
+from tspulab.lab.netlink import offloads_off as netlink_offloads_off
 from tspulab.lab.ovs import PrivateOVS, choose_datapath
 from tspulab.lab.record import RunRecord, cleanup
 from tspulab.lab.sandbox import require_sandbox
@@ -54,6 +59,14 @@ class LabError(RuntimeError):
     pass
 
 
+def _uuids(column: Any) -> list[str]:
+    """UUIDs in an OVSDB JSON column: ["uuid", U] or ["set", [["uuid", U], ...]]."""
+    kind, value = column
+    if kind == "uuid":
+        return [value]
+    return [u for _, u in value] if kind == "set" else []
+
+
 def expected_switch_links(topo: Topo) -> list[str]:
     """Root-namespace interface names Mininet will create for the switches' ports."""
     names = []
@@ -64,10 +77,27 @@ def expected_switch_links(topo: Topo) -> list[str]:
 
 
 def offloads_off(node: Any, intfs: Iterable[Any]) -> None:
-    for intf in intfs:
-        if intf.name == "lo":
-            continue
-        node.cmd(f"ethtool -K {intf.name} {' '.join(f'{o} off' for o in OFFLOADS)} 2>/dev/null")
+    names = [intf.name for intf in intfs if intf.name != "lo"]
+    netlink_offloads_off(node, names, OFFLOADS)
+
+
+class LabSwitch(NetlinkNode, OVSSwitch):  # type: ignore[misc]
+    """Mininet's OVSSwitch, fail mode `secure`, on the lab's datapath.
+
+    A class (not a `functools.partial`) so that Mininet starts every switch in one `ovs-vsctl`
+    transaction: it batches only switch classes that have `batchStartup`.
+    """
+
+    datapath_default = "user"
+
+    def __init__(self, name: str, **params: Any) -> None:
+        params.setdefault("datapath", self.datapath_default)
+        params.setdefault("failMode", "secure")
+        super().__init__(name, **params)
+
+
+def switch_class(datapath: str) -> type[LabSwitch]:
+    return type("LabSwitch", (LabSwitch,), {"datapath_default": datapath})
 
 
 @dataclass
@@ -103,7 +133,10 @@ class Lab:
         t1 = time.monotonic()
         self.net = Mininet(
             topo=self.topo,
-            switch=partial(OVSSwitch, datapath=self.datapath, failMode="secure"),
+            switch=switch_class(self.datapath),
+            host=NetlinkHost,
+            link=NetlinkLink,
+            intf=NetlinkIntf,
             controller=None,
             autoSetMacs=True,
             build=False,
@@ -149,21 +182,28 @@ class Lab:
         """
         assert self.net is not None
         config = ControllerConfig.load(self.controller_config)
+        standalone = []
         for switch in self.net.switches:
             if any(f.dpid == int(switch.dpid, 16) for f in config.old_filters):
                 continue  # an ISP's old filter is in the path and fails closed, as it did
             tspu = config.tspu_by_dpid(int(switch.dpid, 16))
-            if tspu is not None and tspu.fail_mode != "open":
+            if tspu is None or tspu.fail_mode == "open":
+                standalone.append(switch.name)
+        if not standalone:
+            return
+        # One read and one transaction for every switch (a process per change costs in the VM).
+        listing = subprocess.run(
+            ["ovs-vsctl", "--format=json", "--columns=name,controller", "list", "bridge"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        changes: list[str] = []
+        for name, controllers in json.loads(listing)["data"]:
+            if name not in standalone:
                 continue
-            subprocess.run(["ovs-vsctl", "set-fail-mode", switch.name, "standalone"], check=True)
-            uuids = subprocess.run(
-                ["ovs-vsctl", "get", "bridge", switch.name, "controller"],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip("[] \n")  # fmt: skip
-            for uuid in filter(None, (u.strip() for u in uuids.split(","))):
-                subprocess.run(
-                    ["ovs-vsctl", "set", "controller", uuid, "inactivity_probe=1000"], check=True
-                )
+            changes += ["--", "set-fail-mode", name, "standalone"]
+            for uuid in _uuids(controllers):
+                changes += ["--", "set", "controller", uuid, "inactivity_probe=1000"]
+        subprocess.run(["ovs-vsctl", *changes], check=True)
 
     def _wait_switches_up(self, timeout_s: float) -> None:
         """Wait for the controller's `switch-up` event of every switch (and the TSPU's rules).
@@ -217,6 +257,7 @@ class Lab:
             finally:
                 self.net = None
         self.timings["stop_mininet_s"] = time.monotonic() - t
+        SOCKETS.close()
         self.controller.stop()
         self._delete_nft_tables()
         self.ovs.stop()

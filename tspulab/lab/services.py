@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tspulab.lab.netlink import listening
 from tspulab.lab.pki import CertFiles, RunCA
 from tspulab.lab.record import RunRecord
 from tspulab.lab.sandbox import bind_resolv_conf
@@ -94,7 +95,7 @@ http {{
 def _wait_listening(host: Any, port: int, proto: str = "t", timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + scaled(timeout_s)
     while time.monotonic() < deadline:
-        if host.cmd(f"ss -Hl{proto}n 'sport = :{port}'").strip():
+        if listening(host, port, "tcp" if proto == "t" else "udp"):
             return True
         time.sleep(0.05)
     return False
