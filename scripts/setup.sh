@@ -41,6 +41,8 @@ METHOD_PACKAGES=(
   dante-server tinyproxy         # SOCKS5 (dante) and HTTP CONNECT (tinyproxy)
   openssh-server openssh-client  # ssh -D tunnels
   iodine                         # a DNS tunnel (iodine, iodined)
+  slurm-wlm                      # the matrix's Slurm job-array test (a one-node cluster per test)
+  chromium                       # opens the matrix's report.html, headless, in its test
 )
 
 if [ "$(id -u)" -ne 0 ]; then

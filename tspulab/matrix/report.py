@@ -222,9 +222,10 @@ def _cell_html(c: CellSummary | None) -> str:
         rows.append(f"TSPU: {_e(_actions(c))}")
     if c.record:
         mark = ' <span class="mark">≠</span>' if c.agreement == "disagree" else ""
+        r = c.record
         rows.append(
-            f'<span class="rec {c.record.result}" title="{_e(c.record.technique)}: '
-            f'{_e(c.record.why)}">{_e(c.record.when[:40])}; {_e(c.record.source)}</span>{mark}'
+            f'<span class="rec {r.result}" title="{_e(r.technique)}, {_e(r.when)}. '
+            f'{_e(r.why)}">{_e(r.source)}</span>{mark}'
         )
     return f'<td class="{" ".join(classes)}">' + "<br>".join(rows) + "</td>"
 
@@ -294,7 +295,8 @@ def render_html(report: MatrixReport, outcomes: OutcomeTable) -> str:
 started {when}, wall time {wall}.</p>
 <p>Each cell: successes/trials, rate and its 95 % Wilson interval; median time to first byte and
 goodput of the successful trials; failed trials' outcomes; the TSPU's rules that acted on the
-cell's flows; the §6 record (hover for its reasoning). Green: works (rate ≥ 50 %), red: fails;
+cell's flows; the §6 record's result and source (hover for the technique, when, and why it
+applies to the cell). Green: works (rate ≥ 50 %), red: fails;
 a red frame and ≠: the lab disagrees with the record.</p>
 <table id="matrix"><tr><th>method \\ profile</th>{head}</tr>{body}</table>
 <h2>Disagreements with §6</h2>
