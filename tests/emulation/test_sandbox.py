@@ -22,6 +22,8 @@ from tspulab.lab.sandbox import (
     namespace_ids,
     require_sandbox,
     run_in_sandbox,
+    sandbox_processes,
+    start_sandbox,
 )
 
 
@@ -148,3 +150,27 @@ def _raises_picky() -> None:
 def test_an_exception_that_cannot_travel_comes_back_as_its_text() -> None:
     with pytest.raises(RemoteError, match=r"(?s)_Picky .*1 and 2"):
         run_in_sandbox(_raises_picky)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_sandbox_is_known_by_its_token_not_only_by_its_namespace_inodes() -> None:
+    """The kernel gives a freed namespace's inode to the next namespace made (the next sandbox
+    often gets the same three), so a record's check must not take a newer sandbox for its own:
+    the token in the environment of the PID namespace's init tells them apart."""
+    box = start_sandbox(_sleep, 30.0)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not box.processes():
+            time.sleep(0.05)
+        ours = box.processes()
+        assert ours and box.token
+        assert sandbox_processes(box.namespaces, box.token) == ours
+        assert sandbox_processes(box.namespaces, "a-newer-sandbox") == [], (
+            "same inodes, another init: not ours"
+        )
+    finally:
+        box.kill(wait=True)
+    assert box.processes() == []

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tspulab.lab.sandbox import RUNNER_ENV, current_sandbox, processes_in
+from tspulab.lab.sandbox import (
+    RUNNER_ENV,
+    SANDBOX_ID_ENV,
+    current_sandbox,
+    processes_in,
+    sandbox_processes,
+)
 
 RECORD_NAME = "made.jsonl"
 
@@ -127,6 +133,7 @@ class RunRecord:
             {
                 "kind": "sandbox",
                 "namespaces": ids,
+                "id": os.environ.get(SANDBOX_ID_ENV),
                 "runner_pid": int(pid) if pid else None,
                 "runner_start": int(start) if start else None,
             }
@@ -233,11 +240,9 @@ def _sandbox_pids(sandbox: dict[str, Any], settle_s: float = 2.0) -> list[int]:
     still being ended by the kernel: give that `settle_s` before calling anything left."""
     deadline = time.monotonic() + settle_s
     while True:
-        found: set[int] = set()
-        for kind, inode in sandbox["namespaces"].items():
-            found.update(processes_in_namespace(kind, inode))
+        found = sandbox_processes(sandbox["namespaces"], sandbox.get("id"))
         if not found or time.monotonic() > deadline:
-            return sorted(found)
+            return found
         time.sleep(0.05)
 
 

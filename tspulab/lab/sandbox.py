@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,15 @@ T = TypeVar("T")
 SANDBOX_ENV = "TSPULAB_SANDBOX"
 #: Set in the job's environment: "PID:START" of the process outside that started the sandbox.
 RUNNER_ENV = "TSPULAB_RUNNER"
+#: In PID 1's environment from its exec: a token naming this sandbox. Namespace inodes are reused
+#: as soon as a namespace is freed (the next sandbox often gets the same three), so the record
+#: tells its own sandbox from a newer one by this token in the environment of the PID namespace's
+#: init (`sandbox_init_token`).
+SANDBOX_ID_ENV = "TSPULAB_SANDBOX_ID"
 NAMESPACES = ("net", "mnt", "pid")
 NAMESPACES_FILE = "namespaces.json"
+#: Written by PID 1 when it passes a SIGINT on to the job (a terminal's Ctrl-C reaches it too).
+FORWARDED_SIGINT_FILE = "forwarded-sigint"
 #: The default time a sandbox may run before it is killed (a run that hangs must not hang CI).
 DEFAULT_TIMEOUT_S = 3600.0
 
@@ -229,6 +237,9 @@ def _pid1(job_path: Path) -> int:
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
+        if signum == signal.SIGINT:
+            with contextlib.suppress(OSError):
+                (job_path.parent / FORWARDED_SIGINT_FILE).touch()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
@@ -256,6 +267,51 @@ def processes_in(kind: str, inode: int) -> list[int]:
         if stat[stat.rindex(")") + 2] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def init_of(pids: Iterable[int]) -> int | None:
+    """The host PID of the PID namespace's init (PID 1 inside) among `pids`, if alive."""
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:") and line.split()[-1] == "1":
+                return pid
+    return None
+
+
+def sandbox_init_token(pid: int) -> str | None:
+    """The sandbox token in the environment PID was started with (None if it has none)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = SANDBOX_ID_ENV.encode() + b"="
+    for item in environ.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode()
+    return None
+
+
+def sandbox_processes(namespaces: dict[str, int], token: str | None) -> list[int]:
+    """Host PIDs of the processes in a sandbox's namespaces now.
+
+    With its token known, only the sandbox's PID namespace counts, and only while that
+    namespace's init carries the token: the kernel hands a freed namespace's inode to the next
+    one, so a newer sandbox (another run's) can hold the same inodes. Without an init, the
+    namespace is being ended by the kernel and what is left is still this sandbox's."""
+    if token is None or "pid" not in namespaces:  # a record from before the token
+        found: set[int] = set()
+        for kind, inode in namespaces.items():
+            found.update(processes_in(kind, inode))
+        return sorted(found)
+    pids = processes_in("pid", namespaces["pid"])
+    init = init_of(pids)
+    if init is not None and sandbox_init_token(init) != token:
+        return []
+    return sorted(pids)
 
 
 def _start_time(pid: int) -> int:
@@ -297,6 +353,8 @@ class Sandbox:
     proc: subprocess.Popen[bytes]
     job: Job
     workdir: Path
+    #: the token in its PID 1's environment (SANDBOX_ID_ENV)
+    token: str | None = None
     #: the sandbox's namespace inodes, as its PID 1 wrote them (read on first use)
     namespaces: dict[str, int] = field(default_factory=dict)
 
@@ -325,10 +383,9 @@ class Sandbox:
         if not self.namespaces:
             with contextlib.suppress(OSError, ValueError):
                 self.namespaces = json.loads((self.workdir / NAMESPACES_FILE).read_text())
-        found: set[int] = set()
-        for kind, inode in self.namespaces.items():
-            found.update(processes_in(kind, inode))
-        return sorted(found)
+        if not self.namespaces:
+            return []
+        return sandbox_processes(self.namespaces, self.token)
 
     def _drain(self, timeout_s: float = 30.0) -> None:
         """After PID 1 is gone the kernel kills the rest; wait until it has, so that when a run
@@ -410,10 +467,11 @@ def start_sandbox(
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env.pop(SANDBOX_ENV, None)
     env[RUNNER_ENV] = f"{os.getpid()}:{_start_time(os.getpid())}"
+    env[SANDBOX_ID_ENV] = uuid.uuid4().hex
     stdin = None if interactive else subprocess.DEVNULL
     proc = subprocess.Popen(sandbox_argv(job_path), env=env, stdin=stdin)
     # Its namespaces are known once PID 1 has written them (`processes` reads them lazily).
-    return Sandbox(proc, job, workdir)
+    return Sandbox(proc, job, workdir, token=env[SANDBOX_ID_ENV])
 
 
 def run_in_sandbox(
@@ -438,12 +496,14 @@ def run_in_sandbox(
         result: T = box.wait(timeout_s)
         return result
     except KeyboardInterrupt:
-        # A terminal's Ctrl-C reached PID 1 too (same process group), which passed it on; a
-        # SIGINT sent to this process alone did not, so pass on SIGTERM if the job goes on.
+        # A terminal's Ctrl-C reached PID 1 too (same process group), which passed it on and
+        # said so; a SIGINT sent to this process alone did not, so then pass on SIGTERM (a
+        # second signal to a job already tearing down would cut its teardown and report short).
         try:
             box.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            box.signal(signal.SIGTERM)
+            if not (box.workdir / FORWARDED_SIGINT_FILE).exists():
+                box.signal(signal.SIGTERM)
         try:
             box.proc.wait(timeout=60)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
