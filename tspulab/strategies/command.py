@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the profile's engine acts live (a run per profile)")  # fmt: skip
     p.add_argument("--lab", action="store_true",
                    help="against the OVS lab TSPU in a sandbox, a lab per profile")  # fmt: skip
+    p.add_argument("--labs", type=int, default=2, metavar="N",
+                   help="--lab: labs at once (they share the strategies out)")  # fmt: skip
+    p.add_argument("--hops", metavar="TSPU,BORDER",
+                   help="--lab: the TSPU after TSPU routers, the border at hop BORDER "
+                   "(scenario hops:, docs/scenario.md); fakes need ttl=TSPU+1")  # fmt: skip
     p.add_argument("--max-pairs", type=int, default=30)
     p.add_argument("--out", help="directory for sweep.json, table.md and the captures")
 
@@ -117,9 +122,15 @@ def run_strategies_cli(args: argparse.Namespace) -> int:
         if args.transport != "tcp":
             print("tspulab strategies: --lab runs TCP strategies only", file=sys.stderr)
             return 2
+        try:
+            hops = _hops(args.hops)
+        except ValueError as err:
+            print(f"tspulab strategies: --hops: {err}", file=sys.stderr)
+            return 2
         results = _lab_results(
-            profiles, args.target, singles, args.trials, out, 0 if args.no_pairs else args.max_pairs
-        )
+            profiles, args.target, singles, args.trials, out,
+            0 if args.no_pairs else args.max_pairs, labs=max(1, args.labs), hops=hops,
+        )  # fmt: skip
         return _report(args, profiles, results, time.monotonic() - started, out, "lab")
     # SIGTERM unwinds like Ctrl-C, so the bench ends its processes and deletes its namespaces;
     # the run sandbox (its own network, PID and mount namespaces) covers a SIGKILL too.
@@ -168,6 +179,19 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _hops(text: str | None) -> tuple[int, int] | None:
+    """'2,5' -> (2, 5), checked as the scenario key checks it."""
+    if text is None:
+        return None
+    from tspulab.topologies.hops import PathHops
+
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{text!r} is not TSPU,BORDER (two whole numbers, e.g. 2,5)")
+    hops = PathHops(tspu=int(parts[0]), border=int(parts[1]))
+    return hops.tspu, hops.border
+
+
 def _lab_results(
     profiles: Sequence[str],
     target: str,
@@ -175,16 +199,19 @@ def _lab_results(
     trials: int,
     out: Path,
     max_pairs: int,
+    labs: int = 1,
+    hops: tuple[int, int] | None = None,
 ) -> list[StrategyResult]:
-    """One lab per profile for the singles, then one per profile for the pairs (labsweep.py),
-    merged into one result per strategy."""
+    """The singles in labs of every profile, then the pairs (labsweep.py), merged into one
+    result per strategy. Each profile's strategies are shared out among ``labs`` labs that run
+    at once, each in its own sandbox (a lab per profile per share)."""
     from tspulab.strategies.sweep import pair_candidates
 
     merged: dict[str, StrategyResult] = {}
-    _lab_round(merged, profiles, target, singles, trials, out, control=True)
+    _lab_round(merged, profiles, target, singles, trials, out, True, labs, hops)
     pairs = [c.text() for c in pair_candidates(list(merged.values()), profiles, trials, max_pairs)]
     if pairs:
-        _lab_round(merged, profiles, target, pairs, trials, out, control=False)
+        _lab_round(merged, profiles, target, pairs, trials, out, False, labs, hops)
     return list(merged.values())
 
 
@@ -196,20 +223,41 @@ def _lab_round(
     trials: int,
     out: Path,
     control: bool,
+    labs: int,
+    hops: tuple[int, int] | None,
 ) -> None:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from tspulab.strategies.labsweep import run_lab
 
-    for profile in profiles:
-        what = "control and " if control else ""
-        print(f"lab for {profile}: {what}{len(specs)} strategies, {trials} trials each")
-        for r in run_lab(profile, target, specs, trials, out / "labs", control):
-            m = merged.setdefault(r.strategy, StrategyResult(r.strategy, [], {}, 0.0))
-            m.live_trials[profile] = r.trials
-            m.judged[profile] = r.judged[profile]
-            m.seconds += r.seconds
-            m.error = m.error or r.error
-            counts = f"{r.success_count(profile)}/{len(r.trials)}"
-            print(f"  {r.strategy:44s} {profile}={counts}{'  ERROR ' + r.error if r.error else ''}")
+    # Each profile's strategies dealt round-robin into shares: a lab per (profile, share); the
+    # control runs in every profile's first share. run_lab blocks on its sandbox's child
+    # process, so threads are enough to run `labs` of them at once.
+    per = max(1, labs // len(profiles)) if len(profiles) < labs else 1
+    jobs = [
+        (profile, list(specs[k::per]), control and k == 0)
+        for profile in profiles
+        for k in range(min(per, len(specs)) or 1)
+    ]
+    what = "control and " if control else ""
+    print(f"{len(jobs)} lab(s), {labs} at once: {what}{len(specs)} strategies per profile, "
+          f"{trials} trials each", flush=True)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=labs) as pool:
+        running = {
+            pool.submit(run_lab, p, target, share, trials, out / "labs", first, hops): p
+            for p, share, first in jobs
+        }
+        for done in as_completed(running):
+            profile = running[done]
+            for r in done.result():
+                m = merged.setdefault(r.strategy, StrategyResult(r.strategy, [], {}, 0.0))
+                m.live_trials[profile] = r.trials
+                m.judged[profile] = r.judged[profile]
+                m.seconds += r.seconds
+                m.error = m.error or r.error
+                counts = f"{r.success_count(profile)}/{len(r.trials)}"
+                error = f"  ERROR {r.error}" if r.error else ""
+                print(f"  {r.strategy:44s} {profile}={counts}{error}", flush=True)
 
 
 def _report(
