@@ -28,7 +28,7 @@ from tspulab.matrix.catalogue import (
     settings_json,
 )
 from tspulab.matrix.lab import lab_scenario, run_lab
-from tspulab.matrix.plan import LabUnit, Shard, all_cells, group_labs
+from tspulab.matrix.plan import Cell, LabUnit, Shard, all_cells, group_labs
 from tspulab.matrix.records import (
     RESULTS_FILE,
     Footer,
@@ -36,6 +36,8 @@ from tspulab.matrix.records import (
     LabRecord,
     MatrixSpec,
     ResultsWriter,
+    TrialRecord,
+    read_results,
 )
 
 
@@ -53,6 +55,12 @@ class RunOptions:
 def plan_shard(spec: MatrixSpec, shard: Shard, options: RunOptions) -> list[LabUnit]:
     cells = shard.take(all_cells(spec.methods, spec.profiles))
     return group_labs(cells, options.jobs, options.max_methods)
+
+
+def unmeasured(results: Path, unit: LabUnit) -> list[Cell]:
+    """`unit`'s cells without any trial in the results file so far."""
+    done = {(r.method, r.profile) for r in read_results(results) if isinstance(r, TrialRecord)}
+    return [c for c in unit.cells if (c.method, c.profile) not in done]
 
 
 def run_matrix(
@@ -100,6 +108,17 @@ def run_matrix(
     )
 
     def one(unit: LabUnit) -> LabRecord:
+        record = attempt(unit)
+        if record.error:
+            # A lab that failed (a tool that would not start on a loaded machine, a sandbox
+            # killed from outside) gets one more try for the cells it did not measure.
+            left = unmeasured(results, unit)
+            if left:
+                log(f"  {unit.id}: trying its {len(left)} unmeasured cell(s) again")
+                record = attempt(LabUnit(f"{unit.id}-retry", tuple(left)))
+        return record
+
+    def attempt(unit: LabUnit) -> LabRecord:
         log(f"  {unit.id}: {len(unit.methods)} method(s) × {len(unit.profiles)} profile(s)")
         try:
             box = start_sandbox(

@@ -190,3 +190,16 @@ def test_junit_has_a_failure_per_disagreement(tmp_path: Path) -> None:
     assert [(c.get("classname"), c.get("name")) for c in failed] == [
         ("tspulab.matrix.vpn-protocols-2023", "wireguard")
     ]
+
+
+def test_a_failed_lab_retries_only_its_unmeasured_cells(tmp_path: Path) -> None:
+    from tspulab.matrix.plan import LabUnit
+    from tspulab.matrix.runner import unmeasured
+
+    path = write_shard(tmp_path, Shard(1, 2))  # direct and wireguard@tspu-2022 measured
+    unit = LabUnit("lab1", tuple(all_cells(SPEC.methods, SPEC.profiles)))
+    assert [c.key() for c in unmeasured(path, unit)] == [
+        "wireguard@vpn-protocols-2023",
+        "trojan@tspu-2022",
+        "trojan@vpn-protocols-2023",
+    ]
