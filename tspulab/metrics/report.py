@@ -30,6 +30,7 @@ from tspulab.metrics.timeline import (
     services_from_meta,
     weights_from_meta,
 )
+from tspulab.metrics.vpn import insert_sections, vpn_sections
 
 
 def _pct(x: float | None) -> str:
@@ -122,6 +123,7 @@ def write_report(run_dir: Path, expect: list[dict[str, Any]] | None = None) -> R
     if problem:
         summary["contract_problem"] = problem
     page = render_run_html(run_dir, meta, timeline, results, summary)
+    page = insert_sections(page, vpn_sections(meta, records, run_dir))
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return RunReport(path, timeline, results, junit)

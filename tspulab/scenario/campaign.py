@@ -176,6 +176,14 @@ class Circumvention(Section):
     port: Int | None = Field(default=None, ge=1, le=65535)
     """Default per kind (1080 for socks5, 1194 for openvpn, ...: DEFAULT_PORTS); none for direct."""
     options: Options | None = None
+    subscribers: tuple[Str, ...] | None = Field(default=None, min_length=1)
+    """Subscriber hosts that use it (None: every probing subscriber)."""
+    services: tuple[Str, ...] | None = Field(default=None, min_length=1)
+    """Services its users reach through it (None: the targets). A company's or a payment
+    network's own tunnel reaches innocent services."""
+    applies_registry: Bool = False
+    """Its server drops registry addresses at its exit: a VPN that joined the state registry
+    system (docs/tspu-behaviour.md §10.1: Kaspersky Secure Connection, 2019)."""
 
     _options = field_validator("options", mode="before")(validate_options)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tspulab.dpi.profile import ProfileError, load_profile
 from tspulab.dpi.yamlload import ErrorLocation, Loc, YamlDocument, listed
 from tspulab.scenario.campaign import DIRECT, SHARE_METRICS, Circumvention, Expectation
 from tspulab.scenario.check_context import (
@@ -94,13 +95,35 @@ def _check_isps(ctx: Context) -> Iterator[ErrorLocation]:
     known = known_profiles()
     if ctx.profile in known and isinstance(ctx.data.get("profile_sets"), dict):
         sets = _valid_sets(ctx.data["profile_sets"])
-        yield from check_profile_sets(doc, ("profile_sets",), ctx.profile, sets)
+        yield from _check_sets(ctx, ("profile_sets",), ctx.profile, None, sets)
     for i, isp in ctx.isps:
         profile = isp.profile or ctx.profile
         if isp.profile_sets is not None and profile in known:
-            yield from check_profile_sets(
-                doc, ("isps", i, "profile_sets"), profile, isp.profile_sets
+            yield from _check_sets(
+                ctx, ("isps", i, "profile_sets"), profile, isp.name, isp.profile_sets
             )
+
+
+def _check_sets(
+    ctx: Context, where: Loc, profile: str, isp: str | None, sets: dict[str, tuple[str, ...]]
+) -> Iterator[ErrorLocation]:
+    """Each set must belong to the ISP's profile or to one the timeline switches it to (the
+    controller fills a profile changed at run time with the sets it has)."""
+    later = [
+        entry.profile.name
+        for _, entry in valid_items(TimelineEntry, ctx.data.get("timeline"))
+        if entry.profile is not None and (isp is None or entry.profile.isp in (None, isp))
+    ]
+    for name, entries in sets.items():
+        owner = next((p for p in [profile, *later] if _has_set(p, name)), profile)
+        yield from check_profile_sets(ctx.doc, where, owner, {name: entries})
+
+
+def _has_set(profile: str, name: str) -> bool:
+    try:
+        return name in load_profile(profile).sets
+    except ProfileError:
+        return False
 
 
 def _valid_sets(raw: dict[Any, Any]) -> dict[str, tuple[str, ...]]:
@@ -140,6 +163,9 @@ def _check_circumvention(ctx: Context) -> Iterator[ErrorLocation]:
             yield from ctx.place(
                 loc, f"circumvention '{method.name}'", method.cloud, method.address
             )
+        for key, names in (("subscribers", ctx.hosts), ("services", ctx.services)):
+            for k, value in enumerate(getattr(method, key) or ()):
+                yield from ctx.unknown(names, (*loc, key, k), value)
 
 
 def _check_timeline(ctx: Context) -> Iterator[ErrorLocation]:

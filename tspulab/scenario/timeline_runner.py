@@ -26,6 +26,7 @@ from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry
 from tspulab.metrics.progress import Progress
 from tspulab.scenario.build import registry_from_sources
+from tspulab.scenario.compliant_exit import apply_exit_filter
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario, TimelineEntry
 
@@ -92,6 +93,7 @@ class TimelineRun:
     def run(self) -> None:
         for isp in self.lab.isps:
             self._registry_line(isp.name, 0.0, self.published)
+        self._filter_exits()
         for entry in self.scenario.timeline:
             self._push(entry.at_s, 0, "entry", entry)
         for t in self.scenario.probe_times():
@@ -138,6 +140,7 @@ class TimelineRun:
                     new, registry_from_sources(self.scenario, entry.registry_remove, label)
                 )
             self.published = new
+            self._filter_exits()
             for isp in self.lab.isps:
                 self._push(t + isp.update_delay_s, 1, "registry", (isp.name, _copy(new)))
         if entry.profile is not None:
@@ -148,8 +151,20 @@ class TimelineRun:
             self.lab.move_service(entry.move_service.service, str(entry.move_service.address))
         if entry.circumvention is not None:
             change = entry.circumvention
+            for name in change.stop:
+                # its users' clients end: starting it again later makes new connections
+                self.lab.methods.drop_clients(name, self.lab.lab.host)
             self.methods = [m for m in self.methods if m not in change.stop]
             self.methods += [m for m in change.start if m not in self.methods]
+
+    def _filter_exits(self) -> None:
+        """Methods that comply with the law drop the published registry at their exit at once
+        (tspulab.scenario.compliant_exit; no ISP update delay)."""
+        for m in self.scenario.circumvention:
+            if m.applies_registry and m.cloud is not None:
+                directory = self.lab.run_dir / "methods" / m.name
+                n = apply_exit_filter(self.lab.host(m.cloud), m.name, self.published, directory)
+                self.lab.log(f"  exit filter of {m.name}: {n} registry prefixes dropped")
 
     def _probe_round(self, t: float) -> None:
         """`probes.rounds` rounds of every (subscriber, service, method) probe, each round run
@@ -170,7 +185,11 @@ class TimelineRun:
                 for service in scenario.services
                 for kind in kinds
                 for method in ["direct"]
-                + (self.methods if service.role == "target" and kind == "https" else [])
+                + (
+                    [m for m in self.methods if uses(scenario, m, sub, service.name)]
+                    if kind == "https"
+                    else []
+                )
             ]
             with ThreadPoolExecutor(max_workers=PARALLEL_PROBES) as pool:
                 futures = [pool.submit(self._probe_one, job, stamp) for job in jobs]
@@ -197,10 +216,20 @@ class TimelineRun:
             )  # fmt: skip
 
 
+def uses(scenario: Scenario, method: str, subscriber: str, service: str) -> bool:
+    """Whether `subscriber` reaches `service` through `method`: the method's `subscribers`
+    (default every one) and `services` (default the targets)."""
+    m = scenario.method(method)
+    if m.subscribers is not None and subscriber not in m.subscribers:
+        return False
+    if m.services is not None:
+        return service in m.services
+    return scenario.service(service).role == "target"
+
+
 def planned_probes(scenario: Scenario) -> int:
-    """How many probes the run will make (direct, plus each active method for targets)."""
-    subs = len(scenario.probe_subscribers())
-    targets = sum(1 for s in scenario.services if s.role == "target")
+    """How many probes the run will make (direct, plus each active method's users' services)."""
+    subs = scenario.probe_subscribers()
     total = 0
     kinds = len([k for k in scenario.probes.kinds if k != "ttfb"]) or 1
     for t in scenario.probe_times():
@@ -209,7 +238,13 @@ def planned_probes(scenario: Scenario) -> int:
             if entry.at_s <= t and entry.circumvention is not None:
                 active = [m for m in active if m not in entry.circumvention.stop]
                 active += [m for m in entry.circumvention.start if m not in active]
-        total += subs * (kinds * len(scenario.services) + targets * len(active))
+        through = sum(
+            uses(scenario, m, sub, s.name)
+            for m in active
+            for sub in subs
+            for s in scenario.services
+        )
+        total += len(subs) * kinds * len(scenario.services) + through
     return total * scenario.probes.rounds
 
 
