@@ -113,6 +113,26 @@ def format_table(report: MatrixReport) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: MatrixReport) -> str:
+    """The matrix as a Markdown table (for notes and docs): successes/trials [Wilson 95 %],
+    **≠** where the cell disagrees with its §6 record."""
+    spec = report.spec
+    lines = [
+        "| method | " + " | ".join(spec.profiles) + " |",
+        "|---|" + "---|" * len(spec.profiles),
+    ]
+    for m in spec.methods:
+        cells = []
+        for p in spec.profiles:
+            c = report.cell(m, p)
+            text = cell_text(c).rstrip("!")
+            if c is not None and c.agreement == "disagree":
+                text += " **≠**"
+            cells.append(text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_disagreements(report: MatrixReport) -> str:
     lines = []
     for c in report.disagreements:
@@ -315,5 +335,6 @@ a red frame and ≠: the lab disagrees with the record.</p>
 def write_reports(records: Sequence[Record], out_dir: Path, outcomes: OutcomeTable) -> MatrixReport:
     report = build_report(records, outcomes)
     (out_dir / "report.html").write_text(render_html(report, outcomes), encoding="utf-8")
+    (out_dir / "report.md").write_text(format_markdown(report) + "\n", encoding="utf-8")
     write_junit(report, out_dir / "junit.xml")
     return report
