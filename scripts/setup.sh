@@ -41,9 +41,12 @@ METHOD_PACKAGES=(
   dante-server tinyproxy         # SOCKS5 (dante) and HTTP CONNECT (tinyproxy)
   openssh-server openssh-client  # ssh -D tunnels
   iodine                         # a DNS tunnel (iodine, iodined)
-  slurm-wlm                      # the matrix's Slurm job-array test (a one-node cluster per test)
-  chromium                       # opens the matrix's report.html, headless, in its test
 )
+# The matrix's Slurm job-array test (a one-node cluster per test) and the headless browser that
+# opens reports in tests: host tools, not wanted in the test VM's image (TSPULAB_IN_VM=1).
+if [ -z "${TSPULAB_IN_VM:-}" ]; then
+  METHOD_PACKAGES+=(slurm-wlm chromium)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages and tspulab drives network namespaces)" >&2
