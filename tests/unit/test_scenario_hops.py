@@ -196,8 +196,25 @@ def test_a_tspu_on_the_uplink_keeps_the_exchange_delay() -> None:
     from tspulab.scenario.links import Links
 
     spec = MultiIspSpec(isps=(IspSpec("a", 1, PathHops(tspu=2, border=2)),))
-    planned = plan_links(
-        topo_link_ends(MultiIspTopo(spec=spec)), node_roles(spec), Links(), {}
-    )
+    planned = plan_links(topo_link_ends(MultiIspTopo(spec=spec)), node_roles(spec), Links(), {})
     exchange = [p.ends for p in planned if p.link_class == "exchange"]
     assert [(a[0], b[0]) for a, b in exchange] == [("t1", "ix")]
+
+
+def test_every_router_address_is_inside_the_labs_own_ranges() -> None:
+    """Cloud prefixes may not overlap LAB_RANGES (scalars.py), so no scenario can collide with
+    a router of any path."""
+    import ipaddress
+
+    from tspulab.scenario.scalars import LAB_RANGES
+
+    topo = _topo(PathHops(tspu=3, border=6))
+    found = [topo.nodeInfo(n).get("ip") for n in topo.hosts() if n.startswith("r")]
+    found += [
+        info[f"params{n}"]["ip"] for _, _, info in topo.links(withInfo=True)
+        for n in "12" if "ip" in info.get(f"params{n}", {})
+    ]  # fmt: skip
+    assert len(found) >= 12
+    for address in found:
+        net = ipaddress.ip_interface(address).network
+        assert any(net.subnet_of(r) for r, _ in LAB_RANGES), address
