@@ -56,6 +56,17 @@ class LabMethods:
             self.adapters[m.name] = adapter_class(m.kind)(ctx)
         self._access: dict[tuple[str, str], Access] = {}
         self._locks = {name: threading.Lock() for name in self.adapters}
+        # A Mininet node's shell runs one command at a time: clients of different methods
+        # starting in the same subscriber host (probes run in parallel) take turns for each
+        # command, not for their whole start (a blocked handshake waits 30 s).
+        self._nodes: dict[str, _SerialNode] = {}
+        self._nodes_guard = threading.Lock()
+
+    def _serial(self, node: Node) -> Node:
+        with self._nodes_guard:
+            if node.name not in self._nodes:
+                self._nodes[node.name] = _SerialNode(node)
+            return self._nodes[node.name]
 
     def addresses(self, name: str) -> list[str]:
         """Every address a method's servers use (a Tor network has one per relay)."""
@@ -93,7 +104,7 @@ class LabMethods:
         key = (name, node.name)
         with self._locks[name]:
             if key not in self._access:
-                self._access[key] = self.adapters[name].start_client(node)
+                self._access[key] = self.adapters[name].start_client(self._serial(node))
             return self._access[key]
 
     def drop_client(self, name: str, node: Node) -> None:
@@ -101,7 +112,13 @@ class LabMethods:
         makes new flows, which the TSPU judges under what it knows now)."""
         with self._locks[name]:
             self._access.pop((name, node.name), None)
-            self.adapters[name].stop_client(node)
+            self.adapters[name].stop_client(self._serial(node))
+
+    def drop_clients(self, name: str, node_of: Callable[[str], Node]) -> None:
+        """Stop every client of method `name` (its users stopped using it); `node_of` gives a
+        host by its Mininet name."""
+        for method, host in [k for k in self._access if k[0] == name]:
+            self.drop_client(method, node_of(host))
 
     def probe(
         self,
@@ -119,7 +136,7 @@ class LabMethods:
         failed probe (outcome `client-failed: ...`), as a user's app would fail to connect; so
         is a method whose server or client has exited (`method-down: ...`)."""
         try:
-            problem = self.adapters[name].health(node)
+            problem = self.adapters[name].health(self._serial(node))
             if problem:
                 raise MethodError(problem)
             access = self.access(name, node)
@@ -140,3 +157,19 @@ class LabMethods:
         for method in reversed(list(self.adapters.values())):
             method.stop()
         self._access.clear()
+
+
+class _SerialNode:
+    """A host whose shell commands (`cmd`) run one at a time whichever thread asks; everything
+    else (`popen`, `name`, ...) is the host's own."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._lock = threading.Lock()
+
+    def cmd(self, *args: Any, **kwargs: Any) -> str:
+        with self._lock:
+            return str(self._node.cmd(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._node, name)

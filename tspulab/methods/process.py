@@ -59,6 +59,9 @@ class Started:
     proc: Any
     node: Node
     log: Path
+    offset: int = 0
+    """Where this process's output starts in the log (a client started again appends to the
+    log of the one before; readiness must not match the old one's lines)."""
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Processes:
             argv = ["sh", "-c", f"cd {shlex.quote(str(cwd))} && exec {shlex.join(argv)}"]
         if env:
             argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+        offset = log.stat().st_size if log.exists() else 0
         out = log.open("ab")
         try:
             proc = node.popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -96,7 +100,7 @@ class Processes:
             out.close()
         if self.record is not None:
             self.record.process(proc.pid, f"{name} ({node.name})", group_leader=True)
-        started = Started(name, proc, node, log)
+        started = Started(name, proc, node, log, offset)
         self.started.append(started)
         return started
 
@@ -173,7 +177,7 @@ def wait_log(
 
     def check() -> bool:
         try:
-            text = started.log.read_text(errors="replace")
+            text = started.log.read_bytes()[started.offset :].decode(errors="replace")
         except OSError:
             return False
         match = re.search(pattern, text)
