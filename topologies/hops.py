@@ -88,11 +88,13 @@ def add_isp_path(
     exchange: str,
     exchange_ip: str,
     upstream_routes: tuple[tuple[str, str], ...],
+    old_filter: tuple[str, int] | None = None,
 ) -> tuple[str, ...]:
     """Add ISP i's routers and its TSPU between the access switch and the exchange switch (both
     already in `topo`). `exchange_ip` is the border's address on the exchange (with its prefix
-    length); `upstream_routes` are the border's routes into the exchange. Returns the routers'
-    names, hop 1 first."""
+    length); `upstream_routes` are the border's routes into the exchange. `old_filter`: the ISP's
+    own filter switch (already in `topo`) and the link it sits on, upstream of the TSPU when
+    they share one (topologies/oldfilter.py). Returns the routers' names, hop 1 first."""
     names = router_names(i, hops)
     for k, name in enumerate(names, start=1):
         down = f"{gateway_address(i)}/24" if k == 1 else link_addresses(i, k - 1)[1]
@@ -116,11 +118,14 @@ def add_isp_path(
             lower_end = {"intfName": f"{lower}-eth1", "params": {"ip": ip}}
         if k < hops.border:
             upper_end = {"intfName": f"{upper}-eth0"}
-        if k == hops.tspu:
-            _link(topo, lower, tspu, lower_end, {"port": TSPU_SUBSCRIBER_PORT})
-            _link(topo, tspu, upper, {"port": TSPU_UPSTREAM_PORT}, upper_end)
-        else:
-            _link(topo, lower, upper, lower_end, upper_end)
+        # bumps in the wire on this link, the subscribers' side first: (switch, down, up port)
+        bumps = [(tspu, TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT)] if k == hops.tspu else []
+        if old_filter is not None and k == old_filter[1]:
+            bumps.append((old_filter[0], TSPU_SUBSCRIBER_PORT, TSPU_UPSTREAM_PORT))
+        for switch, down, up in bumps:
+            _link(topo, lower, switch, lower_end, {"port": down})
+            lower, lower_end = switch, {"port": up}
+        _link(topo, lower, upper, lower_end, upper_end)
     return names
 
 

@@ -37,6 +37,7 @@ from tspulab.topologies.nodes import (
     LinuxRouter,
     PrefixOwner,
 )
+from tspulab.topologies.oldfilter import OldFilterSpec, add_old_filter, blockpage_routes
 
 __all__ = [
     "TSPU_SUBSCRIBER_PORT",
@@ -75,6 +76,8 @@ class IspSpec:
     subscribers: int
     hops: PathHops = field(default_factory=PathHops)
     """Where its TSPU and border router are (topologies/hops.py); the default is one router."""
+    old_filter: OldFilterSpec | None = None
+    """The ISP's own older filter on its path (topologies/oldfilter.py), or None."""
 
     def host(self, i: int, n: int) -> str:
         return f"i{i}s{n}"
@@ -119,11 +122,17 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
             (p, cloud_exchange_ip(j)) for j, c in enumerate(spec.clouds) for p in c.prefixes
         ]
         cloud_routes.append((f"{spec.dns_address}/32", DNS_EXCHANGE_IP))
+        cloud_routes += blockpage_routes([(i, s.old_filter) for i, s in enumerate(spec.isps, 1)])
         for i, isp in enumerate(spec.isps, start=1):
             access = self.addSwitch(
                 spec.access_switch(i), dpid=f"{ACCESS_DPID_BASE + i:016x}", **sw
             )
             tspu = self.addSwitch(spec.tspu_switch(i), dpid=f"{spec.tspu_dpid(i):016x}", **sw)
+            # the ISP's own older filter, on the link of its path the scenario names
+            old_filter = add_old_filter(
+                self, i, isp.old_filter, border=isp.hops.border, exchange=exchange,
+                exchange_prefixlen=plen, isp_routes=isp_routes, switch_options=sw,
+            )  # fmt: skip
             for n in range(1, isp.subscribers + 1):
                 host = self.addHost(
                     isp.host(i, n),
@@ -136,6 +145,7 @@ class MultiIspTopo(Topo):  # type: ignore[misc]
             add_isp_path(
                 self, i, isp.hops, access=access, tspu=tspu, exchange=exchange,
                 exchange_ip=f"{router_exchange_ip(i)}/{plen}", upstream_routes=tuple(cloud_routes),
+                old_filter=old_filter,
             )  # fmt: skip
         for j, cloud in enumerate(spec.clouds):
             # Clouds reach the ISPs through their routers and each other directly (a proxy in

@@ -62,9 +62,8 @@ probes: {{timeout_s: 2{extra_probe}}}
 @pytest.mark.parametrize(
     ("probe", "isp", "message"),
     [
-        (", kinds: [https, dns]", "", "probes.kinds: dns not implemented yet"),
-        (", kinds: [quic]", "", "probes.kinds: quic not implemented yet"),
-        ("", ", old_filter: true", "isps[a].old_filter: the ISP's own older filter"),
+        (", kinds: [https, quic]", "", "probes.kinds: quic not implemented yet"),
+        (", kinds: [iperf3]", "", "probes.kinds: iperf3 not implemented yet"),
     ],
 )
 def test_runner_refuses_what_it_cannot_do(
@@ -89,3 +88,9 @@ def test_runnable_kinds_pass(tmp_path: Path) -> None:
     )
     check_runnable(scenario)
     assert planned_probes(scenario) == 1 * 3 * 2  # ttfb rides on https
+    # dns probes and the ISP's own old filter run (tests/emulation/test_old_filter.py)
+    check_runnable(
+        load_scenario_text(
+            _campaign_text(", kinds: [https, dns]", ", old_filter: true"), tmp_path / "s2.yaml"
+        )
+    )

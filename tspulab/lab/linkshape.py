@@ -126,6 +126,13 @@ def node_roles(spec: Any) -> dict[str, NodeRole]:
             roles[spec.access_switch(i)] = NodeRole("access", isp=isp.name)
             roles[spec.tspu_switch(i)] = NodeRole("tspu", isp=isp.name)
             roles[f"r{i}"] = NodeRole("router", isp=isp.name)
+            flt = getattr(isp, "old_filter", None)
+            if flt is not None:
+                # the ISP's old filter is a bump in the wire (topologies/oldfilter.py): on the
+                # border's uplink that link keeps its exchange delay on the router's side of it;
+                # inside the ISP, links get nothing (as next to a TSPU)
+                at_border = flt.hop is None or flt.hop == isp.hops.border
+                roles[f"o{i}"] = NodeRole("exchange" if at_border else "tspu", isp=isp.name)
         roles[spec.exchange_switch] = NodeRole("exchange")
     else:  # topologies/single_isp.py
         for n in range(1, spec.subscribers + 1):

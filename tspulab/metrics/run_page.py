@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from tspulab.metrics.boxes import boxes_html
 from tspulab.metrics.expect import ExpectationResult
 from tspulab.metrics.plots import (
     blocked_addresses_png,
@@ -485,6 +486,7 @@ delay); over-blocking is blocked addresses per address the targets use.</p>
 reached the service; degraded: reachable but slower than the scenario's threshold.</p>
 {_services_table(summary)}
 {_switch_section(summary)}
+{boxes_html(summary)}
 <h2>Timeline</h2>
 {_events_table(tl)}
 <h2>Environment</h2>

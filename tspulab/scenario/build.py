@@ -7,13 +7,15 @@ unit-tested without a network.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.registry import Registry, load_inline, load_list, load_rkn_dump
 from tspulab.lab.services import Site
 from tspulab.scenario.model import RegistrySource, Scenario
+from tspulab.scenario.oldfilter_config import default_blockpage
 from tspulab.topologies.multi_isp import CloudSpec, IspSpec, MultiIspSpec
+from tspulab.topologies.oldfilter import OldFilterSpec
 
 
 def build_registry(scenario: Scenario) -> Registry:
@@ -75,6 +77,9 @@ def plan_lab(scenario: Scenario) -> LabPlan:
     for i, isp in enumerate(scenario.effective_isps(), start=1):
         hops = (isp.hops or scenario.topology.hops).path()
         spec = IspSpec(isp.name, isp.subscribers, hops)
+        if isp.old_filter is not None:
+            blockpage = isp.old_filter.blockpage or default_blockpage(i)
+            spec = replace(spec, old_filter=OldFilterSpec(str(blockpage), isp.old_filter.hop))
         isp_specs.append(spec)
         for n, name in enumerate(hosts[isp.name], start=1):
             host_of[name] = spec.host(i, n)

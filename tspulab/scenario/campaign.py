@@ -25,6 +25,7 @@ from tspulab.methods.options import (
     validate_options,
 )
 from tspulab.scenario.hops import Hops
+from tspulab.scenario.oldfilter_config import OldFilter, coerce_old_filter
 from tspulab.scenario.scalars import (
     Address,
     Bool,
@@ -120,8 +121,11 @@ class Isp(Section):
     """Registry changes reach this ISP's TSPU this much scenario time later."""
     coverage: Float = Field(default=1.0, ge=0, le=1)
     """Share of this ISP's subscribers whose traffic passes the TSPU."""
-    old_filter: Bool = False
-    """The ISP's own older filter beside the TSPU (HTTP Host blockpage, RST after ClientHello)."""
+    old_filter: OldFilter | None = None
+    """The ISP's own older filter beside the TSPU (tspulab.scenario.oldfilter_config); `true` in
+    the file is a filter with every default, `false` none."""
+
+    _old_filter = field_validator("old_filter", mode="before")(coerce_old_filter)
     fail_mode: Literal["closed", "open"] = "closed"
     hops: Hops | None = None
     """Router hops from its subscribers to its TSPU and border router (scenario/hops.py);

@@ -29,6 +29,7 @@ from tspulab.scenario.check_context import (
     valid_items,
 )
 from tspulab.scenario.model import Probes, TimelineEntry
+from tspulab.scenario.oldfilter_checks import check_old_filters
 from tspulab.scenario.scalars import (
     format_duration,
     is_relative_time,
@@ -403,6 +404,7 @@ def check_campaign(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
     yield from check_lab_addresses(doc)
     ctx = make_context(doc, path)
     yield from _check_isps(ctx)
+    yield from check_old_filters(ctx)
     yield from _check_circumvention(ctx)
     yield from _check_timeline(ctx)
     yield from _check_probes(ctx)

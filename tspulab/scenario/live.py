@@ -57,8 +57,10 @@ from tspulab.methods.lab import LabMethods
 from tspulab.metrics.results import ResultWriter
 from tspulab.parity import capture_name
 from tspulab.scenario.build import build_registry, plan_lab
+from tspulab.scenario.dnsprobe import dns_probe
 from tspulab.scenario.labrun import LabRun
 from tspulab.scenario.model import Scenario
+from tspulab.scenario.oldfilter_lab import filter_configs, start_blockpages
 from tspulab.scenario.probes import ProbeResult, https_probe, ping_probe
 from tspulab.scenario.tspu_config import control_socket_path
 from tspulab.topologies.multi_isp import (
@@ -131,7 +133,10 @@ class LiveLab(LabRun):
         self.meta.write(self.run_dir / RUN_FILE)
         config = self.run_dir / CONTROLLER_FILE
         ControllerFile(
-            tspus=self._tspu_configs() if tspu else [], events_log=self.run_dir / EVENTS_FILE
+            tspus=self._tspu_configs() if tspu else [],
+            events_log=self.run_dir / EVENTS_FILE,
+            # each ISP's own older filter beside its TSPU (tspulab.scenario.oldfilter_lab)
+            old_filters=filter_configs(scenario, self.run_dir, self.registry) if tspu else [],
         ).write(config)
         self.lab = Lab(self.run_dir, MultiIspTopo(spec=self.spec), config, self.record)
         self.writer = ResultWriter(self.run_dir / "results.jsonl")
@@ -253,6 +258,7 @@ class LiveLab(LabRun):
             self.record,
             hosts_file=self.hosts_file,
         )
+        start_blockpages(self.lab, self.scenario, self.run_dir, self.record)
         self.methods.start_servers(
             lambda cloud: self.host(cloud),
             lambda cloud: [str(p) for p in self.scenario.cloud(cloud).prefixes],
@@ -368,7 +374,13 @@ class LiveLab(LabRun):
         spec = self.scenario.service(service)
         timeout = timeout_s if timeout_s is not None else self.scenario.probes.timeout_s
         host = self.host(subscriber)
-        if kind == "ping":
+        if kind == "dns":
+            result = dns_probe(
+                host, subscriber=subscriber, service=service, role=spec.role,
+                domain=spec.domains[0], resolver=str(self.scenario.dns.address),
+                expected=self.addresses[service], timeout_s=timeout, round_no=round_no,
+            )  # fmt: skip
+        elif kind == "ping":
             result = ping_probe(
                 host, subscriber=subscriber, service=service, role=spec.role,
                 address=self.addresses[service], timeout_s=timeout, round_no=round_no,

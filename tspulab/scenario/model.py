@@ -30,6 +30,7 @@ from tspulab.scenario.campaign import (
 )
 from tspulab.scenario.hops import Hops
 from tspulab.scenario.links import Links
+from tspulab.scenario.oldfilter_config import OldFilter
 from tspulab.scenario.paths import DATA_PREFIX, data_dir, resolve_data_path
 from tspulab.scenario.scalars import (
     BUILTIN_PROFILES,
@@ -129,6 +130,12 @@ class RegistrySource(Section):
         if self.inline is not None:
             return "inline"
         return "domains" if self.domains is not None else "file"
+
+
+# An ISP's old filter may carry its own registry sources: the campaign models were built before
+# this class existed, so they are completed here.
+OldFilter.model_rebuild(_types_namespace={"RegistrySource": RegistrySource})
+Isp.model_rebuild()
 
 
 class Dns(Section):

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tspulab.dpi.oldfilter import BLOCKPAGE_MARKER, BLOCKPAGE_PATH
 from tspulab.lab.services import site_marker
 
 # curl exit codes worth naming in a report (man curl, EXIT CODES).
@@ -72,6 +73,13 @@ def parse_curl_output(stdout: str) -> tuple[str, dict[str, Any]]:
     return body, info if isinstance(info, dict) else {}
 
 
+def at_blockpage(body: str, info: dict[str, Any]) -> bool:
+    """Whether curl's answer came from an ISP's block page: the page's text, or a redirect
+    to its path."""
+    redirect = str(info.get("redirect_url") or "")
+    return BLOCKPAGE_MARKER in body or f"{BLOCKPAGE_PATH}?" in redirect
+
+
 def https_probe(
     host: Any,
     *,
@@ -122,6 +130,10 @@ def https_probe(
     complete = not range_bytes or info.get("size_download") == range_bytes
     if code == 0 and http_code in (200, 206) and complete and (path != "/" or expected in body):
         outcome, ok = "ok", True
+    elif code == 0 and at_blockpage(body, info):
+        # an ISP's old filter answered in the server's place: its 302 to the block page, or the
+        # page itself (tspulab.dpi.oldfilter); http_code keeps which
+        outcome, ok = "blockpage", False
     elif code == 0:
         outcome, ok = f"http-{http_code}" if http_code != 200 else "wrong-service", False
     elif "reset by peer" in stderr:

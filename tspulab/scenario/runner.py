@@ -22,6 +22,7 @@ from tspulab.lab.ofctl import parse_dump_flows, parse_dump_ports
 from tspulab.lab.sandbox import run_in_sandbox
 from tspulab.methods.custom import CommandsNotAllowed, require_allowed
 from tspulab.methods.process import MethodError
+from tspulab.metrics.boxes import by_box
 from tspulab.metrics.progress import Progress
 from tspulab.metrics.report import RunReport, write_report
 from tspulab.metrics.results import read_results
@@ -126,6 +127,11 @@ def summarise_run(
         degraded_below_kbps=scenario.probes.degraded_below_kbps,
     )
     summary.extra.update(extra)
+    # which box (the TSPU, the ISP's old filter) stopped each failed probe (tspulab.metrics.boxes)
+    summary.extra["by_box"] = by_box(
+        direct, read_results(live.run_dir / EVENTS_FILE), live.address_of_host,
+        {s.name: (s.role, live.addresses[s.name]) for s in scenario.services}, in_registry,
+    )  # fmt: skip
     (live.run_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1))
     return summary
 

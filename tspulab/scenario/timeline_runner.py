@@ -29,6 +29,7 @@ from tspulab.scenario.build import registry_from_sources
 from tspulab.scenario.compliant_exit import apply_exit_filter
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario, TimelineEntry
+from tspulab.scenario.oldfilter_lab import filter_registry, push_filter_registry
 
 #: Probes of one round run side by side; each is a curl process in a subscriber namespace.
 PARALLEL_PROBES = 12
@@ -66,6 +67,7 @@ class TimelineRun:
         self.progress = progress
         self._write_lock = threading.Lock()
         self.rounds = 0
+        self._filter_versions = 0
 
     def _push(self, t: float, order: int, kind: str, payload: Any) -> None:
         heapq.heappush(self._heap, (t, order, next(self._seq), kind, payload))
@@ -93,6 +95,8 @@ class TimelineRun:
     def run(self) -> None:
         for isp in self.lab.isps:
             self._registry_line(isp.name, 0.0, self.published)
+            if isp.old_filter is not None:
+                self._filter_registry(0.0, isp.name, self.published, push=False)
         self._filter_exits()
         for entry in self.scenario.timeline:
             self._push(entry.at_s, 0, "entry", entry)
@@ -118,8 +122,27 @@ class TimelineRun:
                     f"  registry → {isp}: +{reply.get('added')} −{reply.get('removed')} "
                     f"prefixes ({registry.address_count(4):,} addresses)"
                 )
+            elif kind == "old-filter-registry":
+                self._filter_registry(t, *payload)
             elif kind == "probe":
                 self._probe_round(t)
+
+    def _filter_registry(
+        self, t: float, isp: str, published: Registry, *, push: bool = True
+    ) -> None:
+        """An ISP's old filter takes its copy of `published` (at the start: the list it was
+        configured with); results.jsonl gets an `old-filter-registry` line."""
+        listed = filter_registry(self.scenario, self.scenario.isp(isp), published)
+        if push:
+            self._filter_versions += 1
+            push_filter_registry(
+                self.lab.run_dir, self.scenario, isp, self._filter_versions, published
+            )
+            self.lab.log(f"  registry → {isp}'s old filter: {listed.domain_count():,} names")
+        self.lab.writer.write(
+            {"kind": "old-filter-registry", "box": "old-filter", "isp": isp, **self._stamp(t),
+             "domains": listed.domain_count()}
+        )  # fmt: skip
 
     def _apply_entry(self, t: float, entry: TimelineEntry) -> None:
         label = str(entry.label)
@@ -143,6 +166,11 @@ class TimelineRun:
             self._filter_exits()
             for isp in self.lab.isps:
                 self._push(t + isp.update_delay_s, 1, "registry", (isp.name, _copy(new)))
+            for isp in self.lab.isps:
+                if isp.old_filter is not None and isp.old_filter.registry is None:
+                    # the ISP's old filter copies the same change, `lag` after its TSPU
+                    at = t + isp.update_delay_s + isp.old_filter.lag_s
+                    self._push(at, 1, "old-filter-registry", (isp.name, _copy(new)))
         if entry.profile is not None:
             for isp in self.lab.isps:
                 if entry.profile.isp in (None, isp.name):
@@ -249,7 +277,7 @@ def planned_probes(scenario: Scenario) -> int:
 
 
 #: Probe kinds the language accepts but the runner cannot run yet.
-NOT_IMPLEMENTED_KINDS = ("dns", "quic", "iperf3")
+NOT_IMPLEMENTED_KINDS = ("quic", "iperf3")
 
 
 class NotImplementedInRunner(ValueError):
@@ -263,11 +291,5 @@ def check_runnable(scenario: Scenario) -> None:
     if missing:
         raise NotImplementedInRunner(
             f"{scenario.path}: probes.kinds: {', '.join(missing)} not implemented yet "
-            "(https, http, ping and ttfb are)"
-        )
-    old = [isp.name for isp in scenario.effective_isps() if isp.old_filter]
-    if old:
-        raise NotImplementedInRunner(
-            f"{scenario.path}: isps[{old[0]}].old_filter: the ISP's own older filter is not "
-            "implemented yet"
+            "(https, http, dns, ping and ttfb are)"
         )
