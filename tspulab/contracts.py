@@ -20,6 +20,7 @@ RUN_FILE = "run.json"
 CONTROLLER_FILE = "controller.json"
 EVENTS_FILE = "controller-events.jsonl"
 RESULTS_FILE = "results.jsonl"
+FAULTS_FILE = "faults.jsonl"
 
 
 class ContractError(ValueError):
@@ -198,3 +199,77 @@ class RunMeta(Contract):
     delays: dict[str, Any] | None = None
     """The scenario's link delays: applied or not and why, and every shaped link (filled in once
     the lab is up; tspulab.lab.linkshape)."""
+
+
+# --- faults.jsonl: what failed during the run, and when ------------------------------------------
+
+
+class FaultKind(StrEnum):
+    """What failed: a fault the scenario injected (`faults:`), a signal that ended the run, or a
+    part of the lab found dead or a timeline step that could not be applied."""
+
+    KILL_CONTROLLER = "kill-controller"
+    KILL_OVS = "kill-ovs"
+    KILL_SERVICE = "kill-service"
+    KILL_DNS = "kill-dns"
+    FILL_DISK = "fill-disk"
+    SIGTERM = "sigterm"
+    SIGINT = "sigint"
+    STEP_FAILED = "step-failed"
+
+
+class FaultPhase(StrEnum):
+    """Where a fault is in its life: injected, its effect observed on traffic, the component
+    restored (restarted, space freed), traffic recovered; `failed` when an injection or a
+    restore could not be done (the detail says why)."""
+
+    INJECTED = "injected"
+    OBSERVED = "observed"
+    RESTORED = "restored"
+    RECOVERED = "recovered"
+    FAILED = "failed"
+
+
+class FaultRecord(Contract):
+    """One line of faults.jsonl, written the moment it happens (flushed and fsync'd)."""
+
+    fault: FaultKind
+    phase: FaultPhase
+    target: str | None = None
+    """The cloud of a killed nginx, the ISP of a failed registry update; None for the rest."""
+    wall_time: float
+    scenario_t_s: float | None = None
+    """Scenario seconds when it happened (None before the timeline started)."""
+    after_s: float | None = None
+    """Real seconds since the fault was injected (observed, restored, recovered)."""
+    detail: str
+    """In words, e.g. "traffic through the TSPU stopped (fail-closed) after 0.4 s"."""
+    measured: dict[str, float] = {}
+    """Named figures: `stopped_after_s`, `flows_after_s`, `restart_s`, `recovered_after_s`."""
+
+    def line(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def read_faults(path: Path) -> tuple[list[FaultRecord], list[str]]:
+    """The records of a faults.jsonl (none when it is missing) and the problems of lines that are
+    not records (a torn last line after a kill is skipped without a problem)."""
+    if not path.exists():
+        return [], []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records: list[FaultRecord] = []
+    problems: list[str] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            if n != len(lines):
+                problems.append(f"{path}:{n}: not JSON")
+            continue
+        try:
+            records.append(FaultRecord.parse(raw, f"{path}:{n}"))
+        except ContractError as err:
+            problems.append(str(err))
+    return records, problems

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from tspulab.contracts import RESULTS_FILE, RUN_FILE, ContractError, RunMeta
+from tspulab.contracts import (
+    FAULTS_FILE,
+    RESULTS_FILE,
+    RUN_FILE,
+    ContractError,
+    FaultRecord,
+    RunMeta,
+    read_faults,
+)
 from tspulab.metrics.expect import ExpectationResult, evaluate, write_junit
+from tspulab.metrics.faults_section import faults_html
 from tspulab.metrics.results import read_results
 from tspulab.metrics.run_page import render_run_html
 from tspulab.metrics.summary import Summary
@@ -81,6 +90,8 @@ class RunReport:
     timeline: Timeline
     expectations: list[ExpectationResult]
     junit: Path | None
+    faults: list[FaultRecord] = field(default_factory=list)
+    """faults.jsonl: what failed during the run, and when (the page's "Faults" section)."""
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
@@ -122,8 +133,12 @@ def write_report(run_dir: Path, expect: list[dict[str, Any]] | None = None) -> R
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     if problem:
         summary["contract_problem"] = problem
-    page = render_run_html(run_dir, meta, timeline, results, summary)
+    faults, fault_problems = read_faults(run_dir / FAULTS_FILE)
+    page = render_run_html(
+        run_dir, meta, timeline, results, summary,
+        faults=faults_html(faults, fault_problems, records),
+    )  # fmt: skip
     page = insert_sections(page, vpn_sections(meta, records, run_dir))
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
-    return RunReport(path, timeline, results, junit)
+    return RunReport(path, timeline, results, junit, faults)

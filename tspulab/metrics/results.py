@@ -1,31 +1,70 @@
 """Measurements written as JSON lines the moment they are taken.
 
 Each line is flushed and fsync'd, so a run killed at any point keeps every finished measurement;
-readers skip a torn last line.
+readers skip a torn last line. A full disk does not end a run: what cannot be written is held
+and written as soon as the file system takes it again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
 class ResultWriter:
-    def __init__(self, path: Path) -> None:
+    """Appends one JSON line per record, flushed and fsync'd at once.
+
+    A write the file system refuses (ENOSPC: a full disk; EIO) does not end the run: the bytes not
+    yet written are held in memory, in order, and written first at the next `write` or `flush`
+    (a line cut by a full disk is completed then, not repeated). `held` says how many records
+    are waiting, `error` the last refusal; `on_error(err, held)` is called on each refusal."""
+
+    def __init__(self, path: Path, on_error: Callable[[OSError, int], None] | None = None) -> None:
         self.path = path
-        self._file = path.open("a", encoding="utf-8")
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pending = bytearray()
+        self._pending_records = 0
         self.count = 0
+        self.error: OSError | None = None
+        self.on_error = on_error
+
+    @property
+    def held(self) -> int:
+        """Records given to `write` that are not (wholly) in the file yet."""
+        return self._pending_records
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._pending += (json.dumps(record, sort_keys=True) + "\n").encode()
+        self._pending_records += 1
         self.count += 1
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what is held; True when nothing is left over."""
+        if self._fd is None or not self._pending:
+            return not self._pending
+        try:
+            while self._pending:
+                written = os.write(self._fd, self._pending)
+                self._pending_records -= self._pending[:written].count(b"\n")
+                del self._pending[:written]
+            os.fsync(self._fd)
+        except OSError as err:
+            self.error = err
+            if self.on_error is not None:
+                self.on_error(err, self._pending_records)
+            return False
+        return True
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd is None:
+            return
+        self.flush()
+        os.close(self._fd)
+        self._fd = None
 
     def __enter__(self) -> ResultWriter:
         return self

@@ -395,7 +395,9 @@ def render_run_html(
     tl: Timeline,
     results: list[ExpectationResult],
     summary: dict[str, Any],
+    faults: str = "",
 ) -> str:
+    """`faults`: the "Faults" section's HTML (tspulab.metrics.faults_section), if any."""
     e = html.escape
     name = str(meta.get("name") or run_dir.name)
     start = (
@@ -460,6 +462,7 @@ h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
 {_headline(tl)}
 <h2>Expectations</h2>
 {_expect_table(results)}
+{f"<h2>Faults</h2>{faults}" if faults else ""}
 <h2>Registry: blocked addresses over time</h2>
 {_img(blocked_addresses_png(tl), "blocked addresses over time")}
 <h2>Targets and collateral damage over time</h2>

@@ -20,7 +20,9 @@ run (push a registry version, switch a profile, kill the controller, probe again
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -41,6 +43,7 @@ from tspulab.contracts import (
 from tspulab.controllers.config import write_registry
 from tspulab.controllers.control import send_command
 from tspulab.dpi.registry import Registry
+from tspulab.lab.faults import LabFaults
 from tspulab.lab.linkshape import decide, netem_supported, shape_links
 from tspulab.lab.network import Lab
 from tspulab.lab.ovs import choose_datapath
@@ -148,6 +151,11 @@ class LiveLab(LabRun):
         )  # fmt: skip
         self.leftovers: list[str] = []
         self._dnsmasq: Any = None
+        #: cloud -> its nginx process; ISP -> the profile the timeline set last (a restarted
+        #: controller is told these); the faults that can be injected (tspulab.lab.faults)
+        self.nginx: dict[str, Any] = {}
+        self.profiles: dict[str, str] = {}
+        self.faults = LabFaults(self)
         self._captures: list[subprocess.Popen[bytes]] = []
         self.versions = 0
 
@@ -247,8 +255,10 @@ class LiveLab(LabRun):
         if self.capture:
             self._captures = [self._start_capture(isp.name) for isp in self.isps]
         self.ca = RunCA(self.run_dir / "pki")
-        for host in self.cloud_hosts.values():
-            start_nginx(self.lab.host(host), self.plan.sites, self.ca, self.run_dir, self.record)
+        for cloud, host in self.cloud_hosts.items():
+            self.nginx[cloud] = start_nginx(
+                self.lab.host(host), self.plan.sites, self.ca, self.run_dir, self.record
+            )
         self.hosts_file = self.run_dir / "dns-hosts"
         self._dnsmasq = start_dnsmasq(
             self.lab.host("dns1"),
@@ -265,6 +275,9 @@ class LiveLab(LabRun):
         )
 
     def _before_teardown(self) -> None:
+        # A dead ovs-vswitchd would hang Mininet's teardown (ovs-vsctl waits for it); a full
+        # disk would keep the last results and the report from being written.
+        self.faults.before_teardown()
         self.methods.stop()
         for proc in self._captures:
             time.sleep(0.2)  # let the last packets reach the file
@@ -346,6 +359,7 @@ class LiveLab(LabRun):
         reply: dict[str, Any] = {}
         for target in [isp] if isp is not None else [i.name for i in self.isps]:
             dpid = self.spec.tspu_dpid(self.isp_index[target])
+            self.profiles[target] = name
             reply = send_command(
                 control_socket_path(self.run_dir), {"cmd": "profile", "name": name, "dpid": dpid}
             )
@@ -403,6 +417,10 @@ class LiveLab(LabRun):
                 range_bytes=range_bytes,
                 scheme="http" if kind == "http" else "https",
             )
+        # A part of the lab that is down now (a fault, injected or not) is named on the result.
+        down = self.faults.reasons(self._cloud_of(self.addresses[service]))
+        if down:
+            result = dataclasses.replace(result, fault="; ".join(down))
         if record:
             self.writer.write(
                 {
@@ -413,6 +431,13 @@ class LiveLab(LabRun):
                 }
             )
         return result
+
+    def _cloud_of(self, address: str) -> str | None:
+        """The cloud whose prefixes hold `address` (where its service lives now)."""
+        ip = ipaddress.ip_address(address)
+        return next(
+            (c.name for c in self.scenario.clouds if any(ip in p for p in c.prefixes)), None
+        )
 
     def _probe_through(
         self,

@@ -28,6 +28,7 @@ from tspulab.scenario.campaign import (
     ProbeKind,
     ProfileChange,
 )
+from tspulab.scenario.faults import Fault
 from tspulab.scenario.hops import Hops
 from tspulab.scenario.links import Links
 from tspulab.scenario.oldfilter_config import OldFilter
@@ -272,6 +273,8 @@ class Scenario(Section):
     expect: tuple[Expectation, ...] = ()
     links: Links | None = None
     """Link delay, jitter and loss per link class (tspulab.scenario.links); None: no delays."""
+    faults: tuple[Fault, ...] = ()
+    """Parts of the lab broken during the run (tspulab.scenario.faults); none by default."""
 
     @field_validator("version", mode="before")
     @classmethod

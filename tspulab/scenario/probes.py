@@ -54,6 +54,8 @@ class ProbeResult:
     size_download: int | None = None
     speed_download_bps: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    fault: str | None = None
+    """The parts of the lab that were down when it ran ("controller down", ...), or None."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +177,11 @@ def ping_probe(
         ["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout_s))), address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    out, _ = proc.communicate(timeout=timeout_s + 10)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s + 10)
+    except subprocess.TimeoutExpired:  # bounded: a probe never hangs the run
+        proc.kill()
+        out, _ = proc.communicate()
     match = re.search(r"time=([0-9.]+) ms", out.decode(errors="replace"))
     ok = proc.returncode == 0
     return ProbeResult(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,16 @@ from tspulab.scenario.timeline_runner import (
     check_runnable,
     planned_probes,
 )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was ended by SIGTERM or Ctrl-C; it was torn down, and its report (which says so,
+    under "Faults") was written from what it had measured."""
+
+    def __init__(self, run_dir: str, report: str) -> None:
+        super().__init__(run_dir, report)
+        self.run_dir = run_dir
+        self.report = report
 
 
 @dataclass
@@ -73,18 +84,30 @@ def run_scenario(
     progress = Progress(len(scenario.timeline), planned_probes(scenario)) if show_progress else None
     timeline = TimelineRun(live, progress)
     extra: dict[str, Any] = {}
+    interrupted: KeyboardInterrupt | None = None
     try:
         with live:
             timeline.run()
+            down = live.faults.reasons()
             if bulk_transfer:
-                extra["bulk"] = _bulk_transfer(live)
-            extra["tspu_flows"] = [
-                f.__dict__ for f in parse_dump_flows(live.lab.dump_flows(live.tspu_switch))
-            ]
-            extra["tspu_ports"] = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
-            if tspu:
-                extra["controller_stats"] = live.controller_stats()
+                extra["bulk"] = (
+                    {"skipped": "; ".join(down)} if down else _bulk_transfer(live)
+                )  # fmt: skip
+            # What a fault left broken may not answer: say so instead of ending the run.
+            try:
+                extra["tspu_flows"] = [
+                    f.__dict__ for f in parse_dump_flows(live.lab.dump_flows(live.tspu_switch))
+                ]
+                extra["tspu_ports"] = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
+                if tspu:
+                    extra["controller_stats"] = live.controller_stats()
+            except (OSError, ValueError, subprocess.SubprocessError) as err:
+                extra["counters_skipped"] = f"{err}" + (f" ({'; '.join(down)})" if down else "")
+    except KeyboardInterrupt as exc:  # SIGTERM (labrun.Interrupted) or Ctrl-C: torn down
+        interrupted = exc
+        timeline.faults.interrupted(exc)
     finally:
+        timeline.faults.close()
         if progress is not None:
             progress.close()
         extra["controller_events"] = _event_counts(live.run_dir / EVENTS_FILE)
@@ -95,6 +118,8 @@ def run_scenario(
         }  # fmt: skip
         summary = summarise_run(live, extra, timeline.published)
     report = write_report(live.run_dir)
+    if interrupted is not None:
+        raise RunInterrupted(str(live.run_dir), str(report.path)) from interrupted
     return RunOutcome(live.run_dir, summary, report, live.leftovers, timeline.lateness_s)
 
 
@@ -203,11 +228,13 @@ def run_scenario_cli(
         print(f"tspulab run: {err}", file=sys.stderr)
         print("the lab was torn down; results so far are in the run directory", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print(
             "interrupted: the lab was torn down; results so far are in the run directory",
             file=sys.stderr,
         )
+        if isinstance(err, RunInterrupted):
+            print(f"report: {err.report}", file=sys.stderr)
         return 130
     from tspulab.metrics.report import print_summary
 

@@ -31,6 +31,7 @@ from tspulab.scenario.check_context import (
     cloud_overlaps,
     valid_items,
 )
+from tspulab.scenario.faults import check_faults
 from tspulab.scenario.links import check_links
 from tspulab.scenario.model import (
     KNOWN_TOPOLOGIES,
@@ -210,6 +211,7 @@ def _cross_check(doc: YamlDocument, path: Path) -> Iterator[ErrorLocation]:
     yield from check_registry_sources(doc, ("registry",), data.get("registry"), path)
     yield from check_campaign(doc, path)
     yield from check_links(doc)
+    yield from check_faults(doc)
 
 
 def _structure_errors(doc: YamlDocument, err: ValidationError) -> Iterator[ErrorLocation]:

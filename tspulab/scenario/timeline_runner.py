@@ -27,6 +27,7 @@ from tspulab.dpi.registry import Registry
 from tspulab.metrics.progress import Progress
 from tspulab.scenario.build import registry_from_sources
 from tspulab.scenario.compliant_exit import apply_exit_filter
+from tspulab.scenario.fault_run import FaultRun
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario, TimelineEntry
 from tspulab.scenario.oldfilter_lab import filter_registry, push_filter_registry
@@ -67,6 +68,8 @@ class TimelineRun:
         self.progress = progress
         self._write_lock = threading.Lock()
         self.rounds = 0
+        #: the scenario's `faults:` and every step that fails (faults.jsonl)
+        self.faults = FaultRun(lab, self._stamp)
         self._filter_versions = 0
 
     def _push(self, t: float, order: int, kind: str, payload: Any) -> None:
@@ -102,8 +105,11 @@ class TimelineRun:
             self._push(entry.at_s, 0, "entry", entry)
         for t in self.scenario.probe_times():
             self._push(t, 2, "probe", None)
+        for t, kind, payload in self.faults.events():
+            self._push(t, 0, kind, payload)
         speed = self.lab.speed
         start = time.monotonic()
+        self.faults.clock_started = start
         while self._heap:
             t, _, _, kind, payload = heapq.heappop(self._heap)
             due = start + t / speed
@@ -113,10 +119,18 @@ class TimelineRun:
             else:
                 self.lateness_s = max(self.lateness_s, now - due)
             if kind == "entry":
-                self._apply_entry(t, payload)
+                try:
+                    self._apply_entry(t, payload)
+                except (OSError, ValueError) as err:  # a dead controller or resolver, a full disk
+                    self.faults.step_failed(t, f"timeline entry {payload.label!r}", err)
             elif kind == "registry":
                 isp, registry = payload
-                reply = self.lab.push_registry(registry, isp=isp)
+                try:
+                    reply = self.lab.push_registry(registry, isp=isp)
+                except (OSError, ValueError) as err:
+                    # a restarted controller loads the newest version written (lab.faults)
+                    self.faults.step_failed(t, f"registry version for {isp} not applied", err)
+                    continue
                 self._registry_line(isp, t, registry)
                 self.lab.log(
                     f"  registry → {isp}: +{reply.get('added')} −{reply.get('removed')} "
@@ -126,6 +140,11 @@ class TimelineRun:
                 self._filter_registry(t, *payload)
             elif kind == "probe":
                 self._probe_round(t)
+            elif kind == "fault":
+                self.faults.inject(t, payload)
+            elif kind == "fault-end":
+                self.faults.end(t, payload)
+        self.faults.finish()
 
     def _filter_registry(
         self, t: float, isp: str, published: Registry, *, push: bool = True
