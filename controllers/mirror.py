@@ -41,6 +41,8 @@ def profile_inspects(profile: Profile) -> bool:
 
 
 def _harmless(rule: RuleSpec) -> bool:
+    if rule.action.kind is Action.DETECT and rule.action.block_after_s is not None:
+        return False  # the detection schedules a block of the server (serverblocks.py)
     return rule.action.kind in (Action.ALLOW, Action.DETECT) or registry_address_rule(rule)
 
 

@@ -56,6 +56,7 @@ from tspulab.dpi.policy import Context, HostBlock, Observation, evaluate, text
 from tspulab.dpi.profile import Profile
 from tspulab.dpi.reassembly import ReassemblyMode, find_client_hello, looks_like_tls_record
 from tspulab.dpi.registry import Registry
+from tspulab.dpi.serverblocks import ServerBlocks
 from tspulab.dpi.verdict import (
     Allow,
     Detect,
@@ -150,6 +151,8 @@ class TspuEngine:
         )  # fmt: skip
         self.detections: deque[DetectEvent] = deque(maxlen=DETECTIONS_KEPT)
         """Detect events not yet drained, oldest first (bounded: the oldest fall off)."""
+        self.server_blocks = ServerBlocks()
+        """IP:port blocks scheduled by ``detect`` rules with ``block_after_s`` (serverblocks.py)."""
         insp = spec.inspection
         self._udp_budget = insp.udp_budget_packets.value if insp.udp_budget_packets else None
         self._opaque = (
@@ -195,6 +198,10 @@ class TspuEngine:
         detection; -1: unknown)."""
         flow = self.table.lookup(pkt, now)
         judged = flow.judgement
+        if self.server_blocks:
+            landed = self._server_blocked(flow, pkt, now, from_subscriber_side)
+            if landed is not None:
+                return landed
         if judged is not None and judged.verdict.final:
             return Decision(
                 flow, judged.verdict, judged.classification, pkt, self._enforce(judged, pkt, now)
@@ -385,6 +392,9 @@ class TspuEngine:
             return Fate.FORWARD
         if isinstance(v, FreezeAfterBytes):
             frozen = not from_client and judged.server_payload > v.freeze_bytes
+            if frozen and v.reset and not judged.reset_sent:
+                judged.reset_sent = True  # the packet over the limit becomes a RST (§10.2)
+                return Fate.RESET
             return Fate.DROP if frozen else Fate.FORWARD
         if not _in_direction(v.direction, from_client):
             return Fate.FORWARD
@@ -431,9 +441,36 @@ class TspuEngine:
         blocks[:] = [b for b in blocks if (b.rule, b.target_set) != (rule, v.target_set)]
         blocks.append(block)
 
+    def _server_blocked(
+        self, flow: FlowState, pkt: Packet, now: float, from_subscriber_side: bool | None
+    ) -> Decision | None:
+        """A drop when the flow's server IP:port is on the blocklist a detection scheduled."""
+        block = self.server_blocks.active((flow.server_addr, flow.server_port, flow.proto), now)
+        if block is None:
+            return None
+        judged = flow.judgement or self._new(flow, pkt, now, from_subscriber_side)
+        v = judged.verdict
+        if not (isinstance(v, Drop) and v.final and v.rule == block.rule):
+            v = Drop(
+                True,
+                f"IP:port block pushed back by the central system (§1 TSPU-DOCS [A]): "
+                f"{block.protocol} detected at t={block.detected:g}, blocked from "
+                f"t={block.since:g}",
+                block.rule, scope="server-host", idle_timeout_s=self.ctx.profile.spec.state
+                .idle_timeout_s.value * self.time_scale,
+            )  # fmt: skip
+        return self._settle(judged, pkt, now, v)
+
     def _log_detection(self, judged: Judgement, now: float) -> None:
         flow = judged.flow
         c = judged.classification
+        verdict = judged.verdict
+        if isinstance(verdict, Detect) and verdict.block_after_s is not None:
+            key = (flow.server_addr, flow.server_port, flow.proto)
+            protocol = str(c.protocol) if c is not None else "unknown"
+            self.server_blocks.schedule(
+                key, now, verdict.block_after_s, verdict.rule or "", protocol
+            )
         self.detections.append(
             DetectEvent(
                 subscriber=text(flow.client_addr),

@@ -25,10 +25,18 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tspulab.dpi.classify import Classification
+from tspulab.dpi.classify import Classification, Protocol
 from tspulab.dpi.flow import FlowState
 from tspulab.dpi.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
-from tspulab.dpi.profile import REGISTRY, IntRange, Profile, QuicInitialRule, RuleSpec
+from tspulab.dpi.profile import (
+    REGISTRY,
+    IntRange,
+    Profile,
+    QuicInitialRule,
+    RuleSpec,
+    WireGuardMessage,
+    share_pick,
+)
 from tspulab.dpi.registry import Registry
 from tspulab.dpi.verdict import (
     Action,
@@ -226,6 +234,7 @@ def _conditions(
         or w.sni_not_in is not None
         or w.ech is not None
         or w.ja4_in is not None
+        or w.wireguard_messages is not None
     )
     if needs_class and c is None:
         unknown = True
@@ -242,6 +251,11 @@ def _conditions(
             held = _sni(rule, c, ctx, obs, what)
             if not held:
                 return False, what
+        if w.wireguard_messages is not None and c.protocol is Protocol.WIREGUARD:
+            message = wireguard_message(c.detail)
+            if message not in w.wireguard_messages.value:
+                return False, what
+            what.append(f"wireguard {message}")
         if w.ja4_in is not None:
             hit = ctx.profile.ja4_sets[w.ja4_in].match(c.ja4)
             if hit is None:
@@ -301,7 +315,17 @@ def _verdict(
     if kind is Action.ALLOW:
         return Allow(final, reason, rule.id, idle_timeout_s=idle)
     if kind is Action.DETECT:
-        return Detect(final, reason, rule.id, idle_timeout_s=idle)
+        if a.block_after_s is None:
+            return Detect(final, reason, rule.id, idle_timeout_s=idle)
+        after = (
+            IntRange.of(a.block_after_s.value).pick(ctx.profile.spec.seed.value, rule.id, flow.key)
+            * ctx.time_scale
+        )
+        # The switch rule lives until the block lands, then the flow climbs to be dropped.
+        return Detect(
+            final, f"{reason}; server blocked {after:g} s after detection", rule.id,
+            idle_timeout_s=idle, hard_timeout_s=after, block_after_s=after,
+        )  # fmt: skip
     if kind is Action.DROP:
         return Drop(final, reason, rule.id, idle_timeout_s=idle)
     # the profile loader guarantees each action's parameters (profile._ACTION_PARAMS)
@@ -331,9 +355,13 @@ def _verdict(
         )
     if kind is Action.FREEZE_AFTER_BYTES:
         assert a.freeze_bytes is not None
+        reset = None
+        if a.reset_share is not None and flow.proto == PROTO_TCP:
+            reset = share_pick(a.reset_share.value, ctx.profile.spec.seed.value, rule.id, flow.key)
         return FreezeAfterBytes(
-            final, reason, rule.id, idle_timeout_s=idle, freeze_bytes=a.freeze_bytes.value
-        )
+            final, reason, rule.id, idle_timeout_s=idle, freeze_bytes=a.freeze_bytes.value,
+            reset=reset,
+        )  # fmt: skip
     assert kind is Action.HOST_BLOCK and a.duration_s is not None and a.target_set is not None
     return HostBlockVerdict(
         final, reason, rule.id, idle_timeout_s=idle,
@@ -342,6 +370,21 @@ def _verdict(
         target_ports=tuple(a.target_ports.value) if a.target_ports else (),
         target_transport=a.target_transport.value if a.target_transport else None,
     )  # fmt: skip
+
+
+_WIREGUARD_MESSAGES: tuple[tuple[str, WireGuardMessage], ...] = (
+    ("wg initiation", "initiation"), ("wg response", "response"),
+    ("wg cookie reply", "cookie-reply"), ("wg transport data", "transport-data"),
+)  # fmt: skip
+
+
+def wireguard_message(detail: str) -> WireGuardMessage | None:
+    """The WireGuard message a classification was decided by, from its detail (the fingerprint's
+    ``wg <type>``, fingerprints/wireguard.py)."""
+    for suffix, message in _WIREGUARD_MESSAGES:
+        if detail.endswith(suffix):
+            return message
+    return None
 
 
 def text(addr: bytes) -> str:

@@ -117,6 +117,13 @@ class IntRange:
         return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
 
 
+def share_pick(share: float, seed: int, salt: str, key: object) -> bool:
+    """Whether this flow is among ``share`` of all flows ("sometimes" in a source), picked
+    reproducibly from the seed and the flow's key like ``IntRange.pick``."""
+    digest = hashlib.blake2b(f"{seed}|{salt}|{key!r}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64 < share
+
+
 class Inspection(_Strict):
     """How the box looks at a new flow."""
 
@@ -174,6 +181,9 @@ class QuicInitialRule(_Strict):
     version: Cited[int]
 
 
+WireGuardMessage = Literal["initiation", "response", "cookie-reply", "transport-data"]
+
+
 class When(_Strict):
     """Conditions, all of which must hold. Set names refer to ``sets`` or ``registry``."""
 
@@ -197,6 +207,10 @@ class When(_Strict):
     reassembly: Cited[Literal["none", "tcp", "tls-records"]] | None = None
     """The reassembly this rule's SNI match uses, when weaker than the profile's (YouTube 2024:
     the throttle module does not reassemble, the blocking module does, §5.7/§5.10)."""
+    wireguard_messages: Cited[list[WireGuardMessage]] | None = None
+    """For a WireGuard flow: the message the classifier recognised it by must be one of these
+    (which field the TSPU matches is not measured, §5.4, §8: the handshake pair is the community
+    belief; ``transport-data`` lets a data packet alone, a flow picked up mid-tunnel, count)."""
 
     @field_validator("protocols")
     @classmethod
@@ -223,6 +237,12 @@ class ActionSpec(_Strict):
     target_set: str | None = None
     target_ports: Cited[list[int]] | None = None
     target_transport: Cited[Literal["tcp", "udp"]] | None = None
+    reset_share: Cited[float] | None = None
+    """freeze-after-bytes: the share of TCP flows whose cut comes with a RST to the client (the
+    2025 account's "sometimes", §10.2); the others freeze silently (§5.8)."""
+    block_after_s: Cited[IntOrRange] | None = None
+    """detect: the server's IP:port is blocked for every subscriber this many seconds after the
+    detection (the central two-stage cycle of 5-15 minutes, §1 TSPU-DOCS [A])."""
 
 
 # Which action parameters each action needs (the loader rejects missing and stray ones).
@@ -239,6 +259,8 @@ _ACTION_PARAMS: dict[Action, tuple[str, ...]] = {
 }
 _OPTIONAL_PARAMS: dict[Action, tuple[str, ...]] = {
     Action.HOST_BLOCK: ("target_ports", "target_transport"),
+    Action.FREEZE_AFTER_BYTES: ("reset_share",),
+    Action.DETECT: ("block_after_s",),
 }
 
 
@@ -515,8 +537,14 @@ def _check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
             )
         if a.scope is not None and a.scope.value not in SCOPES:
             errors.append(doc.error((*where, "action", "scope"), f"expected one of {SCOPES}"))
-        if a.loss is not None and not 0.0 <= a.loss.value <= 1.0:
-            errors.append(doc.error((*where, "action", "loss"), "a probability is in [0, 1]"))
+        for share in ("loss", "reset_share"):
+            cited = getattr(a, share)
+            if cited is not None and not 0.0 <= cited.value <= 1.0:
+                errors.append(doc.error((*where, "action", share), "a probability is in [0, 1]"))
+        if a.block_after_s is not None:
+            lo, hi = IntRange.of(a.block_after_s.value).lo, IntRange.of(a.block_after_s.value).hi
+            if not 0 <= lo <= hi:
+                errors.append(doc.error((*where, "action", "block_after_s"), "need 0 <= lo <= hi"))
         if a.after_packets is not None and not isinstance(a.after_packets.value, int):
             lo, hi = a.after_packets.value
             if not 0 <= lo <= hi:

@@ -116,6 +116,10 @@ class Detect(_Verdict):
     """The flow passes; who used what, and when, is logged (§1 TSPU-DOCS)."""
 
     action: ClassVar[Action] = Action.DETECT
+    _: KW_ONLY
+    block_after_s: float | None = None
+    """The server's IP:port is blocked this long after the detection (time-scaled), for every
+    subscriber: stage 2 of the vendor course's cycle (§1 [A]); None: logged only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +187,11 @@ class FreezeAfterBytes(_Verdict):
     _: KW_ONLY
     freeze_bytes: int
     """Server->client L4 payload bytes forwarded before the freeze."""
+    reset: bool | None = None
+    """True: the cut comes with a RST to the client (TCP; §10.2, "sometimes"); else silent."""
 
     def _text(self) -> str:
-        return f"freeze after {self.freeze_bytes} B"
+        return f"freeze after {self.freeze_bytes} B" + (" with a RST" if self.reset else "")
 
 
 @dataclass(frozen=True, slots=True)

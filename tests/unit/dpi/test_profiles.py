@@ -37,6 +37,8 @@ EXPECTED = {
     "whitelist-2025",
     "tspu-2026-reassembly",
     "tspu-2026-ja4",
+    "hosting-freeze-h3-2025",
+    "vpn-verify-block-2025",
 }
 
 
@@ -190,11 +192,12 @@ def test_verdict_types_carry_only_their_action_fields() -> None:
     assert set(BY_ACTION) == set(Action)
     common = {"final", "reason", "rule", "idle_timeout_s", "hard_timeout_s"}
     own = {a: {f.name for f in fields(cls)} - common for a, cls in BY_ACTION.items()}
-    assert own[Action.ALLOW] == own[Action.DETECT] == set()
+    assert own[Action.ALLOW] == set()
+    assert own[Action.DETECT] == {"block_after_s"}
     assert own[Action.POLICE] == {"rate_bps", "burst_bytes", "direction"}
     assert own[Action.RESET] == {"reset_side", "reset_mode"}
     assert own[Action.DROP_AFTER] == {"after_packets"}
-    assert own[Action.FREEZE_AFTER_BYTES] == {"freeze_bytes"}
+    assert own[Action.FREEZE_AFTER_BYTES] == {"freeze_bytes", "reset"}
     assert own[Action.RANDOM_LOSS] == {"loss", "direction"}
     for cls in BY_ACTION.values():
         assert cls.action in BY_ACTION and BY_ACTION[cls.action] is cls
