@@ -210,6 +210,9 @@ def boxes_html(summary: Mapping[str, Any]) -> str:
     def pct(x: object) -> str:
         return f"{float(x) * 100:.1f} %" if isinstance(x, int | float) else "–"
 
+    def named(services: list[str]) -> str:
+        return f" ({e(', '.join(services))})" if services else ""
+
     rows = []
     for isp, boxes in data.get("per_isp", {}).items():
         for box, f in boxes.items():
@@ -217,9 +220,8 @@ def boxes_html(summary: Mapping[str, Any]) -> str:
             rows.append(
                 f"<tr><td>{e(isp)}</td><td>{e(box)}</td><td>{f['target_probes']}</td>"
                 f"<td>{f['innocent_probes']}</td><td>{e(kinds)}</td>"
-                f"<td>{pct(f['intended_blocking'])} ({e(', '.join(f['targets_blocked']))})</td>"
-                f"<td>{pct(f['collateral_damage'])} ({e(', '.join(f['innocents_blocked']))})"
-                "</td></tr>"
+                f"<td>{pct(f['intended_blocking'])}{named(f['targets_blocked'])}</td>"
+                f"<td>{pct(f['collateral_damage'])}{named(f['innocents_blocked'])}</td></tr>"
             )  # fmt: skip
     stops = "".join(
         f"<tr><td>{e(s['isp'])}</td><td>{e(s['subscriber'])}</td><td>{e(s['service'])}</td>"
