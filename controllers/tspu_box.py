@@ -247,6 +247,7 @@ class TspuBox:
         flow, c = d.flow, d.classification
         assert flow is not None
         return {
+            "box": "tspu",  # beside an ISP's old filter's `old-filter-verdict` (box "old-filter")
             "tspu": self.config.name,
             "flow": endpoints(flow).__dict__,
             "inside": flow.initiated_inside,
