@@ -79,6 +79,11 @@ def spec_from_args(args: argparse.Namespace) -> MatrixSpec:
     profiles = check_profiles(_names(args.profiles, tuple(profile_names())))
     if not methods or not profiles:
         raise CatalogueError("a matrix needs at least one method and one profile")
+    for flag, value in (("--trials", args.trials), ("--transfer-bytes", args.transfer_bytes)):
+        if value < 1:
+            raise CatalogueError(f"{flag} {value}: at least 1")
+    if args.timeout <= 0:
+        raise CatalogueError(f"--timeout {args.timeout:g}: more than 0 seconds")
     return MatrixSpec(
         methods=methods, profiles=profiles, trials=args.trials,
         transfer_bytes=args.transfer_bytes, timeout_s=args.timeout,

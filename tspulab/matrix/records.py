@@ -37,7 +37,7 @@ class MatrixSpec(_Record):
     methods: tuple[str, ...]
     profiles: tuple[str, ...]
     trials: int = Field(ge=1)
-    transfer_bytes: int = Field(ge=0)
+    transfer_bytes: int = Field(ge=1)
     timeout_s: float = Field(gt=0)
 
 
