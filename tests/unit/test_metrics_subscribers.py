@@ -15,7 +15,7 @@ import pytest
 from tspulab.metrics.expect import evaluate
 from tspulab.metrics.summary import ServiceSpec, ServiceSummary, SubscriberView, Summary, wilson
 from tspulab.metrics.timeline import build_timeline
-from tspulab.scenario.campaign import Isp
+from tspulab.scenario.model import Isp  # the model completes Isp (its forward references)
 
 SERVICES = [
     ServiceSpec("telegram", "target", 100, "18.196.1.1", "aws"),
@@ -150,3 +150,21 @@ def test_expectations_on_subscriber_metrics() -> None:
     results = evaluate(items, tl)
     assert [r.passed for r in results] == [True, True, True, False], [r.message for r in results]
     assert "dom-ru 0.5" in results[3].message
+
+
+def test_terminal_summary_ends_with_the_per_subscriber_figures(tmp_path: Any) -> None:
+    from rich.console import Console
+
+    from tspulab.metrics.report import print_summary
+    from tspulab.metrics.summary import summarise
+
+    records = _records(HOSTS)
+    summary = summarise(
+        "x", SERVICES, records, blocked_addresses=1, registry_prefixes=1, in_registry=set()
+    )
+    console = Console(record=True, width=200)
+    print_summary(summary, tmp_path, console, timeline=_timeline())
+    text = console.export_text()
+    assert "probes of every ISP pooled (binary view)" in text
+    assert "dom-ru at 'blocked': targets blocked for 50.0 % of subscribers" in text
+    assert "small-sites 2 of 10 broken" in text

@@ -46,7 +46,14 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
-def print_summary(summary: Summary, run_dir: Path, console: Console | None = None) -> None:
+def print_summary(
+    summary: Summary,
+    run_dir: Path,
+    console: Console | None = None,
+    timeline: Timeline | None = None,
+) -> None:
+    """The whole run's services (every direct probe, pooled), then, given the timeline, where
+    each ISP ended per subscriber (the report's headline)."""
     console = console or Console()
     table = Table(title=f"tspulab: {summary.scenario}, every direct probe of the whole run")
     for col in ("service", "role", "cloud", "address", "in registry", "reachable", "goodput",
@@ -68,6 +75,7 @@ def print_summary(summary: Summary, run_dir: Path, console: Console | None = Non
         )  # fmt: skip
     console.print(table)
     console.print(
+        "whole run, probes of every ISP pooled (binary view): "
         f"intended blocking {_pct(summary.intended_blocking)} "
         f"(broken or degraded {_pct(summary.targets_affected)}) · "
         f"collateral damage {_pct(summary.collateral_damage)} "
@@ -76,7 +84,34 @@ def print_summary(summary: Summary, run_dir: Path, console: Console | None = Non
         f"blocked addresses {summary.blocked_addresses:,} in {summary.registry_prefixes} prefixes "
         f"for {summary.target_addresses} target address(es)"
     )
+    for line in _ended(timeline) if timeline is not None else []:
+        console.print(line)
     console.print(f"report: {run_dir / 'report.html'}  ·  results: {run_dir / 'results.jsonl'}")
+
+
+def _ended(tl: Timeline) -> list[str]:
+    """Per ISP, its last measured step: the per-subscriber figures, the binary view beside."""
+    out = []
+    for isp in tl.isps:
+        last = next(
+            (p for b in reversed(tl.steps) if (p := tl.point(b, isp)) and p.summary.services), None
+        )
+        if last is None:
+            continue
+        sub, s = last.subscribers, last.summary
+        pops = "".join(
+            f"; {name} {fig.broken:.3g} of {fig.n} broken "
+            f"(95 % {100 * fig.low:.0f}-{100 * fig.high:.0f} %)"
+            for name in tl.populations()
+            if (fig := sub.population(name)) is not None
+        )
+        out.append(
+            f"{isp} at '{last.bucket.key}': targets blocked for {_pct(sub.intended_blocking)} of "
+            f"subscribers, collateral {_pct(sub.collateral_damage)} per subscriber, "
+            f"{_pct(sub.subscribers_hit)} hit{pops} (binary: {_pct(s.intended_blocking)}, "
+            f"{_pct(s.collateral_damage)})"
+        )
+    return out
 
 
 # --- the report page: metrics over scenario time ------------------------------------------------

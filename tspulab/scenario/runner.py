@@ -238,7 +238,7 @@ def run_scenario_cli(
         return 130
     from tspulab.metrics.report import print_summary
 
-    print_summary(outcome.summary, outcome.run_dir)
+    print_summary(outcome.summary, outcome.run_dir, timeline=outcome.report.timeline)
     results = outcome.report.expectations
     failed = [r for r in results if not r.passed]
     for r in results:
