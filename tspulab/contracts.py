@@ -216,6 +216,8 @@ class FaultKind(StrEnum):
     SIGTERM = "sigterm"
     SIGINT = "sigint"
     STEP_FAILED = "step-failed"
+    WRITE_FAILED = "write-failed"
+    """results.jsonl refused a line (a full disk): held in memory, or lost at the end."""
 
 
 class FaultPhase(StrEnum):

@@ -73,6 +73,8 @@ class FaultRun:
         self.clock_started: float | None = None
         self.timeline_ended = False
         self.records: list[FaultRecord] = []
+        self._refusing = False
+        live.writer.on_error = self._results_refused
 
     # --- the timeline's side --------------------------------------------------------------
 
@@ -169,6 +171,7 @@ class FaultRun:
                 held = self.live.writer.held
                 if self.live.writer.flush() and held:
                     detail += f"; {held} result line(s) held in memory written"
+                    self._refusing = False
                 self.writer.flush()
         except (FaultError, OSError, subprocess.SubprocessError) as err:
             self.write(kind, FaultPhase.FAILED, f"not restored: {err}", target=cloud, t=t)
@@ -206,6 +209,18 @@ class FaultRun:
             f"{self.live.writer.count - self.live.writer.held} result line(s) were written before",
         )
 
+    def _results_refused(self, err: OSError, held: int) -> None:
+        """results.jsonl refused a write: said once per spell (the lines wait in memory)."""
+        if self._refusing:
+            return
+        self._refusing = True
+        self.write(
+            FaultKind.WRITE_FAILED,
+            FaultPhase.FAILED,
+            f"results.jsonl refused a line ({err.strerror}): {held} line(s) held in memory "
+            "until there is room",
+        )
+
     def finish(self, limit_s: float = 30.0) -> None:
         """At the end of the timeline: let the watches end (bounded), and record what the lab's
         teardown preparation had to do (ovs-vswitchd started again, space freed)."""
@@ -221,6 +236,14 @@ class FaultRun:
             kind = FaultKind.KILL_OVS if "vswitchd" in note else FaultKind.FILL_DISK
             self.write(kind, FaultPhase.RESTORED, note)
         self.live.faults.teardown_notes = []
+        lost = self.live.writer.held  # the results file is closed by now: these never made it
+        if lost:
+            self.write(
+                FaultKind.WRITE_FAILED,
+                FaultPhase.FAILED,
+                f"{lost} result line(s) could not be written to results.jsonl: "
+                f"{self.live.writer.error}",
+            )
         self.writer.close()
 
     # --- watching traffic -------------------------------------------------------------------
