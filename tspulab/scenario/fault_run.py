@@ -126,6 +126,8 @@ class FaultRun:
         watch = self._choose_watch(fault, cloud)
         blocked = self._choose_blocked(watch) if self._fail_open(fault, watch) else None
         started = time.monotonic()
+        # Stamped when it happens: choosing what to watch (a fetch or two) comes first.
+        t = max(t, self.scenario_now() or t)
         try:
             if kind is FaultKind.KILL_CONTROLLER:
                 detail = faults.kill_controller()
