@@ -330,6 +330,7 @@ def test_sigterm_and_ctrl_c_at_random_moments_end_the_run_with_its_report(
         context = f"{name} after {wanted} result(s), seed {seed}: {err[-2000:]}"
         assert signum in before, context
         assert proc.returncode == 130, context
+        assert f"report: {folder}" in err, context  # tspulab run says where the report is
         run_dir = next((folder / "runs").glob("faults-*"))
         records, problems = read_faults(run_dir / FAULTS_FILE)
         assert problems == [], context

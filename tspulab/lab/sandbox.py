@@ -508,6 +508,10 @@ def run_in_sandbox(
             box.proc.wait(timeout=60)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             box.kill()
+        if box.proc.poll() is not None and box.job.result_path.exists():
+            # The job's own interruption (a run's, naming its report) rather than ours.
+            with contextlib.suppress(Exception):
+                box.wait(0)
         raise
     finally:
         if previous is not None:
