@@ -18,7 +18,7 @@ FIGURES = (
     ("stopped_after_s", "traffic stopped after"),
     ("flows_after_s", "flows again after"),
     ("bypass_after_s", "blocked target reachable after"),
-    ("restart_s", "restart took"),
+    ("restart_s", "restore (restart, space freed) took"),
     ("recovered_after_s", "back after the restore"),
     ("blocking_back_after_s", "blocking back after the restore"),
 )
