@@ -36,12 +36,13 @@ import hashlib
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tspulab.dpi.classify import Classification, Classifier
 from tspulab.dpi.desync import DesyncDetector, FlowMarks, ipv4_ident
 from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowState, FlowTable, Network
+from tspulab.dpi.fragments import DEFAULT_TIMEOUT_S, FragmentCache, Held
 from tspulab.dpi.http import looks_like_http_request
 from tspulab.dpi.packet import (
     LINKTYPE_ETHERNET,
@@ -87,6 +88,12 @@ class Decision:
     """What happens to this very packet under the verdict."""
     first_final: bool = False
     """This packet made the flow's verdict final (a controller logs the verdict once, here)."""
+    held: bool = False
+    """An IP fragment the profile's fragment cache keeps (§2.4): a caller that buffers sends it
+    with ``released``, not now; one that does not forwards it at once (``fate`` stays forward)."""
+    released: tuple[bytes, ...] = ()
+    """The frames a completed datagram releases now, in arrival order, later fragments carrying
+    the first fragment's TTL (fragments.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,13 @@ class TspuEngine:
         )  # fmt: skip
         self.detections: deque[DetectEvent] = deque(maxlen=DETECTIONS_KEPT)
         """Detect events not yet drained, oldest first (bounded: the oldest fall off)."""
+        cache = spec.inspection.fragment_cache
+        self.fragments = (
+            FragmentCache(cache.value, DEFAULT_TIMEOUT_S * time_scale)
+            if cache is not None
+            else None
+        )
+        """The IP fragment cache of §2.4, when the profile has ``inspection.fragment_cache``."""
         self.server_blocks = ServerBlocks()
         """IP:port blocks scheduled by ``detect`` rules with ``block_after_s`` (serverblocks.py)."""
         insp = spec.inspection
@@ -184,7 +198,14 @@ class TspuEngine:
         except DecodeError:
             return Decision(None, _NOT_IP, None, None)
         ident = ipv4_ident(frame, linktype, pkt) if self.desync is not None else -1
-        return self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side, ip_id=ident)
+        d = self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side, ip_id=ident)
+        if self.fragments is not None and pkt.frag_id >= 0 and d.fate is Fate.FORWARD:
+            held = self.fragments.add(frame, now, linktype)
+            if held.held is Held.DROPPED:
+                return replace(d, fate=Fate.DROP)
+            if held.held is not Held.PASS:
+                return replace(d, held=True, released=held.frames)
+        return d
 
     def process_packet(
         self,

@@ -139,6 +139,10 @@ class Inspection(_Strict):
     udp_budget_packets: Cited[int] | None = None
     """The same for UDP (the 2022 QUIC filter looked at the first datagram only); default: TCP's."""
     inside_initiated_only: Cited[bool]
+    fragment_cache: Cited[int] | None = None
+    """IP fragments are buffered until their datagram is complete, then forwarded unreassembled
+    with the first fragment's TTL, at most this many per datagram (§2.4, fragments.py); None:
+    fragments pass as they come."""
     remote_syn_unblocks: Cited[bool] | None = None
     """A SYN from the server side (TCP split handshake) ends inspection: ALLOW (§2.3)."""
     opaque_first_packet_min_bytes: Cited[int] | None = None
