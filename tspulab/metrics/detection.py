@@ -232,7 +232,7 @@ def detection_html(
             f'</td><td>{made}</td><td class="{"bad" if mine else "good"}">{len(mine)}</td>'
             f"<td>{e(', '.join(protos) or 'not detected')}</td></tr>"
         )
-    out.append(f"<table class='num'>{''.join(rows)}</table>")
+    out.append(f"<div class='scroll'><table class='num'>{''.join(rows)}</table></div>")
     if data is None:
         out.append('<p class="note">No ISP address data for this scenario (data/NAME/): '
                    "detections are not attributed to accounts.</p>")  # fmt: skip
@@ -259,7 +259,7 @@ def detection_html(
             f"<tr><td>{e(s.account)}</td><td>{e(s.host)}</td><td>{e(s.activity)}</td>"
             f"<td>{'yes' if s.vpn_user else 'no'}</td>{''.join(cells)}</tr>"
         )
-    out.append(f"<table class='num'>{''.join(rows)}</table>")
+    out.append(f"<div class='scroll'><table class='num'>{''.join(rows)}</table></div>")
     rows = [
         "<tr><th>attribution</th><th>VPN users found</th><th>VPN users missed</th>"
         "<th>non-users flagged</th><th>non-users clear</th><th>precision</th></tr>"
@@ -273,7 +273,7 @@ def detection_html(
             f'<td class="{"bad" if c["fp"] else "good"}">{c["fp"]}</td><td>{c["tn"]}</td>'
             f"<td>{precision}</td></tr>"
         )
-    out.append(f"<table class='num'>{''.join(rows)}</table>")
+    out.append(f"<div class='scroll'><table class='num'>{''.join(rows)}</table></div>")
     return "\n".join(out)
 
 

@@ -148,7 +148,8 @@ def tool_steps_html(records: list[dict[str, Any]]) -> str:
                 tds.append("<td>" + ("<br>".join(parts) or '<span class="note">not used</span>')
                            + "</td>")  # fmt: skip
             rows.append(f"<tr><td><b>{html.escape(step.label)}</b></td>{''.join(tds)}</tr>")
-        out.append(f"<h3>{html.escape(isp)}</h3><table class='num'>{''.join(rows)}</table>")
+        table = f"<div class='scroll'><table class='num'>{''.join(rows)}</table></div>"
+        out.append(f"<h3>{html.escape(isp)}</h3>{table}")
     return "\n".join(out)
 
 
@@ -162,22 +163,23 @@ class Outage:
     isp: str
     method: str
     failing_steps: list[str]
-    start_s: float | None
-    end_s: float | None
-    """None with a start: still failing when the run ended."""
+    windows: list[tuple[float, float | None]]
+    """Each outage: from the start of its first failing step to the start of the next step in
+    which the tunnel worked again (None: still failing when the run ended)."""
     probes_failed: int
     probes: int
 
     @property
     def duration_s(self) -> float | None:
-        if self.start_s is None or self.end_s is None:
+        """Total outage time; None when there was none or the last one never ended."""
+        if not self.windows or any(end is None for _, end in self.windows):
             return None
-        return self.end_s - self.start_s
+        return sum(end - start for start, end in self.windows if end is not None)
 
 
 def outages(records: list[dict[str, Any]]) -> list[Outage]:
     """Per ISP and own-tunnel method: the steps in which it failed (fewer than half of its probes
-    got through), the first failure's start and the end of the last failing run of steps."""
+    got through) and each outage window, a run of failing steps until the tunnel works again."""
     cells = method_cells(records)
     steps = steps_of(records)
     out = []
@@ -195,13 +197,18 @@ def outages(records: list[dict[str, Any]]) -> list[Outage]:
                     per_step.append((step, merged.works))
                     failed += merged.total - merged.ok
                     total += merged.total
-            failing = [s for s, works in per_step if not works]
-            start = failing[0].start_s if failing else None
-            end: float | None = None
-            if failing:
-                after = [s for s, works in per_step if works and s.start_s > failing[-1].start_s]
-                end = after[0].start_s if after else None
-            out.append(Outage(isp, method, [s.label for s in failing], start, end, failed, total))
+            windows: list[tuple[float, float | None]] = []
+            start: float | None = None
+            for step, works in per_step:
+                if not works and start is None:
+                    start = step.start_s
+                elif works and start is not None:
+                    windows.append((start, step.start_s))
+                    start = None
+            if start is not None:
+                windows.append((start, None))
+            failing = [s.label for s, works in per_step if not works]
+            out.append(Outage(isp, method, failing, windows, failed, total))
     return out
 
 
@@ -225,19 +232,23 @@ def own_tunnels_html(records: list[dict[str, Any]], clock_iso: Any = None) -> st
 
     rows = [
         "<tr><th>own tunnel</th><th>ISP</th><th>failed probes</th><th>failing steps</th>"
-        "<th>outage from</th><th>until</th><th>lasting</th></tr>"
+        "<th>outages (from - until)</th><th>lasting in all</th></tr>"
     ]
     for o in found:
+        spans = "<br>".join(
+            f"{when(a)} - {when(b) if b is not None else 'the end of the run'}"
+            for a, b in o.windows
+        )
         lasting = (
             format_duration(o.duration_s) if o.duration_s is not None
-            else ("to the end of the run" if o.start_s is not None else "no outage")
+            else ("to the end of the run" if o.windows else "no outage")
         )  # fmt: skip
         cls = "bad" if o.failing_steps else "good"
         rows.append(
             f"<tr><td>{html.escape(o.method)}</td><td>{html.escape(o.isp)}</td>"
             f'<td class="{cls}">{o.probes_failed}/{o.probes}</td>'
             f"<td>{html.escape(', '.join(o.failing_steps) or 'none')}</td>"
-            f"<td>{when(o.start_s)}</td><td>{when(o.end_s)}</td><td>{lasting}</td></tr>"
+            f"<td>{spans or '–'}</td><td>{lasting}</td></tr>"
         )
     head = "".join(f"<th>{html.escape(m)}<br>{html.escape(i)}</th>" for m in methods for i in isps)
     grid = [f"<tr><th>step</th>{head}</tr>"]
@@ -260,8 +271,8 @@ def own_tunnels_html(records: list[dict[str, Any]], clock_iso: Any = None) -> st
         "start of the next step in which it worked again; its length is therefore resolved to the "
         "scenario's steps, which the scenario file chooses. The same tunnel through several ISPs "
         "side by side is the counterfactual when one ISP's TSPU whitelists it.</p>"
-        f"<table class='num'>{''.join(rows)}</table>"
-        f"<table class='num'>{''.join(grid)}</table>"
+        f"<div class='scroll'><table class='num'>{''.join(rows)}</table></div>"
+        f"<div class='scroll'><table class='num'>{''.join(grid)}</table></div>"
     )
 
 
