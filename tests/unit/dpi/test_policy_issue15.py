@@ -207,3 +207,28 @@ def test_new_action_parameters_are_checked() -> None:
         load_profile_text(bad)
     with pytest.raises(ProfileError, match="need 0 <= lo <= hi"):
         load_profile_text(text.replace("value: [300, 900]", "value: [900, 300]"))
+
+
+def test_wireguard_data_only_variant_blocks_a_fresh_tunnel_at_its_first_data_packet() -> None:
+    """§5.4, §8, the third reading: a box that fingerprints transport-data packets only (type 4,
+    reserved zero, 16-byte multiple) lets the handshake through and drops the tunnel at its first
+    data packet; the engine keeps looking after a non-matching message
+    (``rearm_after_non_matching``, within the inspection budget)."""
+    from scapy.contrib.wireguard import WireguardResponse
+
+    profile = _with_wireguard_messages("vpn-protocols-2023", ["transport-data"])
+    insp = profile.spec.inspection
+    rearm = insp.inside_initiated_only.model_copy(
+        update={"value": True, "source": "§5.4, §8 (test variant)"}
+    )
+    insp = insp.model_copy(update={"rearm_after_non_matching": rearm})
+    profile = dataclasses.replace(
+        profile, spec=profile.spec.model_copy(update={"inspection": insp})
+    )
+    c = Conn(engine(profile), dport=51820)
+    assert c.udp(0.0, WG_INIT).fate is Fate.FORWARD
+    response = bytes(Wireguard() / WireguardResponse(sender_index=9, receiver_index=7))
+    assert c.udp(0.05, response, from_client=False).fate is Fate.FORWARD
+    d = c.udp(0.1, WG_DATA)
+    assert d.fate is Fate.DROP and "wireguard transport-data" in d.verdict.reason
+    assert c.udp(0.2, WG_DATA, from_client=False).fate is Fate.DROP
