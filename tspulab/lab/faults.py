@@ -116,6 +116,11 @@ class LabFaults:
         before = self._switch_ups()
         started = time.monotonic()
         controller.start()
+        if self.ovs_down():  # no switch to come back until ovs-vswitchd does
+            return (
+                f"controller restarted (pid {controller.proc.pid}); no switch connects while "
+                "ovs-vswitchd is down"
+            )
         self._wait_switches_back(before, timeout_s)
         return (
             f"controller restarted (pid {controller.proc.pid}); every switch back with its "
@@ -192,6 +197,9 @@ class LabFaults:
         before = self._switch_ups()
         started = time.monotonic()
         pid = self._start_vswitchd()
+        controller = self.live.lab.controller.proc
+        if controller is None or controller.poll() is not None:
+            return f"{pid}; the switches connect once the controller is back"
         self._wait_switches_back(before, timeout_s)
         return f"{pid}; switches back in {time.monotonic() - started:.2f} s"
 
