@@ -223,7 +223,7 @@ def heatmap_png(tl: Timeline, kind: str = "round") -> bytes | None:
     """Service × time: share of successful direct probes, one panel per ISP."""
     panels = []
     for isp in tl.isps:
-        names, buckets, rows = tl.reachability_matrix(isp, kind, DIRECT)
+        names, buckets, rows = _fold_populations(tl, *tl.reachability_matrix(isp, kind, DIRECT))
         if any(v is not None for row in rows for v in row):
             panels.append((isp, names, buckets, rows))
     if not panels:
@@ -271,6 +271,31 @@ def heatmap_png(tl: Timeline, kind: str = "round") -> bytes | None:
         bar = fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.025, pad=0.01)
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:.0f} %"))
     return _png(fig)
+
+
+def _fold_populations(
+    tl: Timeline, names: list[str], buckets: list[Any], rows: list[list[float | None]]
+) -> tuple[list[str], list[Any], list[list[float | None]]]:
+    """One row per population (the mean reachability of its members) instead of a row per
+    member: 60 small sites would make the map unreadable, and the report gives their counts."""
+    population = {s.name: s.population for s in tl.services if s.population}
+    out_names: list[str] = []
+    out_rows: list[list[float | None]] = []
+    members: dict[str, list[list[float | None]]] = {}
+    for name, row in zip(names, rows, strict=True):
+        if name in population:
+            members.setdefault(population[name], []).append(row)
+        else:
+            out_names.append(name)
+            out_rows.append(row)
+    for pop, member_rows in members.items():
+        out_names.append(f"{pop}: {len(member_rows)} members, mean")
+        column = []
+        for j in range(len(buckets)):
+            seen = [r[j] for r in member_rows if r[j] is not None]
+            column.append(sum(seen) / len(seen) if seen else None)  # type: ignore[arg-type]
+        out_rows.append(column)
+    return out_names, buckets, out_rows
 
 
 def _short_time(tl: Timeline, t_s: float) -> str:

@@ -303,7 +303,7 @@ def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
         cov = i.get("coverage")
         weights = i.get("weights") or {}
         hosts = [
-            f"{h} ({float(weights[h]):,.4g})" if h in weights else h
+            f"{h} ({float(weights[h]):,.0f})" if h in weights else h
             for h in i.get("subscribers") or []
         ]
         rows.append(
