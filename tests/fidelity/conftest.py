@@ -22,7 +22,7 @@ import pytest
 
 from tests.emulation.conftest import emulation_skip_reason
 from tests.fidelity.catalogue import Catalogue, load_catalogue
-from tests.fidelity.page import PAGE, Row, TestOutcome, render
+from tests.fidelity.page import PAGE, Outcome, Row, render
 
 HERE = Path(__file__).resolve().parent
 WORST = {"failed": 3, "xfailed": 2, "skipped": 1, "passed": 0}
@@ -36,7 +36,7 @@ class FidelityCollector:
         self.catalogue: Catalogue = load_catalogue()
         self.rows = {s.id: Row(s) for s in self.catalogue.statements}
         self.marked: dict[str, tuple[str, ...]] = {}  # fidelity test nodeid -> row ids
-        self.outcomes: dict[str, TestOutcome] = {}
+        self.outcomes: dict[str, Outcome] = {}
         self.fidelity_items: set[str] = set()
         self.deselected = 0
 
@@ -82,7 +82,7 @@ class FidelityCollector:
         old = self.outcomes.get(report.nodeid)
         if old is None or WORST[outcome] > WORST[old.outcome]:
             message = str(report.longrepr)[-300:] if report.failed else ""
-            self.outcomes[report.nodeid] = TestOutcome(report.nodeid, outcome, message)
+            self.outcomes[report.nodeid] = Outcome(report.nodeid, outcome, message)
 
     def _is_evidence(self, nodeid: str) -> bool:
         return any(
@@ -111,10 +111,10 @@ class FidelityCollector:
             row.tests = []
             for nodeid, ids in self.marked.items():
                 if row.statement.id in ids:
-                    row.tests.append(self.outcomes.get(nodeid, TestOutcome(nodeid, "missing")))
+                    row.tests.append(self.outcomes.get(nodeid, Outcome(nodeid, "missing")))
             for ev in row.statement.evidence:
                 found = [o for n, o in self.outcomes.items() if self._matches(n, ev)]
-                row.tests += found or [TestOutcome(ev, "missing")]
+                row.tests += found or [Outcome(ev, "missing")]
             missing += [t.nodeid for t in row.tests if t.outcome in ("missing", "skipped")]
         return sorted(set(missing))
 

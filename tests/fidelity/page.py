@@ -38,7 +38,7 @@ SECTIONS = {
 
 
 @dataclass
-class TestOutcome:
+class Outcome:
     """The worst phase outcome of one test node: passed, failed, skipped, xfailed."""
 
     nodeid: str
@@ -49,7 +49,7 @@ class TestOutcome:
 @dataclass
 class Row:
     statement: Statement
-    tests: list[TestOutcome] = field(default_factory=list)
+    tests: list[Outcome] = field(default_factory=list)
     measured: list[str] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
 

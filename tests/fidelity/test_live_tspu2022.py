@@ -234,7 +234,7 @@ def test_s2_sni_ii_5_to_8_packets_then_drops_both_ways_cp_tspu(
     assert abs(passed - verdict["after_packets"]) <= 1
 
 
-@pytest.mark.fidelity("s2-ip", "t13")
+@pytest.mark.fidelity("s2-ip", "t13", "s2-ip-trigger-out-of-registry")
 def test_s2_ip_mode_syn_and_icmp_dropped_cp_tspu(lab: dict[str, Any], record_fidelity) -> None:  # type: ignore[no-untyped-def]
     """§2.2 IP [S], §9.13 (OONI-TOR, CP-TSPU): a registry address: SYNs get no SYN/ACK (the
     client retransmits its SYN until curl times out), ICMP echo is dropped too."""

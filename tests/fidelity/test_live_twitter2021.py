@@ -248,7 +248,7 @@ def test_s3_outside_initiated_connection_is_not_throttled_cp_thr(
     assert outside >= 10 * 172.5
 
 
-@pytest.mark.fidelity("s1-throttler-5-hops", "t23")
+@pytest.mark.fidelity("s1-throttler-5-hops", "t23", "s1-close-to-users")
 def test_s1_ttl_limited_hellos_locate_the_throttler_within_5_hops_cp_thr(
     lab: dict[str, Any], record_fidelity
 ) -> None:  # type: ignore[no-untyped-def]
@@ -265,6 +265,8 @@ def test_s1_ttl_limited_hellos_locate_the_throttler_within_5_hops_cp_thr(
     first = min(acted) if acted else None
     record_fidelity("s1-throttler-5-hops", measured=f"acts on TTL >= {first}: throttler between "
                     f"hops {TSPU_AFTER_ROUTERS} and {TSPU_AFTER_ROUTERS + 1}")  # fmt: skip
+    record_fidelity("s1-close-to-users", measured=f"TSPU placed and found at hop "
+                    f"{TSPU_AFTER_ROUTERS}-{TSPU_AFTER_ROUTERS + 1} (topology.hops)")  # fmt: skip
     record_fidelity("t23", measured=f"throttler located at hop {TSPU_AFTER_ROUTERS}-"
                     f"{TSPU_AFTER_ROUTERS + 1} by TTL-limited ClientHellos")  # fmt: skip
     assert acted == [t for t in TTLS if t > TSPU_AFTER_ROUTERS], lab["verdicts"]
