@@ -77,6 +77,8 @@ COOKIE_OLD_FILTER = 0x7370_0010
 IDLE_TIMEOUT_S = 60
 #: TCP packets of one flow the filter reads before it gives up on seeing a request
 MAX_PACKETS = 6
+#: undecided TCP flows it keeps (SYNs that never send a request); past it the oldest is forgotten
+MAX_UNDECIDED = 10_000
 
 EventSink = Callable[..., None]
 
@@ -210,7 +212,12 @@ class OldFilterBox:
     def _passed(self, ep: FlowEndpoints, action: Pass, pkt: Packet) -> list[Any]:
         if ep.proto != IP_PROTO_TCP:
             return []
-        flow = self.flows.setdefault(ep, _Flow())
+        flow = self.flows.get(ep)
+        if flow is None:
+            if len(self.flows) >= MAX_UNDECIDED:  # a SYN flood must not grow the box's memory
+                del self.flows[next(iter(self.flows))]
+                self.counters["undecided_evicted"] += 1
+            flow = self.flows[ep] = _Flow()
         flow.packets += 1
         if action.done or flow.packets >= MAX_PACKETS:
             return self._finish(ep, drop=False)

@@ -209,3 +209,97 @@ def test_per_box_figures_and_the_report_section() -> None:
     page = boxes_html({"by_box": data})
     assert "Which box stopped which probe" in page and "dns-nxdomain (NXDOMAIN)" in page
     assert boxes_html({}) == ""
+
+
+# --- the timeline: the filter's copy follows each published change, `lag` after its TSPU -------
+
+TIMELINE = """
+version: 1
+name: t
+topology: {name: isps}
+profile: tspu-2022
+registry:
+  - domains: [rutracker.org]
+isps:
+  - {name: copy, subscribers: 1, update_delay: 1h, old_filter: {lag: 1d}}
+  - {name: own, subscribers: 1, old_filter: {registry: [{domains: [kasparov.ru]}]}}
+  - {name: none, subscribers: 1}
+clouds:
+  - {name: c, prefixes: [18.196.0.0/15]}
+services:
+  - {name: t, role: target, domains: [t.example], cloud: c, address: 18.196.0.10}
+  - {name: i, role: innocent, domains: [i.example], cloud: c, address: 18.196.0.11}
+timeline:
+  - {at: "+2h", label: add, registry_add: [{domains: [linkedin.com]}]}
+"""
+
+
+class _Lab:
+    """What TimelineRun reads of a LiveLab, without a network."""
+
+    def __init__(self, scenario: Any, run_dir: Path) -> None:
+        from tspulab.metrics.results import ResultWriter
+
+        self.scenario = scenario
+        self.registry = build_registry(scenario)
+        self.isps = scenario.effective_isps()
+        self.run_dir = run_dir
+        self.speed = 1.0
+        self.writer = ResultWriter(run_dir / "results.jsonl")
+
+    def log(self, *_: object) -> None:
+        pass
+
+
+def test_timeline_pushes_copies_lag_after_the_tspu_and_never_an_own_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tspulab.scenario.timeline_runner as tr
+    from tspulab.metrics.results import read_results
+
+    scenario = load_scenario_text(TIMELINE, tmp_path / "s.yaml")
+    pushed: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(
+        tr, "push_filter_registry",
+        lambda run_dir, s, isp, version, reg: pushed.append((isp, version, reg.domain_count())),
+    )  # fmt: skip
+    run = tr.TimelineRun(_Lab(scenario, tmp_path))  # type: ignore[arg-type]
+    run._apply_entry(7200.0, scenario.timeline[0])
+    due = sorted((t, kind, payload[0]) for t, _, _, kind, payload in run._heap)
+    assert due == [
+        (7200.0, "registry", "none"), (7200.0, "registry", "own"),
+        (7200.0 + 3600, "registry", "copy"),
+        (7200.0 + 3600 + 86400, "old-filter-registry", "copy"),
+    ]  # fmt: skip
+    [(_, _, _, _, (isp, published))] = [e for e in run._heap if e[3] == "old-filter-registry"]
+    run._filter_registry(93600.0, isp, published)
+    assert pushed == [("copy", 1, 2)]
+    lines = read_results(tmp_path / "results.jsonl")
+    [line] = [r for r in lines if r["kind"] == "old-filter-registry"]
+    assert (line["isp"], line["domains"], line["step"]) == ("copy", 2, "add")
+
+
+def test_the_shells_verdict_view_shows_the_filters_acts() -> None:
+    from tspulab.shell.views import verdict_lines
+
+    events = [
+        _filter_event(100.2, "http-redirect", host="rutracker.org", mode="passive"),
+        _tspu_event(100.3, "www.linkedin.com", "108.174.10.10"),
+    ]
+    events[0]["flow"] = {"client": "10.1.0.11", "server": "95.167.13.50", "server_port": 80}
+    lines = verdict_lines(events, started=100.0, limit=None)
+    assert (
+        "rt         old filter: 10.1.0.11 → 95.167.13.50:80  rutracker.org  ⇒ http-redirect"
+        in (lines[0])
+    )
+    assert "sni=www.linkedin.com  ⇒ drop" in lines[1]
+
+
+def test_a_restarted_controller_gets_each_filters_newest_list(tmp_path: Path) -> None:
+    from tspulab.lab.faults import latest_registry_file
+
+    for name in ("oldfilter-rt-0.json", "oldfilter-rt-2.json", "oldfilter-rt-10.json",
+                 "oldfilter-rtx-11.json", "registry-rt-12.json"):  # fmt: skip
+        (tmp_path / name).write_text("{}")
+    assert latest_registry_file(tmp_path, "rt", "oldfilter") == tmp_path / "oldfilter-rt-10.json"
+    assert latest_registry_file(tmp_path, "rt") == tmp_path / "registry-rt-12.json"

@@ -67,13 +67,14 @@ def _exit_words(proc: Any) -> str:
     return f"exited with {code}"
 
 
-def latest_registry_file(run_dir: Path, isp: str) -> Path | None:
+def latest_registry_file(run_dir: Path, isp: str, prefix: str = "registry") -> Path | None:
     """The newest registry version written for an ISP (`registry-<isp>-<n>.json`, highest n):
-    what the ISP's TSPU should hold, whether or not a controller was up to take it."""
-    pattern = re.compile(rf"registry-{re.escape(isp)}-(\d+)\.json")
+    what the ISP's TSPU should hold, whether or not a controller was up to take it; with
+    `prefix="oldfilter"`, the newest list of the ISP's old filter."""
+    pattern = re.compile(rf"{prefix}-{re.escape(isp)}-(\d+)\.json")
     found = [
         (int(m.group(1)), p)
-        for p in run_dir.glob("registry-*.json")
+        for p in run_dir.glob(f"{prefix}-*.json")
         if (m := pattern.fullmatch(p.name))
     ]
     return max(found)[1] if found else None
@@ -112,7 +113,17 @@ class LabFaults:
             )
             for t in config.tspus
         ]
-        ControllerFile(tspus=tspus, events_log=config.events_log).write(path)
+        # the ISPs' old filters too, each with the newest list it was sent
+        old_filters = [
+            f.model_copy(
+                update={
+                    "registry_file": latest_registry_file(self.live.run_dir, f.name, "oldfilter")
+                    or f.registry_file
+                }
+            )
+            for f in config.old_filters
+        ]
+        config.model_copy(update={"tspus": tspus, "old_filters": old_filters}).write(path)
         before = self._switch_ups()
         started = time.monotonic()
         controller.start()

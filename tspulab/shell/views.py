@@ -47,7 +47,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 def verdict_lines(events: list[dict[str, Any]], started: float, limit: int | None) -> list[str]:
     """One line per final verdict and per detection, newest last: when (seconds since the lab
     started), which TSPU, the flow, what was recognised, the action and the rule that fired."""
-    wanted = [e for e in events if e.get("event") in (EventKind.VERDICT, EventKind.DETECT)]
+    kinds = (EventKind.VERDICT, EventKind.DETECT, EventKind.OLD_FILTER_VERDICT)
+    wanted = [e for e in events if e.get("event") in kinds]
     if limit is not None:
         wanted = wanted[-limit:] if limit > 0 else []
     lines = []
@@ -56,6 +57,16 @@ def verdict_lines(events: list[dict[str, Any]], started: float, limit: int | Non
         if e["event"] == EventKind.DETECT:
             fields = {k: v for k, v in e.items() if k not in ("t", "event", "tspu")}
             lines.append(f"{t:8.2f}s {e.get('tspu', '?'):<10} detect  {_compact(fields)}")
+            continue
+        if e["event"] == EventKind.OLD_FILTER_VERDICT:  # the ISP's own older filter acted
+            flow = e.get("flow") or {}
+            name = e.get("host") or e.get("sni") or e.get("qname") or "?"
+            answer = f" ({e['answer']})" if e.get("answer") else ""
+            lines.append(
+                f"{t:8.2f}s {e.get('isp', '?'):<10} old filter: {flow.get('client')} → "
+                f"{flow.get('server')}:{flow.get('server_port')}  {name}  ⇒ {e.get('action')}"
+                f"{answer}, {e.get('mode')}"
+            )
             continue
         flow = e.get("flow") or {}
         verdict = e.get("verdict") or {}

@@ -172,3 +172,13 @@ def test_profile_and_registry_commands_without_a_dpid_skip_old_filters(tmp_path:
 
     wire = _wire(tmp_path)
     assert wire.handle(ProfileChange("tspu-2022")) == []
+
+
+def test_undecided_flows_are_bounded(wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tspulab.controllers.oldfilter_box as box_module
+
+    monkeypatch.setattr(box_module, "MAX_UNDECIDED", 3)
+    for port in range(41000, 41005):
+        Conn(wire, dport=80, sport=port).tcp("S")
+    box: OldFilterBox = wire.box  # type: ignore[assignment]
+    assert len(box.flows) == 3 and box.counters["undecided_evicted"] == 2
