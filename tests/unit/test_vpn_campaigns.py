@@ -236,3 +236,62 @@ def test_the_shipped_detection_data_covers_every_host_of_the_scenario() -> None:
     for step in ("2025-04-01T10:00:00+00:00", "2025-04-02T10:00:00+00:00"):
         at = datetime.fromisoformat(step)
         assert all(data.public_address(h, at) is not None for h in hosts)
+
+
+def test_clients_of_openvpn_and_wireguard_start_side_by_side_in_different_hosts(
+    tmp_path: Path,
+) -> None:
+    """A blocked handshake waits 20-30 s: hosts must not wait for each other's (the crackdown's
+    tunnels in three ISPs at once); other kinds keep starting one client at a time."""
+    from tspulab.methods.lab import LabMethods
+
+    s = load_scenario(ROOT / "scenarios" / "vpn-ban.yaml")
+    lab = LabMethods(s.circumvention, tmp_path, None, clients=2, log=lambda _m: None)
+
+    class Host:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    a, b = Host("h1"), Host("h2")
+    for name in ("expressvpn", "nordvpn"):  # openvpn, wireguard
+        assert lab._client_lock(name, a) is not lab._client_lock(name, b)  # type: ignore[arg-type]
+        assert lab._client_lock(name, a) is lab._client_lock(name, a)  # type: ignore[arg-type]
+    one = lab._client_lock("own-shadowsocks", a)  # type: ignore[arg-type]
+    assert one is lab._client_lock("own-shadowsocks", b)  # type: ignore[arg-type]
+
+
+def test_probes_waiting_on_a_failing_client_start_share_its_failure(tmp_path: Path) -> None:
+    """One blocked handshake per host and round, not one per service probed through it."""
+    import threading
+    import time
+
+    from tspulab.methods.lab import LabMethods
+    from tspulab.methods.process import MethodError
+
+    s = load_scenario(ROOT / "scenarios" / "vpn-ban.yaml")
+    lab = LabMethods(s.circumvention, tmp_path, None, clients=1, log=lambda _m: None)
+    tries: list[str] = []
+
+    def blocked(node: object) -> None:
+        tries.append("start")
+        time.sleep(0.3)
+        raise MethodError("no handshake")
+
+    lab.adapters["kaspersky"].start_client = blocked  # type: ignore[method-assign, assignment]
+    host = type("Host", (), {"name": "h1"})()
+    errors: list[str] = []
+
+    def probe() -> None:
+        try:
+            lab.access("kaspersky", host)
+        except MethodError as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=probe) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tries == ["start"] and errors == ["no handshake"] * 3
+    probe()  # a later round tries again
+    assert tries == ["start", "start"]

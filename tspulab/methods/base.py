@@ -131,6 +131,9 @@ class Method(ABC):
     kind: ClassVar[str]
     tool: ClassVar[str]
     """The programs it runs, for messages and docs ('openvpn', 'sing-box', ...)."""
+    parallel_clients: ClassVar[bool] = False
+    """Whether `start_client` may run for several hosts at once (the lab then starts each
+    host's client without waiting for another host's: a blocked handshake waits 20-30 s)."""
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx

@@ -3,7 +3,9 @@
 Servers start in their clouds' hosts when the lab is up (each ready before the campaign's clock
 starts); a subscriber host gets a method's client the first time it probes through it (a
 subscriber that never uses a method runs no client). Probes from several threads are safe: a
-method's clients start one at a time. Everything ends with `stop()`, in reverse order.
+method's clients start one at a time, or one per host at a time for a method whose adapter says
+`parallel_clients`; a host's shell commands run one at a time. Everything ends with `stop()`, in
+reverse order.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class LabMethods:
         # command, not for their whole start (a blocked handshake waits 30 s).
         self._nodes: dict[str, _SerialNode] = {}
         self._nodes_guard = threading.Lock()
+        self._client_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._failures: dict[tuple[str, str], MethodError] = {}
 
     def _serial(self, node: Node) -> Node:
         with self._nodes_guard:
@@ -99,18 +103,36 @@ class LabMethods:
             method.start_server(node_of_cloud(cloud))
             self.log(f"  method {name} ({method.kind}, {method.tool}) ready on {cloud}")
 
+    def _client_lock(self, name: str, node: Node) -> threading.Lock:
+        """The lock a client start or stop takes: the method's own (its clients start one at a
+        time), or one per host for a method whose clients may start side by side."""
+        if not self.adapters[name].parallel_clients:
+            return self._locks[name]
+        with self._nodes_guard:
+            return self._client_locks.setdefault((name, node.name), threading.Lock())
+
     def access(self, name: str, node: Node) -> Access:
-        """The way through method `name` from `node`, starting its client there once."""
+        """The way through method `name` from `node`, starting its client there once. A probe
+        that waited while another probe's start of the same client failed gets that failure
+        instead of trying again (each try of a blocked handshake waits out its 20-30 s)."""
         key = (name, node.name)
-        with self._locks[name]:
+        seen = self._failures.get(key)
+        with self._client_lock(name, node):
+            failed = self._failures.get(key)
+            if failed is not None and failed is not seen:
+                raise failed
             if key not in self._access:
-                self._access[key] = self.adapters[name].start_client(self._serial(node))
+                try:
+                    self._access[key] = self.adapters[name].start_client(self._serial(node))
+                except MethodError as err:
+                    self._failures[key] = err
+                    raise
             return self._access[key]
 
     def drop_client(self, name: str, node: Node) -> None:
         """Stop method `name`'s client in `node` (failed, or to be started afresh: a new client
         makes new flows, which the TSPU judges under what it knows now)."""
-        with self._locks[name]:
+        with self._client_lock(name, node):
             self._access.pop((name, node.name), None)
             self.adapters[name].stop_client(self._serial(node))
 

@@ -26,6 +26,8 @@ READY = r"Initialization Sequence Completed"
 class OpenVpn(Method):
     kind = "openvpn"
     tool = "openvpn"
+    # A client is its own process, routes and log per host; the shared set-up is the server's.
+    parallel_clients = True
 
     @property
     def options(self) -> OpenVpnOptions:

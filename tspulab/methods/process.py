@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class Processes:
     directory: Path
     record: RunRecord | None = None
     started: list[Started] = field(default_factory=list)
+    # Clients may start in one host while another host's client is stopped (parallel probes).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def start(
         self,
@@ -101,16 +104,19 @@ class Processes:
         if self.record is not None:
             self.record.process(proc.pid, f"{name} ({node.name})", group_leader=True)
         started = Started(name, proc, node, log, offset)
-        self.started.append(started)
+        with self._lock:
+            self.started.append(started)
         return started
 
     def stop(self, timeout_s: float = 5.0, node: Node | None = None) -> None:
         """End every process (its whole process group: tor's obfs4proxy, nginx's workers), or
         only those in `node`."""
-        keep = [s for s in self.started if node is not None and s.node is not node]
-        for item in reversed([s for s in self.started if s not in keep]):
+        with self._lock:
+            keep = [s for s in self.started if node is not None and s.node is not node]
+            ending = [s for s in self.started if s not in keep]
+            self.started = keep
+        for item in reversed(ending):
             stop_process(item.proc, timeout_s)
-        self.started = keep
 
 
 def _died(started: Started, tool: str, waited: str) -> MethodError:

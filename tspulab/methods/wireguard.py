@@ -10,6 +10,8 @@ initiation with message type 1 is what DPI matches).
 
 from __future__ import annotations
 
+import threading
+
 from tspulab.methods.base import Access, Method
 from tspulab.methods.keys import X25519Pair, random_b64
 from tspulab.methods.options import WireGuardOptions
@@ -27,6 +29,8 @@ from tspulab.methods.tunnel import add_routes, enable_forwarding_nat
 class WireGuard(Method):
     kind = "wireguard"
     tool = "wireguard-go"
+    # Each host's client has its own key, address and interface; only picking them is shared.
+    parallel_clients = True
 
     @property
     def options(self) -> WireGuardOptions:
@@ -63,6 +67,7 @@ class WireGuard(Method):
         )
         self.nat_table = f"tspulab_{ctx.tag(8)}"
         self.client_index: dict[str, int] = {}
+        self._index_lock = threading.Lock()
 
     def _write(self, name: str, text: str) -> None:
         path = self.directory / name
@@ -101,12 +106,13 @@ class WireGuard(Method):
     def start_client(self, node: Node) -> Access:
         self.prepare()
         # A host keeps its key when its client is started again (after a failed start).
-        i = self.client_index.setdefault(node.name, len(self.client_index))
-        if i >= self.ctx.clients:
-            del self.client_index[node.name]
-            raise MethodError(
-                f"wireguard {self.ctx.name}: keys were made for {self.ctx.clients} client(s)"
-            )
+        with self._index_lock:
+            i = self.client_index.setdefault(node.name, len(self.client_index))
+            if i >= self.ctx.clients:
+                del self.client_index[node.name]
+                raise MethodError(
+                    f"wireguard {self.ctx.name}: keys were made for {self.ctx.clients} client(s)"
+                )
         # Names unique per client too: the UAPI socket is named after the interface.
         dev = self.ctx.interface(f"wg{i}c")
         started = self._interface(node, dev, f"client{i}.conf", self.client_ips[i], "client")
