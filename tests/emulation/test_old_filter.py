@@ -10,6 +10,7 @@ a race with the servers; the passive race is shown by the unit tests and scenari
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,14 @@ isps:
       dns: blockpage
       mode: inline
       blockpage: {BLOCKPAGE}
+      registry:
+        - domains: [rutracker.org]
+  - name: pa
+    subscribers: 1
+    old_filter:
+      dns: "off"
+      mode: passive
+      blockpage: 95.167.13.60
       registry:
         - domains: [rutracker.org]
 clouds:
@@ -72,6 +81,19 @@ def _lab_run(runs_dir: Path) -> dict[str, Any]:
             (service, kind): live.probe("rt-1", service, kind=kind).to_json()
             for service, kind in PROBES
         }
+        # §9 statement 24: a client that drops the passive filter's injections (IP ID 0/1, as
+        # GoodbyeDPI's passive-DPI blocking does; not the SYN/ACK, which Linux sends with ID 0)
+        # gets through: the server's own answer follows the injected 302
+        nft = (
+            "add table inet dropinj; add chain inet dropinj in { type filter hook input priority 0; }; "
+            "add rule inet dropinj in tcp sport 80 tcp flags & syn == 0 ip id { 0, 1 } counter drop"
+        )
+        nft_out = live.host("pa-1").cmd(f"nft '{nft}' && echo installed")
+        results[("passive-ignoring", "http")] = live.probe(
+            "pa-1", "rutracker", kind="http"
+        ).to_json()
+        dropped = live.host("pa-1").cmd("nft list table inet dropinj")
+        results[("passive-ignoring", "nft")] = {"out": nft_out, "dropped": dropped}
         stats = live.controller_stats()  # flushes the event log
         flows = live.lab.dump_flows(old_filter_switch(1))
         records = read_results(live.run_dir / "results.jsonl")
@@ -102,6 +124,7 @@ def test_http_to_a_listed_site_gets_the_isps_302_to_its_block_page(lab: dict[str
     [event] = [
         e for e in lab["events"]
         if e.get("event") == "old-filter-verdict" and e.get("action") == "http-redirect"
+        and e.get("isp") == "rt"
     ]  # fmt: skip
     assert event["host"] == "rutracker.org" and event["box"] == OLD_FILTER
     assert _stop(lab, "rutracker", "http")["stopped_by"] == OLD_FILTER
@@ -138,6 +161,22 @@ def test_a_site_outside_the_filters_narrower_list_passes_it(lab: dict[str, Any])
         ("rutracker", "dns"),
         ("linkedin", "https"),
     }
+
+
+def test_a_client_that_drops_passive_injections_gets_through(lab: dict[str, Any]) -> None:
+    assert "installed" in lab["results"][("passive-ignoring", "nft")]["out"]
+    r = lab["results"][("passive-ignoring", "http")]
+    assert (r["ok"], r["outcome"], r["http_code"]) == (True, "ok", 200)
+    # the injected 302 did reach the client, and was dropped there
+    counted = re.search(
+        r"counter packets (\d+)", lab["results"][("passive-ignoring", "nft")]["dropped"]
+    )
+    assert counted is not None and int(counted.group(1)) >= 1
+    acted = [
+        e for e in lab["events"]
+        if e.get("event") == "old-filter-verdict" and e.get("isp") == "pa"
+    ]  # fmt: skip
+    assert [(e["action"], e["mode"]) for e in acted] == [("http-redirect", "passive")]
 
 
 def test_the_filter_counts_and_its_switch_carries_judged_flows(lab: dict[str, Any]) -> None:
