@@ -29,6 +29,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tspulab.contracts import EVENTS_FILE
+from tspulab.metrics.results import read_results
+from tspulab.metrics.timeline import parse_clock_start
+from tspulab.scenario.build import plan_lab
+from tspulab.scenario.paths import data_dir
+from tspulab.scenario.schema import ScenarioError, load_scenario
+
 MODES = ("inside", "NAT log", "submission")
 
 
@@ -281,13 +288,6 @@ def section_for_run(run_dir: Path, meta: dict[str, Any], records: list[dict[str,
     """The detection section of a run: "" when its TSPUs logged no detection and the scenario
     has no ISP data; the scenario file (run.json's `scenario`) gives the hosts' addresses and
     the methods' servers."""
-    from tspulab.contracts import EVENTS_FILE
-    from tspulab.metrics.results import read_results
-    from tspulab.metrics.timeline import parse_clock_start
-    from tspulab.scenario.build import plan_lab
-    from tspulab.scenario.paths import data_dir
-    from tspulab.scenario.schema import ScenarioError, load_scenario
-
     events = [x for x in read_results(run_dir / EVENTS_FILE) if x.get("event") == "detect"]
     name = str(meta.get("name") or "")
     folder = data_dir() / name if name else None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tspulab.metrics.detection import section_for_run
+from tspulab.metrics.timeline import parse_clock_start
 from tspulab.scenario.scalars import format_duration
 
 #: A method works for a service in a step when at least this share of its probes got through
@@ -281,8 +282,6 @@ def vpn_sections(
 ) -> str:
     """The VPN report sections of a run: tools per date and own tunnels (with circumvention
     methods), and who was flagged as a VPN user (with detections; tspulab.metrics.detection)."""
-    from tspulab.metrics.timeline import parse_clock_start
-
     start = parse_clock_start(meta.get("clock_start"))
 
     def clock_iso(t: float) -> str | None:
