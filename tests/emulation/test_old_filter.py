@@ -17,11 +17,16 @@ from typing import Any
 import pytest
 
 from tests.emulation.helpers import in_sandbox, leftovers, silent
+from tspulab.controllers.control import send_command
+from tspulab.dpi.domains import MatchKind
+from tspulab.dpi.registry import Registry
 from tspulab.metrics.boxes import OLD_FILTER, TSPU, attribute
 from tspulab.metrics.results import read_results
 from tspulab.scenario.live import LiveLab
+from tspulab.scenario.oldfilter_lab import write_filter_registry
 from tspulab.scenario.schema import load_scenario_text
-from tspulab.topologies.oldfilter import old_filter_switch
+from tspulab.scenario.tspu_config import control_socket_path
+from tspulab.topologies.oldfilter import old_filter_dpid, old_filter_switch
 
 BLOCKPAGE = "95.167.13.50"
 SCENARIO = f"""
@@ -94,6 +99,19 @@ def _lab_run(runs_dir: Path) -> dict[str, Any]:
         ).to_json()
         dropped = live.host("pa-1").cmd("nft list table inet dropinj")
         results[("passive-ignoring", "nft")] = {"out": nft_out, "dropped": dropped}
+        live.host("pa-1").cmd("nft delete table inet dropinj")
+        # a new list reaches a filter over the control channel (what the timeline does with a
+        # copy of each published change): pa's filter now also lists www.linkedin.com
+        update = Registry()
+        for name in ("rutracker.org", "www.linkedin.com"):
+            update.add_domain(name, MatchKind.EXACT, source="test")
+        path = write_filter_registry(live.run_dir, "pa", 1, update)
+        reply = send_command(
+            control_socket_path(live.run_dir),
+            {"cmd": "registry", "file": str(path), "dpid": old_filter_dpid(2)},
+        )
+        results[("pa-update", "reply")] = reply
+        results[("pa-update", "http")] = live.probe("pa-1", "linkedin", kind="http").to_json()
         stats = live.controller_stats()  # flushes the event log
         flows = live.lab.dump_flows(old_filter_switch(1))
         records = read_results(live.run_dir / "results.jsonl")
@@ -145,7 +163,8 @@ def test_tls_is_dropped_by_the_tspu_not_the_old_filter(lab: dict[str, Any]) -> N
     assert {e["sni"]: e["verdict"]["action"] for e in tspu}["www.linkedin.com"] == "drop"
     assert not any(
         "linkedin" in str(e.get(k)) for e in lab["events"]
-        if e.get("event") == "old-filter-verdict" for k in ("host", "sni", "qname")
+        if e.get("event") == "old-filter-verdict" and e.get("isp") == "rt"
+        for k in ("host", "sni", "qname")
     )  # fmt: skip
 
 
@@ -156,7 +175,7 @@ def test_a_site_outside_the_filters_narrower_list_passes_it(lab: dict[str, Any])
         assert lab["results"][("linkedin", kind)]["ok"], kind
     for kind in ("http", "https"):
         assert lab["results"][("bystander", kind)]["ok"], kind
-    assert {(s["service"], s["kind"]) for s in lab["stops"]} == {
+    assert {(s["service"], s["kind"]) for s in lab["stops"] if s["isp"] == "rt"} == {
         ("rutracker", "http"),
         ("rutracker", "dns"),
         ("linkedin", "https"),
@@ -175,8 +194,18 @@ def test_a_client_that_drops_passive_injections_gets_through(lab: dict[str, Any]
     acted = [
         e for e in lab["events"]
         if e.get("event") == "old-filter-verdict" and e.get("isp") == "pa"
+        and e.get("host") == "rutracker.org"
     ]  # fmt: skip
     assert [(e["action"], e["mode"]) for e in acted] == [("http-redirect", "passive")]
+
+
+def test_a_new_list_reaches_the_filter_live(lab: dict[str, Any]) -> None:
+    assert lab["results"][("pa-update", "reply")] == {
+        "ok": True, "tspu": "pa", "added": 1, "removed": 0,
+        "seconds": lab["results"][("pa-update", "reply")]["seconds"],
+    }  # fmt: skip
+    r = lab["results"][("pa-update", "http")]
+    assert (r["ok"], r["outcome"], r["http_code"]) == (False, "blockpage", 302)
 
 
 def test_the_filter_counts_and_its_switch_carries_judged_flows(lab: dict[str, Any]) -> None:
