@@ -303,3 +303,19 @@ def test_a_restarted_controller_gets_each_filters_newest_list(tmp_path: Path) ->
         (tmp_path / name).write_text("{}")
     assert latest_registry_file(tmp_path, "rt", "oldfilter") == tmp_path / "oldfilter-rt-10.json"
     assert latest_registry_file(tmp_path, "rt") == tmp_path / "registry-rt-12.json"
+
+
+def test_terminal_lines_only_when_an_old_filter_stopped_something() -> None:
+    from tspulab.metrics.boxes import box_lines
+
+    services = {"t": ("target", SERVICES["t"]), "i": ("innocent", SERVICES["i"])}
+    filtered = by_box(
+        [_probe("t", "dns", "nxdomain", None), _probe("i", "https", "timeout", SERVICES["i"])],
+        [_filter_event(100.1, "dns-nxdomain", qname="rutracker.org", answer="NXDOMAIN"),
+         _tspu_event(100.3, "www.bystander.ru", SERVICES["i"])],
+        SUB, services,
+    )  # fmt: skip
+    assert box_lines(filtered) == ["stopped by box, rt: old-filter 1 (t); tspu 1 (i (innocent))"]
+    tspu_only = by_box([_probe("i", "https", "timeout", SERVICES["i"])],
+                       [_tspu_event(100.3, "www.bystander.ru", SERVICES["i"])], SUB, services)  # fmt: skip
+    assert box_lines(tspu_only) == [] and box_lines(None) == []

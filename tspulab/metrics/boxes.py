@@ -241,3 +241,20 @@ stopped at least once.</p>
 <div class="scroll"><table><tr><th>ISP</th><th>subscriber</th><th>service</th><th>role</th>
 <th>kind</th><th>outcome</th><th>stopped by</th><th>how</th></tr>{stops}</table></div>
 """
+
+
+def box_lines(data: object) -> list[str]:
+    """For the terminal summary, when an ISP's old filter stopped anything: per ISP, which box
+    stopped how many probes of which services."""
+    if not isinstance(data, dict) or not any(
+        s.get("stopped_by") == OLD_FILTER for s in data.get("stops", [])
+    ):
+        return []
+    lines = []
+    for isp, boxes in data.get("per_isp", {}).items():
+        parts = []
+        for box, f in boxes.items():
+            named = f["targets_blocked"] + [f"{n} (innocent)" for n in f["innocents_blocked"]]
+            parts.append(f"{box} {f['probes_stopped']} ({', '.join(named)})")
+        lines.append(f"stopped by box, {isp}: " + "; ".join(parts))
+    return lines

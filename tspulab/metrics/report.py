@@ -27,6 +27,7 @@ from tspulab.contracts import (
     RunMeta,
     read_faults,
 )
+from tspulab.metrics.boxes import box_lines
 from tspulab.metrics.expect import ExpectationResult, evaluate, write_junit
 from tspulab.metrics.faults_section import faults_html
 from tspulab.metrics.results import read_results
@@ -85,6 +86,8 @@ def print_summary(
         f"for {summary.target_addresses} target address(es)"
     )
     for line in _ended(timeline) if timeline is not None else []:
+        console.print(line)
+    for line in box_lines(summary.extra.get("by_box")):  # the TSPU or the ISP's old filter
         console.print(line)
     console.print(f"report: {run_dir / 'report.html'}  ·  results: {run_dir / 'results.jsonl'}")
 
