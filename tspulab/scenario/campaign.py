@@ -125,7 +125,9 @@ class Isp(Section):
     """The ISP's own older filter beside the TSPU (tspulab.scenario.oldfilter_config); `true` in
     the file is a filter with every default, `false` none."""
 
-    _old_filter = field_validator("old_filter", mode="before")(coerce_old_filter)
+    _old_filter = field_validator(
+        "old_filter", mode="before", json_schema_input_type=bool | OldFilter | None
+    )(coerce_old_filter)
     fail_mode: Literal["closed", "open"] = "closed"
     hops: Hops | None = None
     """Router hops from its subscribers to its TSPU and border router (scenario/hops.py);
