@@ -17,7 +17,7 @@ from tspulab.matrix.catalogue import (
     check_methods,
     check_profiles,
 )
-from tspulab.matrix.outcomes import DATA_FILE, OutcomesError, OutcomeTable, load_outcomes
+from tspulab.matrix.outcomes import OutcomesError, OutcomeTable, load_outcomes
 from tspulab.matrix.plan import Shard
 from tspulab.matrix.records import MatrixSpec, Record, ResultsError
 
@@ -54,7 +54,11 @@ def add_matrix_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=15.0, help="seconds a probe may take")
     p.add_argument("-o", "--out", help="output folder (default runs/matrix-<time>)")
-    p.add_argument("--outcomes", default=str(DATA_FILE), help="§6 outcomes file to compare with")
+    p.add_argument(
+        "--outcomes", type=Path,
+        help="§6 outcomes file to compare with (default: circumvention-outcomes.yaml of the "
+        "reference data folder)",
+    )  # fmt: skip
     p.add_argument("--plan", action="store_true", help="print the shard's labs and cells, run none")
     p.add_argument(
         "--fail-on-disagreement", action="store_true",
@@ -65,7 +69,11 @@ def add_matrix_arguments(p: argparse.ArgumentParser) -> None:
 def add_merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("shards", nargs="+", type=Path, help="shards' matrix.jsonl files or folders")
     p.add_argument("-o", "--out", required=True, type=Path, help="folder for the merged matrix")
-    p.add_argument("--outcomes", default=str(DATA_FILE), help="§6 outcomes file to compare with")
+    p.add_argument(
+        "--outcomes", type=Path,
+        help="§6 outcomes file to compare with (default: circumvention-outcomes.yaml of the "
+        "reference data folder)",
+    )  # fmt: skip
     p.add_argument(
         "--fail-on-disagreement", action="store_true",
         help=f"exit {EXIT_DISAGREES} when a cell disagrees with its §6 record",
@@ -99,7 +107,7 @@ def matrix_cli(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args)
         shard = Shard.parse(args.shard)
-        outcomes = load_outcomes(Path(args.outcomes))
+        outcomes = load_outcomes(args.outcomes)
         if args.jobs < 1 or args.concurrency < 1:
             raise ValueError("--jobs and --concurrency are at least 1")
     except (CatalogueError, ValueError, ValidationError, OutcomesError) as err:
@@ -126,7 +134,7 @@ def merge_cli(args: argparse.Namespace) -> int:
     from tspulab.matrix.merge import merge_records, results_path, write_records
 
     try:
-        outcomes = load_outcomes(Path(args.outcomes))
+        outcomes = load_outcomes(args.outcomes)
         records = merge_records([results_path(p) for p in args.shards])
         args.out.mkdir(parents=True, exist_ok=True)
         write_records(records, args.out / "matrix.jsonl")

@@ -26,7 +26,14 @@ from tspulab.dpi.yamlload import (
     read_yaml,
 )
 
-DATA_FILE = Path(__file__).resolve().parents[2] / "data" / "circumvention-outcomes.yaml"
+OUTCOMES_FILE = "circumvention-outcomes.yaml"
+
+
+def default_outcomes_path() -> Path:
+    """The shipped outcomes, in the reference data folder ($TSPULAB_DATA_DIR or data/)."""
+    from tspulab.scenario.paths import data_dir
+
+    return data_dir() / OUTCOMES_FILE
 
 
 class OutcomesError(ScenarioError):
@@ -81,8 +88,8 @@ class OutcomeTable:
         return None
 
 
-def load_outcomes(path: Path = DATA_FILE) -> OutcomeTable:
-    doc = read_outcomes_doc(path)
+def load_outcomes(path: Path | None = None) -> OutcomeTable:
+    doc = read_outcomes_doc(path or default_outcomes_path())
     return OutcomeTable(_validate(doc), doc.file)
 
 
