@@ -130,6 +130,8 @@ class FidelityCollector:
                 if r.statement.needs_test and not r.tests
             ]
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
         say: Callable[[str], None] = (
             (lambda m: reporter.write_line(m)) if reporter is not None else print
         )
