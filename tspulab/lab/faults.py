@@ -132,10 +132,10 @@ class LabFaults:
                 f"controller restarted (pid {controller.proc.pid}); no switch connects while "
                 "ovs-vswitchd is down"
             )
-        self._wait_switches_back(before, timeout_s)
+        back = self._wait_switches_back(before, timeout_s)
         return (
-            f"controller restarted (pid {controller.proc.pid}); every switch back with its "
-            f"rules in {time.monotonic() - started:.2f} s"
+            f"controller restarted (pid {controller.proc.pid}); {back} in "
+            f"{time.monotonic() - started:.2f} s"
         )
 
     def _events(self) -> list[dict[str, Any]]:
@@ -152,21 +152,37 @@ class LabFaults:
                 installed += 1
         return ups, installed
 
-    def _wait_switches_back(self, before: tuple[dict[int, int], int], timeout_s: float) -> None:
-        """Until every switch has connected again and each TSPU has its rules once more."""
+    def _wait_switches_back(self, before: tuple[dict[int, int], int], timeout_s: float) -> str:
+        """Until every switch has connected again and each TSPU has its rules once more, as the
+        controller's event log says; on a full disk that log cannot grow, so then until Open
+        vSwitch's database says every switch is connected. Returns which of the two it was."""
         dpids = {int(sw.dpid, 16) for sw in self.live.lab.net.switches}
         tspus = len(ControllerFile.read(self.live.run_dir / CONTROLLER_FILE).tspus)
         deadline = time.monotonic() + scaled(timeout_s)
+        polls = 0
         while time.monotonic() < deadline:
             ups, installed = self._switch_ups()
             back = {d for d in dpids if ups.get(d, 0) > before[0].get(d, 0)}
             if back == dpids and installed >= before[1] + tspus:
-                return
+                return "every switch back with its rules"
+            polls += 1
+            if polls % 10 == 0 and self.disk_free() < FULL_BELOW_BYTES and self._ovsdb_connected():
+                return "every switch connected (Open vSwitch's database: the disk is full)"
             time.sleep(0.05)
         raise FaultError(
             f"switches not back with the controller within {timeout_s:g} s "
             f"(see {self.live.lab.controller.log_path})"
         )
+
+    def _ovsdb_connected(self) -> bool:
+        """Every controller record of Open vSwitch's database says it is connected."""
+        got = subprocess.run(
+            ["ovs-vsctl", "--timeout=2", "--format=csv", "--no-headings",
+             "--columns=is_connected", "list", "controller"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        states = got.stdout.split()
+        return got.returncode == 0 and bool(states) and all(s == "true" for s in states)
 
     # --- Open vSwitch -----------------------------------------------------------------------
 
@@ -211,8 +227,8 @@ class LabFaults:
         controller = self.live.lab.controller.proc
         if controller is None or controller.poll() is not None:
             return f"{pid}; the switches connect once the controller is back"
-        self._wait_switches_back(before, timeout_s)
-        return f"{pid}; switches back in {time.monotonic() - started:.2f} s"
+        back = self._wait_switches_back(before, timeout_s)
+        return f"{pid}; {back} in {time.monotonic() - started:.2f} s"
 
     # --- servers ----------------------------------------------------------------------------
 
