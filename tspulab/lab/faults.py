@@ -333,17 +333,18 @@ class LabFaults:
         return out
 
     def before_teardown(self) -> list[str]:
-        """Make teardown possible after a fault that lasts until the end: ovs-vswitchd again (a
-        dead one hangs Mininet's `ovs-vsctl del-br`), the filled space freed (the last results
-        and the report need it). What was done is kept in `teardown_notes`."""
+        """Make teardown possible after a fault that lasts until the end: the filled space freed
+        (the last results, the report and a restarted daemon's files need it), ovs-vswitchd
+        again (a dead one hangs Mininet's `ovs-vsctl del-br`). What was done is kept in
+        `teardown_notes`."""
         notes = []
+        if self.filler is not None:
+            with contextlib.suppress(FaultError, OSError):
+                notes.append(self.free_disk() + " for the teardown")
         if self.ovs_down():
             try:
                 notes.append(self._start_vswitchd() + " for the teardown")
             except (OSError, subprocess.SubprocessError, ValueError) as err:
                 notes.append(f"ovs-vswitchd could not be started for the teardown: {err}")
-        if self.filler is not None:
-            with contextlib.suppress(FaultError, OSError):
-                notes.append(self.free_disk() + " for the teardown")
         self.teardown_notes += notes
         return notes
