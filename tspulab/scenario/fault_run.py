@@ -158,6 +158,7 @@ class FaultRun:
         injected.restored.set()
         faults = self.live.faults
         began = time.monotonic()
+        t = max(t, self.scenario_now() or t)  # when it happens (the timeline may be late)
         try:
             if kind is FaultKind.KILL_CONTROLLER:
                 detail = faults.restart_controller()
