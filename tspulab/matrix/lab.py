@@ -106,6 +106,7 @@ def _run_cell(
     live: Any, cell: Cell, subscriber: str, spec: MatrixSpec, lab: str, writer: ResultsWriter
 ) -> None:
     host = live.host(subscriber)
+    outcomes: list[str] = []
     for trial in range(1, spec.trials + 1):
         started = time.time()
         try:
@@ -129,8 +130,14 @@ def _run_cell(
                 outcome="probe-error", started=started, detail=f"{type(exc).__name__}: {exc}"[:300],
             )  # fmt: skip
         writer.write(record)
+        outcomes.append(record.outcome.split(":")[0])
         if cell.method != DIRECT:
             live.methods.drop_client(cell.method, host)
+    # A line per cell as it is done: a full matrix takes minutes.
+    ok = outcomes.count("ok")
+    print(
+        f"  {lab}: {cell.key()} {ok}/{len(outcomes)} {' '.join(sorted(set(outcomes)))}", flush=True
+    )
 
 
 def _goodput(result: dict[str, Any]) -> float | None:
