@@ -282,25 +282,53 @@ def parse_initial_frames(plain: bytes) -> InitialFrames:
     """Walk the frames of a decrypted Initial payload. Raises NeedData / Malformed.
 
     The hot frames (PADDING, PING, CRYPTO: Chrome's chaos protection sends dozens of small CRYPTO
-    and PING frames per packet) are read inline; ACK and CONNECTION_CLOSE go through ``Buffer``.
+    and PING frames per packet) are read inline, one-byte frame types and one- or two-byte CRYPTO
+    varints without a call; anything longer or cut short goes through ``_pull_varint`` (which
+    raises as before), ACK and CONNECTION_CLOSE through ``Buffer``. tests/unit/dpi/
+    test_dpi_caches.py checks it against a walk with a ``Buffer`` cursor for every frame.
     """
     crypto: list[tuple[int, bytes]] = []
+    append = crypto.append
+    search = _NOT_ZERO.search
     end = len(plain)
     pos = 0
     while pos < end:
-        frame_type, pos = _pull_varint(plain, pos)
+        frame_type = plain[pos]
+        if frame_type < 0x40:
+            pos += 1
+        else:
+            frame_type, pos = _pull_varint(plain, pos)
         if frame_type == _PADDING:
             # https://www.rfc-editor.org/rfc/rfc9000#section-19.1: runs of zero bytes, skipped in C.
-            nonzero = _NOT_ZERO.search(plain, pos)
+            nonzero = search(plain, pos)
             pos = end if nonzero is None else nonzero.start()
         elif frame_type == _PING:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.2
             pass
         elif frame_type == _CRYPTO:  # https://www.rfc-editor.org/rfc/rfc9000#section-19.6
-            offset, pos = _pull_varint(plain, pos)
-            length, pos = _pull_varint(plain, pos)
+            if pos + 4 <= end and plain[pos] < 0x80:
+                # the common shapes: one- or two-byte offset and length (4 bytes are there)
+                byte = plain[pos]
+                if byte < 0x40:
+                    offset = byte
+                    pos += 1
+                else:
+                    offset = ((byte & 0x3F) << 8) | plain[pos + 1]
+                    pos += 2
+                byte = plain[pos]
+                if byte < 0x40:
+                    length = byte
+                    pos += 1
+                elif byte < 0x80:
+                    length = ((byte & 0x3F) << 8) | plain[pos + 1]
+                    pos += 2
+                else:
+                    length, pos = _pull_varint(plain, pos)
+            else:
+                offset, pos = _pull_varint(plain, pos)
+                length, pos = _pull_varint(plain, pos)
             if pos + length > end:
                 raise NeedData(f"need {length} bytes at offset {pos}, have {end - pos}")
-            crypto.append((offset, plain[pos : pos + length]))
+            append((offset, plain[pos : pos + length]))
             pos += length
         elif frame_type in (_ACK, _ACK_ECN):
             buf = Buffer(plain, pos)
