@@ -245,6 +245,16 @@ def run_scenario_cli(
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.message}")
     if results:
         print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    faults = outcome.report.faults
+    if faults:
+        injected = sum(1 for f in faults if f.phase == "injected")
+        not_done = [f for f in faults if f.phase == "failed"]
+        print(
+            f"faults: {injected} injected, {len(not_done)} failed or not applied "
+            "(the report's Faults section has when and what traffic did)"
+        )
+        for f in not_done:
+            print(f"  {f.fault}: {f.detail}")
     print(f"report: {outcome.report.path}")
     if outcome.lateness_s > 1:
         print(f"note: the run fell behind the scenario clock by up to {outcome.lateness_s:.1f} s "
