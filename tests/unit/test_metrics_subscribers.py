@@ -168,3 +168,25 @@ def test_terminal_summary_ends_with_the_per_subscriber_figures(tmp_path: Any) ->
     assert "probes of every ISP pooled (binary view)" in text
     assert "dom-ru at 'blocked': targets blocked for 50.0 % of subscribers" in text
     assert "small-sites 2 of 10 broken" in text
+
+
+def test_whole_run_table_folds_a_population_into_one_row() -> None:
+    from tspulab.metrics.population_page import fold_members
+
+    services = [
+        {"name": "viber", "role": "innocent", "cloud": "aws", "ok": 0, "probes": 2,
+         "broken": True, "outcomes": {"timeout": 2}},
+        *[
+            {"name": f"site-{i}", "role": "innocent", "cloud": "aws" if i < 3 else "hetzner",
+             "ok": 0 if i < 2 else 2, "probes": 2, "broken": i < 2, "address_in_registry": i < 2,
+             "outcomes": {"timeout": 2} if i < 2 else {"ok": 2}}
+            for i in range(5)
+        ],
+    ]  # fmt: skip
+    rows = fold_members(services, {f"site-{i}": "small-sites" for i in range(5)})
+    assert [r["name"] for r in rows] == ["viber", "small-sites (5 members)"]
+    folded = rows[1]
+    assert folded["verdict"] == "2 of 5 broken" and folded["address_in_registry"] == "2 of 5"
+    assert (folded["ok"], folded["probes"]) == (6, 10)
+    assert folded["outcomes"] == {"timeout": 4, "ok": 6}
+    assert folded["cloud"] == "aws 3, hetzner 2"

@@ -9,6 +9,7 @@ from typing import Any
 
 from tspulab.metrics.boxes import boxes_html
 from tspulab.metrics.expect import ExpectationResult
+from tspulab.metrics.html_parts import both, num, pct, row, shade, table
 from tspulab.metrics.plots import (
     blocked_addresses_png,
     damage_png,
@@ -17,16 +18,13 @@ from tspulab.metrics.plots import (
     performance_png,
     rate,
 )
-from tspulab.metrics.summary import PopulationFigure, SubscriberView
+from tspulab.metrics.population_page import (
+    fold_members,
+    population_cell,
+    population_text,
+    populations_section,
+)
 from tspulab.metrics.timeline import Timeline
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}\u00a0%"  # no break before the sign
-
-
-def _row(cells: list[str], tag: str = "td") -> str:
-    return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -34,34 +32,6 @@ def _img(png: bytes | None, alt: str) -> str:
         return f'<p class="note">{html.escape(alt)}: not measured in this run.</p>'
     data = base64.b64encode(png).decode("ascii")
     return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
-    return "–" if v is None else fmt.format(v)
-
-
-def _population_cell(fig: PopulationFigure | None) -> str:
-    """'12.5 of 60 (21 %; 95 % 13–33 %)': members broken, averaged over subscribers."""
-    if fig is None:
-        return "–"
-    k = f"{fig.broken:.3g}" if fig.broken != int(fig.broken) else f"{fig.broken:.0f}"
-    return (
-        f"{_shade(fig.share)} {k} of {fig.n}<br>"
-        f'<span class="note">95 % {100 * fig.low:.0f}–{100 * fig.high:.0f} %</span>'
-    )
-
-
-def _both(primary: str, binary: str) -> str:
-    """A per-subscriber figure with the binary view under it, in grey."""
-    return f'{primary}<br><span class="note">({binary})</span>'
-
-
-def _table(head: list[str], rows: list[list[str]], cls: str = "num") -> str:
-    """A table without the columns that are empty in every row (a run without transfers has no
-    goodput column), inside a box that scrolls sideways rather than widening the page."""
-    keep = [j for j in range(len(head)) if j == 0 or any(r[j] not in ("–", "") for r in rows)]
-    body = [_row([head[j] for j in keep], "th")] + [_row([r[j] for j in keep]) for r in rows]
-    return f'<div class="scroll"><table class="{cls}">{"".join(body)}</table></div>'
 
 
 def _step_table(tl: Timeline, isp: str) -> str:
@@ -97,41 +67,33 @@ def _step_table(tl: Timeline, isp: str) -> str:
         rows.append(
             [
                 f'<b>{html.escape(b.key)}</b><br><span class="note">{html.escape(tl.scenario_time(b.start_s))}</span>',
-                _num(p.blocked_addresses) + prefixes,
-                _num(s.overblocking_ratio, "{:,.0f}×") if p.blocked_addresses else "–",
-                _both(_pct(sub.intended_blocking), _pct(s.intended_blocking))
+                num(p.blocked_addresses) + prefixes,
+                num(s.overblocking_ratio, "{:,.0f}×") if p.blocked_addresses else "–",
+                both(pct(sub.intended_blocking), pct(s.intended_blocking))
                 if sub.intended_blocking is not None
                 else "–",
-                _both(
-                    _shade(sub.collateral_damage),
-                    f"{_pct(s.collateral_damage)}; {_pct(s.collateral_damage_weighted)}",
+                both(
+                    shade(sub.collateral_damage),
+                    f"{pct(s.collateral_damage)}; {pct(s.collateral_damage_weighted)}",
                 )
                 if sub.collateral_damage is not None
                 else "–",
-                _shade(sub.subscribers_hit),
-                _shade(s.collateral_degraded),
-                *[_population_cell(sub.population(n)) for n in populations],
-                *[_shade(p.circumvention_success(m), good_high=True) for m in methods],
+                shade(sub.subscribers_hit),
+                shade(s.collateral_degraded),
+                *[population_cell(sub.population(n)) for n in populations],
+                *[shade(p.circumvention_success(m), good_high=True) for m in methods],
                 "–" if p.throughput_kbps is None else rate(p.throughput_kbps),
-                _num(p.ttfb_s and 1000 * p.ttfb_s, "{:.0f} ms"),
+                num(p.ttfb_s and 1000 * p.ttfb_s, "{:.0f} ms"),
                 f'<span class="wrap">{hurt}</span>' if hurt else "",
             ]
         )
-    return _table(head, rows)
-
-
-def _shade(v: float | None, good_high: bool = False) -> str:
-    """A share as a percentage, coloured: red where it hurts, green where it does not."""
-    if v is None:
-        return "–"
-    bad = v < 0.5 if good_high else v > 0
-    return f'<span class="{"bad" if bad else "good"}">{_pct(v)}</span>'
+    return table(head, rows)
 
 
 def _circumvention_table(tl: Timeline) -> str:
     if not tl.methods:
         return '<p class="note">No circumvention methods were used in this run.</p>'
-    rows = [_row(["method", "target", "all ISPs", *[html.escape(i) for i in tl.isps]], "th")]
+    rows = [row(["method", "target", "all ISPs", *[html.escape(i) for i in tl.isps]], "th")]
     for (method, service), (ok, tries) in sorted(tl.circumvention_table.items()):
         per_isp = []
         for isp in tl.isps:
@@ -141,13 +103,13 @@ def _circumvention_table(tl: Timeline) -> str:
                 if kind == "step" and i == isp
             ]
             i_ok, i_tries = sum(a for a, _ in pairs), sum(n for _, n in pairs)
-            per_isp.append(f"{_shade(i_ok / i_tries, True)} ({i_ok}/{i_tries})" if i_tries else "–")
+            per_isp.append(f"{shade(i_ok / i_tries, True)} ({i_ok}/{i_tries})" if i_tries else "–")
         rows.append(
-            _row(
+            row(
                 [
                     html.escape(method),
                     html.escape(service),
-                    f"{_shade(ok / tries, True)} ({ok}/{tries})",
+                    f"{shade(ok / tries, True)} ({ok}/{tries})",
                     *per_isp,
                 ]
             )
@@ -159,10 +121,10 @@ def _expect_table(results: list[ExpectationResult]) -> str:
     if not results:
         return '<p class="note">The scenario states no expectations.</p>'
     passed = sum(r.passed for r in results)
-    rows = [_row(["", "expectation", "observed"], "th")]
+    rows = [row(["", "expectation", "observed"], "th")]
     for r in results:
         mark = '<b class="good">pass</b>' if r.passed else '<b class="bad">FAIL</b>'
-        rows.append(_row([mark, html.escape(r.name), html.escape(r.message)]))
+        rows.append(row([mark, html.escape(r.name), html.escape(r.message)]))
     return (
         f"<p><b>{passed} of {len(results)}</b> expectations passed.</p>"
         f'<table class="expect">{"".join(rows)}</table>'
@@ -188,10 +150,10 @@ def _performance(tl: Timeline) -> str:
 
 
 def _events_table(tl: Timeline) -> str:
-    rows = [_row(["scenario time", "entry", "what happened"], "th")]
+    rows = [row(["scenario time", "entry", "what happened"], "th")]
     for ev in tl.events:
         rows.append(
-            _row(
+            row(
                 [
                     html.escape(tl.scenario_time(ev.t_s)),
                     f"<b>{html.escape(ev.label)}</b>",
@@ -204,18 +166,6 @@ def _events_table(tl: Timeline) -> str:
         if tl.events
         else '<p class="note">No timeline entries.</p>'
     )
-
-
-def _population_text(view: SubscriberView, populations: list[str]) -> str:
-    parts = []
-    for name in populations:
-        fig = view.population(name)
-        if fig is not None:
-            parts.append(
-                f"{html.escape(name)}: {fig.broken:.3g} of {fig.n} broken "
-                f"({_pct(fig.share)}; 95 % {100 * fig.low:.0f}–{100 * fig.high:.0f} %)"
-            )
-    return "; ".join(parts)
 
 
 def _headline(tl: Timeline) -> str:
@@ -231,73 +181,40 @@ def _headline(tl: Timeline) -> str:
             continue
         s, sub = last.summary, last.subscribers
         via = ", ".join(
-            f"via {html.escape(m)} {_pct(last.circumvention_success(m))}"
+            f"via {html.escape(m)} {pct(last.circumvention_success(m))}"
             for m in tl.methods
             if last.circumvention_success(m) is not None
         )
-        pop = _population_text(sub, populations)
+        pop = population_text(sub, populations)
         items.append(
             f"<li><b>{html.escape(isp)}</b> at step <i>{html.escape(last.bucket.key)}</i>: "
-            f"targets blocked for <b>{_pct(sub.intended_blocking)}</b> of subscribers, "
-            f"collateral damage <b>{_shade(sub.collateral_damage)}</b> of named innocent "
-            f"services per subscriber, {_shade(sub.subscribers_hit)} of subscribers lose at "
+            f"targets blocked for <b>{pct(sub.intended_blocking)}</b> of subscribers, "
+            f"collateral damage <b>{shade(sub.collateral_damage)}</b> of named innocent "
+            f"services per subscriber, {shade(sub.subscribers_hit)} of subscribers lose at "
             f"least one innocent service"
             + (f"; {pop}" if pop else "")
-            + f' <span class="note">(binary view: targets blocked {_pct(s.intended_blocking)}, '
-            f"collateral damage {_pct(s.collateral_damage)}, "
-            f"{_pct(s.collateral_damage_weighted)} weighted by users)</span>; "
-            f"{_num(last.blocked_addresses)} addresses blocked"
+            + f' <span class="note">(binary view: targets blocked {pct(s.intended_blocking)}, '
+            f"collateral damage {pct(s.collateral_damage)}, "
+            f"{pct(s.collateral_damage_weighted)} weighted by users)</span>; "
+            f"{num(last.blocked_addresses)} addresses blocked"
             + (f"; targets reached {via}" if via else "")
             + "</li>"
         )
     if len(items) > 1 and tl.steps:
         every = tl.overall(tl.steps[-1])
-        pop = _population_text(every, populations)
+        pop = population_text(every, populations)
         items.append(
             f"<li><b>all subscribers</b> at step <i>{html.escape(tl.steps[-1].key)}</i>: targets "
-            f"blocked for {_pct(every.intended_blocking)}, collateral damage "
-            f"{_shade(every.collateral_damage)} per subscriber, "
-            f"{_shade(every.subscribers_hit)} hit" + (f"; {pop}" if pop else "") + "</li>"
+            f"blocked for {pct(every.intended_blocking)}, collateral damage "
+            f"{shade(every.collateral_damage)} per subscriber, "
+            f"{shade(every.subscribers_hit)} hit" + (f"; {pop}" if pop else "") + "</li>"
         )
     return f"<ul>{''.join(items)}</ul>" if items else '<p class="note">No probe results yet.</p>'
 
 
-def _populations_section(meta: dict[str, Any], tl: Timeline) -> str:
-    """Each population: its assumptions and source, and k of N broken per ISP and step."""
-    names = tl.populations()
-    if not names:
-        return ""
-    about = {str(p.get("name")): p for p in meta.get("populations") or [] if isinstance(p, dict)}
-    e = html.escape
-    out = [
-        "<h2>Collateral damage in populations</h2>",
-        '<p class="note">Members of a population are counted apart from the named services: '
-        "members broken per subscriber (k of N, averaged over the ISP's subscribers with their "
-        "weights) and a 95 % Wilson interval for the share of all such services that the "
-        "members stand for.</p>",
-    ]
-    for name in names:
-        members = [s for s in tl.services if s.population == name]
-        p = about.get(name, {})
-        out.append(f"<h3>{e(name)} ({len(members)} members)</h3>")
-        if p.get("assumptions"):
-            out.append(f'<p class="assume"><b>Assumptions:</b> {e(str(p["assumptions"]))}</p>')
-        if p.get("source"):
-            out.append(f'<p class="note">Source: {e(str(p["source"]))}</p>')
-        rows = []
-        for b in tl.steps:
-            cells = [_population_cell(pt.subscribers.population(name)) if pt else "–"
-                     for pt in (tl.point(b, isp) for isp in tl.isps)]  # fmt: skip
-            if any(c != "–" for c in cells):
-                every = _population_cell(tl.overall(b).population(name))
-                rows.append([f"<b>{e(b.key)}</b>", *cells, every])
-        out.append(_table(["step", *[e(i) for i in tl.isps], "all subscribers"], rows))
-    return "".join(out)
-
-
 def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
     isps = {i.get("name"): i for i in meta.get("isps") or [] if isinstance(i, dict)}
-    rows = [_row(["ISP", "profile", "subscriber hosts (weight)", "TSPU coverage"], "th")]
+    rows = [row(["ISP", "profile", "subscriber hosts (weight)", "TSPU coverage"], "th")]
     for name in tl.isps:
         i = isps.get(name, {})
         cov = i.get("coverage")
@@ -307,12 +224,12 @@ def _isp_list(meta: dict[str, Any], tl: Timeline) -> str:
             for h in i.get("subscribers") or []
         ]
         rows.append(
-            _row(
+            row(
                 [
                     f"<b>{html.escape(name)}</b>",
                     html.escape(str(i.get("profile", "?"))),
                     html.escape(", ".join(hosts)),
-                    "?" if cov is None else _pct(float(cov)),
+                    "?" if cov is None else pct(float(cov)),
                 ]
             )
         )
@@ -326,26 +243,27 @@ def _contract_note(summary: dict[str, Any]) -> str:
     return f'<p class="bad">run.json did not match its contract: {html.escape(str(problem))}</p>'
 
 
-def _services_table(summary: dict[str, Any]) -> str:
+def _services_table(summary: dict[str, Any], tl: Timeline) -> str:
     services = summary.get("services")
     if not isinstance(services, list) or not services:
         return '<p class="note">No summary of this run (summary.json missing).</p>'
     e = html.escape
-    rows = [_row(["service", "role", "cloud", "address", "in registry", "probes ok", "verdict",
+    rows = [row(["service", "role", "cloud", "address", "in registry", "probes ok", "verdict",
                   "goodput", "outcomes"], "th")]  # fmt: skip
-    for s in services:
-        if not isinstance(s, dict):
-            continue
+    for s in fold_members(services, {x.name: x.population for x in tl.services}):
         verdict = (
-            '<b class="bad">broken</b>' if s.get("broken")
+            e(str(s["verdict"])) if s.get("verdict")
+            else '<b class="bad">broken</b>' if s.get("broken")
             else '<b class="warn">degraded</b>' if s.get("degraded")
             else '<b class="good">reachable</b>'
         )  # fmt: skip
+        listed = s.get("address_in_registry")
         goodput = s.get("goodput_kbps")
         outcomes = s.get("outcomes") or {}
-        rows.append(_row([
+        rows.append(row([
             e(str(s.get("name"))), e(str(s.get("role"))), e(str(s.get("cloud"))),
-            e(str(s.get("address"))), "yes" if s.get("address_in_registry") else "no",
+            e(str(s.get("address"))),
+            e(listed) if isinstance(listed, str) else "yes" if listed else "no",
             f"{s.get('ok')}/{s.get('probes')}", verdict,
             "" if goodput is None else f"{float(goodput):,.0f} kbit/s",
             e(", ".join(f"{k}×{v}" for k, v in sorted(outcomes.items()))),
@@ -361,9 +279,9 @@ def _switch_section(summary: dict[str, Any]) -> str:
     e = html.escape
     bulk = summary.get("bulk") or {}
     events = summary.get("controller_events") or {}
-    rows = [_row(["table", "priority", "match", "actions", "packets", "bytes"], "th")]  # wraps
+    rows = [row(["table", "priority", "match", "actions", "packets", "bytes"], "th")]  # wraps
     for f in flows:
-        rows.append(_row([str(f["table"]), str(f["priority"]), e(f["match"]), e(f["actions"]),
+        rows.append(row([str(f["table"]), str(f["priority"]), e(f["match"]), e(f["actions"]),
                           f"{f['n_packets']:,}", f"{f['n_bytes']:,}"]))  # fmt: skip
     return f"""<h2>The TSPU switch</h2>
 <p class="note">Flow counters of the first ISP's TSPU after the run. Judged traffic is carried by
@@ -478,7 +396,7 @@ method that reached them.</p>
 effect on the ISP's TSPU at the end of the step (registry changes reach an ISP after its update
 delay); over-blocking is blocked addresses per address the targets use.</p>
 {per_isp}
-{_populations_section(meta, tl)}
+{populations_section(meta, tl)}
 <h2>Circumvention</h2>
 <p class="note">Share of probes of each target made through each method that reached it.</p>
 {_circumvention_table(tl)}
@@ -487,7 +405,7 @@ delay); over-blocking is blocked addresses per address the targets use.</p>
 <h2>Services over the whole run</h2>
 <p class="note">Every direct probe of every ISP together. Broken: fewer than half of the probes
 reached the service; degraded: reachable but slower than the scenario's threshold.</p>
-{_services_table(summary)}
+{_services_table(summary, tl)}
 {_switch_section(summary)}
 {boxes_html(summary)}
 <h2>Timeline</h2>
