@@ -242,6 +242,7 @@ def _lab_round(
     what = "control and " if control else ""
     print(f"{len(jobs)} lab(s), {labs} at once: {what}{len(specs)} strategies per profile, "
           f"{trials} trials each", flush=True)  # fmt: skip
+    finished: dict[tuple[str, str], StrategyResult] = {}
     with ThreadPoolExecutor(max_workers=labs) as pool:
         running = {
             pool.submit(run_lab, p, target, share, trials, out / "labs", first, hops): p
@@ -250,14 +251,24 @@ def _lab_round(
         for done in as_completed(running):
             profile = running[done]
             for r in done.result():
-                m = merged.setdefault(r.strategy, StrategyResult(r.strategy, [], {}, 0.0))
-                m.live_trials[profile] = r.trials
-                m.judged[profile] = r.judged[profile]
-                m.seconds += r.seconds
-                m.error = m.error or r.error
+                finished[(r.strategy, profile)] = r
                 counts = f"{r.success_count(profile)}/{len(r.trials)}"
                 error = f"  ERROR {r.error}" if r.error else ""
                 print(f"  {r.strategy:44s} {profile}={counts}{error}", flush=True)
+    # Merged in the order of the specs, not of the labs' finishing: the pairs chosen from these
+    # results, and the order of equal rows in the tables, must not depend on which lab was first.
+    rank = {name: i for i, name in enumerate(["none", *specs])}
+
+    def place(item: tuple[tuple[str, str], StrategyResult]) -> tuple[int, int]:
+        (name, profile), _ = item
+        return rank.get(name, len(rank)), list(profiles).index(profile)
+
+    for (name, profile), r in sorted(finished.items(), key=place):
+        m = merged.setdefault(name, StrategyResult(name, [], {}, 0.0))
+        m.live_trials[profile] = r.trials
+        m.judged[profile] = r.judged[profile]
+        m.seconds += r.seconds
+        m.error = m.error or r.error
 
 
 def _report(

@@ -5,6 +5,7 @@ ones run in tests/emulation/strategies/test_lab_strategies.py and test_hops.py).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_labs_share_out_every_strategy_once_per_profile(monkeypatch: pytest.Monk
     ) -> list[StrategyResult]:  # fmt: skip
         with lock:
             calls.append((profile, tuple(specs), control, hops))
+        time.sleep(0.05 if control else 0.0)  # the lab with the control finishes last
         names = ["none"] * control + list(specs)
         return [
             StrategyResult(s, [Trial(True, 0.01, "ok", 0.0)] * trials,
@@ -58,7 +60,7 @@ def test_labs_share_out_every_strategy_once_per_profile(monkeypatch: pytest.Monk
     assert len(calls) == 3 and all(c[3] == (1, 2) for c in calls)
     assert sorted(s for c in calls for s in c[1]) == sorted(specs)
     assert [c[2] for c in calls].count(True) == 1  # the control runs once
-    assert set(merged) == {"none", *specs}
+    assert list(merged) == ["none", *specs]  # the specs' order, not the labs' finishing order
     calls.clear()
     merged.clear()
     command._lab_round(merged, ["a", "b", "c"], "t.example", specs, 1, Path("x"), False, 2, None)
