@@ -131,7 +131,7 @@ class FidelityCollector:
             ]
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.ensure_newline()
+            reporter.write("\n")
         say: Callable[[str], None] = (
             (lambda m: reporter.write_line(m)) if reporter is not None else print
         )
