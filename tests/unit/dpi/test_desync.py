@@ -256,3 +256,12 @@ def _desync_errors(section: str) -> list[str]:
 def test_bad_desync_sections_are_reported_at_their_field(section: str, error: str) -> None:
     errors = _desync_errors(section)
     assert any(e.startswith(error) for e in errors), errors
+
+
+def test_the_desync_profile_is_the_2026_reassembly_profile_plus_detection() -> None:
+    """tspu-2026-desync copies tspu-2026-reassembly above its `desync:` section; a change to one
+    and not the other fails here, so the two cannot drift apart."""
+    desync, base = load_profile(DESYNC).spec, load_profile("tspu-2026-reassembly").spec
+    for part in ("seed", "inspection", "state", "sets", "rules", "period"):
+        assert getattr(desync, part) == getattr(base, part), part
+    assert base.desync is None and desync.desync is not None
