@@ -28,6 +28,7 @@ ADAPTERS: dict[str, str] = {
     "tuic": "singbox:Tuic",
     "tor": "tor:Tor",
     "iodine": "iodine:Iodine",
+    "ipsec": "ipsec:Ipsec",
     "fronting": "fronting:Fronting",
     "custom": "custom:CustomTool",
 }

@@ -129,6 +129,17 @@ class IodineOptions(TunnelOptions):
     mtu: Int = Field(default=1130, ge=576, le=1500)
 
 
+class IpsecOptions(TunnelOptions):
+    ike: Literal[
+        "aes256-sha256-modp2048", "aes128-sha256-modp2048", "aes256-sha384-modp3072",
+        "aes128-sha1-modp2048",
+    ] = "aes256-sha256-modp2048"  # fmt: skip
+    """The IKE proposal (encryption-integrity-DH group; MODP groups by the gmp plugin: the
+    packaged plugins have no ECP or curve25519)."""
+    esp: Literal["aes256-sha256", "aes128-sha256", "aes256-sha1", "aes128-sha1"] = "aes256-sha256"
+    """The ESP proposal of the CHILD_SA (CBC with HMAC: kernel-libipsec has no GCM here)."""
+
+
 class FrontingOptions(Options):
     front_domain: Domain = "ajax.cdn.example.com"
     """The innocent name the client shows (SNI) and the edge's certificate names."""
@@ -337,6 +348,7 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "stunnel": StunnelOptions,
     "tor": TorOptions,
     "iodine": IodineOptions,
+    "ipsec": IpsecOptions,
     "fronting": FrontingOptions,
     "custom": CustomOptions,
 }
@@ -355,6 +367,7 @@ MethodKind = Literal[
     "stunnel",
     "tor",
     "iodine",
+    "ipsec",
     "fronting",
     "custom",
 ]
@@ -373,6 +386,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "stunnel": 443,
     "tor": 9001,
     "iodine": 53,
+    "ipsec": 500,
     "fronting": 443,
     "custom": 8443,
 }

@@ -43,6 +43,22 @@ class NetnsNode:
     def __init__(self, ns: str, name: str) -> None:
         self.ns = ns
         self.name = name
+        self._holder: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """A process in the namespace, as a Mininet host has one: the lab's netlink helpers
+        (`tspulab.lab.netlink.listening`) read /proc/PID/net of it."""
+        if self._holder is None:
+            self._holder = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, "sleep", "infinity"], start_new_session=True
+            )
+        return self._holder.pid
+
+    def close(self) -> None:
+        if self._holder is not None:
+            self._holder.kill()
+            self._holder.wait()
 
     def cmd(self, command: str) -> str:
         done = subprocess.run(
@@ -91,6 +107,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     run_dir = tmp_path_factory.mktemp("methods")
     made_ns: list[str] = []
     hosts_dirs: list[Path] = []
+    nodes: list[NetnsNode] = []
     try:
         for ns in names.values():
             _sh("ip", "netns", "add", ns)
@@ -173,11 +190,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             ca,
             f"{tag}b",
         )
+        nodes.extend((world.sub, world.srv, world.tgt, world.sub2))
         start_nginx(world.tgt, [Site("target", (TARGET_NAME,), TARGET_IP)], ca, run_dir, record)
         start_dnsmasq(world.tgt, TARGET_IP, {TARGET_NAME: TARGET_IP}, run_dir, record)
         yield world
     finally:
         stop_servers()
+        for node in nodes:
+            node.close()
         for ns in made_ns:
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
         for d in hosts_dirs:
