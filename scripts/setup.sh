@@ -41,6 +41,7 @@ METHOD_PACKAGES=(
   dante-server tinyproxy         # SOCKS5 (dante) and HTTP CONNECT (tinyproxy)
   openssh-server openssh-client  # ssh -D tunnels
   iodine                         # a DNS tunnel (iodine, iodined)
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins  # IPsec: kernel-libipsec (userspace ESP)
 )
 # The matrix's Slurm job-array test (a one-node cluster per test) and the headless browser that
 # opens reports in tests: host tools, not wanted in the test VM's image (TSPULAB_IN_VM=1).
