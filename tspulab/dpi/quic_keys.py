@@ -165,7 +165,7 @@ class InitialKeys:
 class Opener:
     """Ciphers built once per key set: building them costs more than one decryption."""
 
-    __slots__ = ("aead", "hp_mask", "iv")
+    __slots__ = ("aead", "hp_mask", "iv", "iv_int")
 
     def __init__(self, keys: InitialKeys) -> None:
         self.aead = AESGCM(keys.key)
@@ -173,6 +173,7 @@ class Opener:
         # guarantees 20 bytes after pn_offset), so one encryptor context serves every packet.
         self.hp_mask = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
         self.iv = keys.iv
+        self.iv_int = int.from_bytes(keys.iv, "big")
 
     def open(self, datagram: bytes, header: QuicLongHeader, largest_pn: int) -> tuple[int, bytes]:
         """Remove header protection and decrypt (RFC 9001 §5.4.1, §5.3). Raises InvalidTag."""
@@ -181,13 +182,14 @@ class Opener:
         mask = self.hp_mask.update(sample)
         first = header.first_byte ^ (mask[0] & 0x0F)  # long header: low 4 bits protected
         pn_len = (first & 0x03) + 1
-        pn_bytes = bytes(
-            b ^ m for b, m in zip(datagram[pn_offset : pn_offset + pn_len], mask[1:], strict=False)
+        # the packet number and its mask as integers: one XOR instead of a byte loop
+        truncated = int.from_bytes(datagram[pn_offset : pn_offset + pn_len], "big") ^ (
+            int.from_bytes(mask[1 : 1 + pn_len], "big")
         )
-        truncated = int.from_bytes(pn_bytes, "big")
+        pn_bytes = truncated.to_bytes(pn_len, "big")
         packet_number = decode_packet_number(truncated, pn_len * 8, largest_pn)
         aad = bytes([first]) + datagram[header.start + 1 : pn_offset] + pn_bytes
-        nonce = (int.from_bytes(self.iv, "big") ^ packet_number).to_bytes(12, "big")
+        nonce = (self.iv_int ^ packet_number).to_bytes(12, "big")
         plain = self.aead.decrypt(nonce, datagram[pn_offset + pn_len : header.end], aad)
         return packet_number, plain
 
