@@ -30,6 +30,7 @@ ADAPTERS: dict[str, str] = {
     "iodine": "iodine:Iodine",
     "ipsec": "ipsec:Ipsec",
     "fronting": "fronting:Fronting",
+    "mtproto": "mtproto:Mtproto",
     "custom": "custom:CustomTool",
 }
 

@@ -38,7 +38,9 @@ class Access:
     with routes: the probe connects to the target as usual and the kernel sends it through), or
     `front` (domain fronting: the probe connects to `front_address` with `front` as its TLS name
     and the target's name only in the Host header; `ca` verifies the edge), or `command` (a
-    user's command that fetches the URL itself: `tspulab.methods.custom.command_probe`)."""
+    user's command that fetches the URL itself: `tspulab.methods.custom.command_probe`), or
+    `mtproto` (a tg://proxy link: the project's MTProto client asks the lab's data centre
+    through that proxy, `tspulab.methods.mtproto_client`)."""
 
     socks5: str | None = None
     http_proxy: str | None = None
@@ -47,6 +49,7 @@ class Access:
     front_address: str | None = None
     ca: str | None = None
     command: str | None = None
+    mtproto: str | None = None
 
     def curl_args(self) -> list[str]:
         if self.socks5:
@@ -69,6 +72,8 @@ class Access:
             return f"fronted as {self.front} via {self.front_address}"
         if self.command:
             return "command"
+        if self.mtproto:
+            return "MTProto proxy " + self.mtproto.partition("&secret=")[0].removeprefix("tg://")
         return f"TUN {self.tun}"
 
 

@@ -153,6 +153,17 @@ class TorOptions(Options):
     authorities), at the method's address and the addresses after it."""
 
 
+class MtprotoOptions(Options):
+    transport: Literal["abridged", "intermediate"] = "abridged"
+    """The framing inside obfuscated2 (the init's protocol tag: 0xefefefef or 0xeeeeeeee)."""
+    dc: Int = Field(default=2, ge=1, le=5)
+    """The data centre the client asks the proxy for (bytes 60..62 of the init)."""
+    telegram_domains: tuple[Domain, ...] = Field(
+        default=("web.telegram.org", "telegram.org", "t.me"), min_length=1
+    )
+    """The names that are Telegram: a probe of another service through the proxy fails."""
+
+
 # --- custom: the user's own client and server ---------------------------------------------------
 
 #: Placeholders a custom command, environment value, readiness check or access may use
@@ -350,6 +361,7 @@ KIND_OPTIONS: dict[str, type[Options]] = {
     "iodine": IodineOptions,
     "ipsec": IpsecOptions,
     "fronting": FrontingOptions,
+    "mtproto": MtprotoOptions,
     "custom": CustomOptions,
 }
 MethodKind = Literal[
@@ -369,6 +381,7 @@ MethodKind = Literal[
     "iodine",
     "ipsec",
     "fronting",
+    "mtproto",
     "custom",
 ]
 METHOD_KINDS: tuple[str, ...] = tuple(KIND_OPTIONS)
@@ -388,6 +401,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "iodine": 53,
     "ipsec": 500,
     "fronting": 443,
+    "mtproto": 443,
     "custom": 8443,
 }
 

@@ -86,6 +86,12 @@ def probe_through(
         return command_probe(
             node, access, url, method=method, timeout_s=timeout_s, expect_text=expect_text
         )
+    if access.mtproto is not None:  # Telegram's own protocol through an MTProto proxy
+        from tspulab.methods.mtproto_client import mtproto_probe
+
+        return mtproto_probe(
+            node, access, url, method=method, timeout_s=timeout_s, expect_bytes=expect_bytes
+        )
     if access.front:
         # Domain fronting: the innocent name in the URL (SNI, certificate), the real one in Host.
         parts = urlsplit(url)
