@@ -128,7 +128,7 @@ rows too, marked as such; they need no test. Each row is shown by tests:
 - **live** tests (`tests/fidelity/test_live_*.py`) where the behaviour lives in the switch and the
   network (reset timing, drops after N packets, policing, state after RST, inside-only
   triggering): one real lab per module (Mininet, Open vSwitch, the os-ken TSPU, nginx, curl),
-  three labs in all, 76-95 s together (measured at a load of 6-13 on 2 cores);
+  three labs in all, 75-99 s together (measured at a load of 3-13 on 2 cores);
 - **replay** tests (`tests/fidelity/test_replay_*.py`) where only the classifier decides: packets
   crafted with scapy driven through `tspulab.dpi.engine.TspuEngine`;
 - tests elsewhere in the suite that already check the figure (the catalogue's `evidence:`).
