@@ -48,8 +48,9 @@ def test_s2_throttling_becomes_resets_at_0800_on_every_isp_ooni22(
     blocked by RST after the ClientHello on all ISPs at once. Measured: every covered
     subscriber's Twitter transfer before 08:00 (throttled: below 400 kbit/s, the 40 KB average
     with the 16 KB burst in it; the scenario's degraded threshold), its probe after
-    (reset), and the three TSPUs' profile changes. Tolerance: the three changes within 1 s of
-    each other (one timeline step, one controller); the scenario's expectations all pass."""
+    (reset), and the three TSPUs' profile changes. Tolerance: the three changes within 2 s of
+    each other (one timeline step, one controller; measured 225 ms, and 567 ms at a load of ~13,
+    the commands going one ISP after the other); the scenario's expectations all pass."""
     assert all(e.passed for e in run.report.expectations), [
         e.message for e in run.report.expectations if not e.passed
     ]
@@ -74,7 +75,7 @@ def test_s2_throttling_becomes_resets_at_0800_on_every_isp_ooni22(
     )
     record_fidelity("s1-central", measured=f"one timeline step changed 3 TSPUs within "
                     f"{spread * 1000:.0f} ms")  # fmt: skip
-    assert spread < 1.0
+    assert spread < 2.0
 
 
 @pytest.mark.fidelity("s1-load-balancing")

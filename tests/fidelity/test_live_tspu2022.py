@@ -161,10 +161,10 @@ def test_s2_sni_i_reply_rewritten_into_rst_within_one_rtt_cp_tspu(
     the client as a RST/ACK without payload; curl sees a reset about 1 RTT after its ClientHello.
     Read from the subscriber-side capture: no server payload ever arrives, the first server
     packet after the ClientHello is a RST/ACK. Tolerance: the reset within one round trip of
-    the lab's handshake (SYN to SYN/ACK at the same port) plus 20 ms for the controller, which
+    the lab's handshake (SYN to SYN/ACK at the same port) plus 50 ms for the controller, which
     decides on the ClientHello and rewrites the reply (measured 7.4 ms after the ClientHello
-    against a 0.4 ms round trip at a load of ~12: on a real path of tens of ms that is "about 1
-    RTT"; in the lab the controller's time dominates)."""
+    against a 0.4 ms round trip, and 17.7 ms against 2.3 ms, at loads of 6-13 on 2 cores: on a
+    real path of tens of ms that is "about 1 RTT"; in the lab the controller's time dominates)."""
     assert lab["twitter"]["outcome"] == "reset", lab["twitter"]
     down = lab["down"]["twitter"]
     hello = _hello(down)
@@ -181,7 +181,7 @@ def test_s2_sni_i_reply_rewritten_into_rst_within_one_rtt_cp_tspu(
                     f"(handshake RTT {handshake_ms:.1f} ms, ping {lab['rtt_ms']:.2f} ms)")  # fmt: skip
     record_fidelity("t03", measured=f"reset after {reset_ms:.1f} ms (RTT {handshake_ms:.1f} ms)")
     record_fidelity("s1-in-path", measured="the server's reply rewritten into a RST/ACK in path")
-    assert reset_ms <= handshake_ms + 20
+    assert reset_ms <= handshake_ms + 50
 
 
 @pytest.mark.fidelity("s2-sni-iv", "t02")
