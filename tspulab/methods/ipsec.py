@@ -11,6 +11,10 @@ then UDP-encapsulated ESP and IKE on 4500.
 - The server gives each client a virtual IP from a pool (the method's /24): a traffic selector
   `<vip>/32 === 0.0.0.0/0` never covers the peer's own IKE address, which charon refuses to
   route (docs/methods.md, the IPsec row).
+- No MOBIKE: a cloud host has more addresses (other VPN servers' tunnel addresses among them)
+  and with MOBIKE charon advertised them and moved the SA onto them, so the IKE/ESP path
+  wandered through another method's tunnel (seen in the lab: probes took 4 s). For the same
+  reason the client's own address is pinned (`local_addrs`).
 - Every charon runs with its own configuration (`STRONGSWAN_CONF`), its own vici socket and its
   own /run in a private mount namespace (the PID file path is compiled in), and a client charon
   on ports of its own, so several methods and clients share one host.
@@ -103,7 +107,7 @@ class Ipsec(Method):
         path.write_text(text)
         return path
 
-    def _swanctl_conf(self, side: str) -> Path:
+    def _swanctl_conf(self, side: str, local: str = "") -> Path:
         o, ctx = self.options, self.ctx
         secret = f'secrets {{\n  ike-psk {{\n    secret = "{self.secret}"\n  }}\n}}\n'
         if side == "server":
@@ -118,6 +122,7 @@ class Ipsec(Method):
             pools = f"pools {{\n  pool {{\n    addrs = {self.pool()}\n  }}\n}}\n"
         else:
             conn = (
+                f"    local_addrs = {local}\n"
                 f"    remote_addrs = {ctx.server_address}\n"
                 f"    remote_port = {ctx.port}\n"
                 "    vips = 0.0.0.0\n"
@@ -130,7 +135,8 @@ class Ipsec(Method):
             pools = ""
         text = (
             f"connections {{\n  {CONN} {{\n    version = 2\n    proposals = {o.ike}\n"
-            f"    encap = yes\n    dpd_delay = 30s\n{conn}  }}\n}}\n{pools}{secret}"
+            "    encap = yes\n    mobike = no\n    dpd_delay = 30s\n"
+            f"{conn}  }}\n}}\n{pools}{secret}"
         )
         path = self.directory / f"swanctl-{side}.conf"
         path.write_text(text)
@@ -200,7 +206,7 @@ class Ipsec(Method):
         tool = "strongswan client"
         side = f"client-{node.name}"
         started = self._charon(node, side, self._ports_of(node))
-        conf = self._swanctl_conf(side)
+        conf = self._swanctl_conf(side, self._source_address(node))
         self._swanctl(node, side, f"--load-all --noprompt --file {conf}", tool, started)
         # Blocks until the CHILD_SA is up (IKE_SA_INIT, IKE_AUTH with the virtual IP) or fails.
         try:
@@ -223,6 +229,19 @@ class Ipsec(Method):
         run_checked(node, f"ip rule add {rule}", tool=tool)
         self.undo.append((node, f"ip rule del {rule}"))
         return Access(tun=dev)
+
+    def _source_address(self, node: Node) -> str:
+        """The host's own address toward the server (its main table). charon picks a source
+        from routes of every table, so in a host with other VPN clients it took another
+        tunnel's address (seen in the lab: IKE from an OpenVPN client's address, its replies
+        carried back through OpenVPN); pinned with `local_addrs`."""
+        out = run_checked(node, f"ip -4 -o route get {self.ctx.server_address}", tool=self.tool)
+        match = re.search(r"\bsrc (\S+)", out)
+        if match is None:
+            raise MethodError(
+                f"strongswan client on {node.name}: no route to {self.ctx.server_address}: {out}"
+            )
+        return match[1]
 
     def _tun_of(self, node: Node) -> tuple[str, str]:
         """The TUN device that holds this client's virtual IP (libipsec names it ipsec%d)."""

@@ -2,7 +2,7 @@
 VPN, proxy and Tor servers in a cloud, and each TSPU reacts to the tools' real traffic.
 
 ISP `open` runs rkn-2018-ip (the target's prefix is in the registry: direct fails, every one of
-the 17 methods, one of each tool family and setting the lab runs, gets through); ISP `vpnblock` runs vpn-protocols-2023 (docs/tspu-behaviour.md §5.4: plain
+the 18 methods, one of each tool family and setting the lab runs, gets through); ISP `vpnblock` runs vpn-protocols-2023 (docs/tspu-behaviour.md §5.4: plain
 OpenVPN and WireGuard are dropped by fingerprint, the verdict in the controller's events names the
 rule; fully-encrypted and Tor traffic passes). Then the registry at ISP `open` gains the private
 Tor network's relay addresses (the December 2021 block, §5.2): a new plain-Tor client fails while
@@ -68,13 +68,14 @@ circumvention:
   - {name: dante, kind: socks5, cloud: hetzner, address: 88.99.1.22, options: {server: dante}}
   - {name: connect, kind: http-connect, cloud: hetzner, address: 88.99.1.23}
   - {name: dns-tunnel, kind: iodine, cloud: hetzner, address: 88.99.1.24}
+  - {name: ipsec, kind: ipsec, cloud: hetzner, address: 88.99.1.25}
 probes:
   timeout_s: 20
 """
 # trojan and stunnel on 8443: every cloud host's nginx listens on *:443 and *:80.
 METHODS = (
     "ovpn-udp", "ovpn-tcp", "wg", "ss", "tor", "obfs4", "ss2022", "vmess", "trojan", "hy2",
-    "tuic", "ssh", "stunnel", "socks", "dante", "connect", "dns-tunnel",
+    "tuic", "ssh", "stunnel", "socks", "dante", "connect", "dns-tunnel", "ipsec",
 )  # fmt: skip
 BLOCKED_AT_VPNBLOCK = {"ovpn-udp", "ovpn-tcp", "wg"}
 TOR_RELAYS = "88.99.3.0/29"
