@@ -58,6 +58,9 @@ SERVER_ID = "server.tspulab"
 class Ipsec(Method):
     kind = "ipsec"
     tool = "strongswan"
+    # Each host's client is its own charon, ports, vici socket and /run; a blocked IKE_SA_INIT
+    # waits out its retransmits in every host at once.
+    parallel_clients = True
 
     @property
     def options(self) -> IpsecOptions:
@@ -153,6 +156,8 @@ class Ipsec(Method):
         conf = self._strongswan_conf(side, ports)
         run = self.sockets / f"run-{side}"
         run.mkdir(exist_ok=True)
+        # A client started again: the socket of the charon before must not pass for this one's.
+        (self.sockets / f"{side}.vici").unlink(missing_ok=True)
         # A private /run: charon's PID file is /var/run/charon.pid whatever it is told.
         script = f"mount --bind {run} /run && exec {CHARON}"
         return self.processes.start(

@@ -11,7 +11,9 @@ from tspulab.methods.base import Access
 from tspulab.methods.probe import probe_through
 
 
-@pytest.mark.parametrize("case_id", ["openvpn-udp", "wireguard", "ss-chacha20", "tor-obfs4"])
+@pytest.mark.parametrize(
+    "case_id", ["openvpn-udp", "wireguard", "ss-chacha20", "tor-obfs4", "ipsec"]
+)
 def test_two_subscribers_through_one_server(world: World, case_id: str) -> None:
     method = method_for(world, BY_ID[case_id], f"two-{case_id}", clients=2)
     try:
