@@ -22,10 +22,9 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tspulab.methods.base import Access
 from tspulab.methods.mtproto_transport import (
     PROTOCOL_TAGS,
     FrameReader,
@@ -34,8 +33,11 @@ from tspulab.methods.mtproto_transport import (
     echo_request,
     frame,
 )
-from tspulab.methods.probe import MethodProbe, goodput_bps
-from tspulab.methods.process import Node
+
+if TYPE_CHECKING:  # the lab's modules load Mininet: the client process does without them
+    from tspulab.methods.base import Access
+    from tspulab.methods.probe import MethodProbe
+    from tspulab.methods.process import Node
 
 PAGE_BYTES = 4096
 """The reply a page probe asks for (a message history's worth of bytes)."""
@@ -114,6 +116,8 @@ def mtproto_probe(
     expect_bytes: int | None = None,
 ) -> MethodProbe:
     """A probe of `url` from `node` through the MTProto proxy `access.mtproto` names."""
+    from tspulab.methods.probe import MethodProbe, goodput_bps
+
     assert access.mtproto is not None
     host = urlsplit(url).hostname or ""
     domains = _parse_link(access.mtproto).get("domains", "").split(",")
