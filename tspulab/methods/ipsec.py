@@ -213,6 +213,10 @@ class Ipsec(Method):
         started = self._charon(node, side, self._ports_of(node))
         conf = self._swanctl_conf(side, self._source_address(node))
         self._swanctl(node, side, f"--load-all --noprompt --file {conf}", tool, started)
+        # charon's `from all` rule (made when kernel-netlink loaded, before vici opened its
+        # socket) would send every packet of the host, the server's own IKE and ESP included,
+        # into the tunnel once the CHILD_SA's routes land in the table: gone before they do.
+        node.cmd(f"ip rule del table {self.table} priority {self.table} 2>/dev/null")
         # Blocks until the CHILD_SA is up (IKE_SA_INIT, IKE_AUTH with the virtual IP) or fails.
         try:
             self._swanctl(
@@ -221,9 +225,8 @@ class Ipsec(Method):
         except MethodError as err:
             raise MethodError(f"{err}\n  charon log {started.log}") from None
         dev, vip = self._tun_of(node)
-        # charon's `from all` rule would send every packet of the host (the server's own ESP
-        # included) into the tunnel: replaced by the method's `oif` rule, and its routes by ours.
-        node.cmd(f"ip rule del table {self.table} priority {self.table} 2>/dev/null")
+        # charon's routes (a default route, an exclude route for the server) give way to the
+        # option's, used only by traffic bound to the interface (the method's `oif` rule).
         node.cmd(f"ip route flush table {self.table} 2>/dev/null")
         run_checked(node, f"ip link set {dev} mtu {self.options.mtu}", tool=tool)
         for net in self.options.routes:
