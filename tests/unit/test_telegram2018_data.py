@@ -69,7 +69,7 @@ def test_scenario_probes_the_whole_population() -> None:
     assert "assumed" in scenario.populations[0].assumptions
     named = {s.name for s in scenario.services if s.population is None}
     assert {"viber", "odnoklassniki", "xbox-live", "evernote", "steemit"} <= named
-    assert {m.kind for m in scenario.circumvention} == {"socks5", "openvpn"}
+    assert {m.kind for m in scenario.circumvention} == {"socks5", "openvpn", "mtproto"}
 
 
 def test_press_confirmed_ranges_are_inside_the_dump_stages() -> None:
