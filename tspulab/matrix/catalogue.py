@@ -85,6 +85,8 @@ SETTINGS: tuple[MethodSetting, ...] = (
     _s("iodine", "iodine", 30, programs=("iodine", "iodined")),
     _s("iodine-txt", "iodine", 31, programs=("iodine",), record_type="TXT"),
     _s("fronting", "fronting", 32, 8443, ("nginx",)),
+    _s("ipsec", "ipsec", 33, programs=("swanctl", "/usr/lib/ipsec/charon")),
+    _s("mtproto", "mtproto", 34, 8443),
     MethodSetting("tor", "tor", "88.198.3.1", programs=("tor", "tor-gencert")),
     MethodSetting(
         "tor-obfs4",
