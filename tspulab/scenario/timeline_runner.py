@@ -68,9 +68,9 @@ class TimelineRun:
         self.progress = progress
         self._write_lock = threading.Lock()
         self.rounds = 0
+        self._filter_versions = 0
         #: the scenario's `faults:` and every step that fails (faults.jsonl)
         self.faults = FaultRun(lab, self._stamp)
-        self._filter_versions = 0
 
     def _push(self, t: float, order: int, kind: str, payload: Any) -> None:
         heapq.heappush(self._heap, (t, order, next(self._seq), kind, payload))
