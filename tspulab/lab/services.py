@@ -45,6 +45,28 @@ def site_marker(name: str) -> str:
     return f"tspulab service {name}"
 
 
+def nginx_head(directory: Path, written_for: str, connections: int) -> str:
+    """An nginx configuration up to the inside of its `http` block: one master and worker in the
+    foreground, every file (PID, logs, temp paths) in `directory`; servers follow, then `}`."""
+    return f"""# written by tspulab {written_for}
+daemon off;
+master_process on;
+# Workers read run-directory files, which may sit under a private (0700) directory.
+user root root;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log {directory}/access.log;
+    client_body_temp_path {directory}/tmp/body;
+    proxy_temp_path {directory}/tmp/proxy;
+    fastcgi_temp_path {directory}/tmp/fastcgi;
+    uwsgi_temp_path {directory}/tmp/uwsgi;
+    scgi_temp_path {directory}/tmp/scgi;
+    default_type text/plain;"""
+
+
 def _nginx_conf(directory: Path, sites: Sequence[Site], certs: dict[str, CertFiles]) -> str:
     servers = []
     for site in sites:
@@ -62,23 +84,7 @@ def _nginx_conf(directory: Path, sites: Sequence[Site], certs: dict[str, CertFil
     }}"""
         )
     default_cert = certs[sites[0].name]
-    return f"""# written by tspulab for one run
-daemon off;
-master_process on;
-# Workers read run-directory files, which may sit under a private (0700) directory.
-user root root;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {directory}/access.log;
-    client_body_temp_path {directory}/tmp/body;
-    proxy_temp_path {directory}/tmp/proxy;
-    fastcgi_temp_path {directory}/tmp/fastcgi;
-    uwsgi_temp_path {directory}/tmp/uwsgi;
-    scgi_temp_path {directory}/tmp/scgi;
-    default_type text/plain;
+    return f"""{nginx_head(directory, "for one run", connections=1024)}
     ssl_protocols TLSv1.2 TLSv1.3;
     # A name the host does not serve gets 421 Misdirected Request, not another service's page.
     server {{
@@ -92,7 +98,7 @@ http {{
 """
 
 
-def _wait_listening(host: Any, port: int, proto: str = "t", timeout_s: float = 10.0) -> bool:
+def wait_until_listening(host: Any, port: int, proto: str = "t", timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + scaled(timeout_s)
     while time.monotonic() < deadline:
         if listening(host, port, "tcp" if proto == "t" else "udp"):
@@ -158,7 +164,7 @@ def start_nginx(
     proc = start_logged(
         host, ["nginx", "-c", str(conf)], directory / "nginx.out", record, f"nginx {host.name}"
     )
-    if not _wait_listening(host, 443):
+    if not wait_until_listening(host, 443):
         raise ServiceError(
             f"nginx on {host.name} is not listening on 443; see {directory}/error.log"
         )
@@ -194,7 +200,7 @@ def start_dnsmasq(
     else:
         argv += [f"--host-record={name},{addr}" for name, addr in sorted(records.items())]
     proc = start_logged(host, argv, directory / "dnsmasq.log", record, f"dnsmasq {host.name}")
-    if not _wait_listening(host, 53, proto="u"):
+    if not wait_until_listening(host, 53, proto="u"):
         raise ServiceError(f"dnsmasq on {host.name} is not listening; see {directory}/dnsmasq.log")
     return proc
 

@@ -17,7 +17,6 @@ block pages.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,7 @@ from tspulab.controllers.control import send_command
 from tspulab.dpi.oldfilter import BLOCKPAGE_MARKER, partial_copy
 from tspulab.dpi.registry import Registry
 from tspulab.lab.record import RunRecord
-from tspulab.lab.services import ServiceError, start_logged
-from tspulab.lab.timescale import scaled
+from tspulab.lab.services import ServiceError, nginx_head, start_logged, wait_until_listening
 from tspulab.scenario.build import registry_from_sources
 from tspulab.scenario.campaign import Isp
 from tspulab.scenario.model import Scenario
@@ -115,22 +113,7 @@ def push_filter_registry(
 
 def _blockpage_conf(directory: Path, isp: str) -> str:
     body = f"{BLOCKPAGE_MARKER} {isp}: access to this resource is restricted"
-    return f"""# written by tspulab: the block page of ISP {isp}
-daemon off;
-master_process on;
-user root root;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {directory}/access.log;
-    client_body_temp_path {directory}/tmp/body;
-    proxy_temp_path {directory}/tmp/proxy;
-    fastcgi_temp_path {directory}/tmp/fastcgi;
-    uwsgi_temp_path {directory}/tmp/uwsgi;
-    scgi_temp_path {directory}/tmp/scgi;
-    default_type text/plain;
+    return f"""{nginx_head(directory, f"for the block page of ISP {isp}", connections=256)}
     server {{
         listen 80 default_server;
         location / {{ return 200 "{body}\\n"; }}
@@ -151,11 +134,8 @@ def start_blockpage(host: Any, isp: str, run_dir: Path, record: RunRecord) -> An
     proc = start_logged(
         host, ["nginx", "-c", str(conf)], directory / "nginx.out", record, f"nginx {host.name}"
     )
-    deadline = time.monotonic() + scaled(10)
-    while time.monotonic() < deadline:
-        if host.cmd("ss -Hltn 'sport = :80'").strip():
-            return proc
-        time.sleep(0.05)
+    if wait_until_listening(host, 80):
+        return proc
     raise ServiceError(f"the block page on {host.name} is not listening; see {directory}")
 
 
