@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ class ResultWriter:
     A write the file system refuses (ENOSPC: a full disk; EIO) does not end the run: the bytes not
     yet written are held in memory, in order, and written first at the next `write` or `flush`
     (a line cut by a full disk is completed then, not repeated). `held` says how many records
-    are waiting, `error` the last refusal; `on_error(err, held)` is called on each refusal."""
+    are waiting, `error` the last refusal; `on_error(err, held)` is called on each refusal.
+
+    Probes of one round write from a thread pool: a lock keeps lines whole and in one piece
+    (os.write releases the GIL while it holds a view of the buffer, which another thread's
+    append would try to resize: BufferError)."""
 
     def __init__(self, path: Path, on_error: Callable[[OSError, int], None] | None = None) -> None:
         self.path = path
@@ -30,6 +35,7 @@ class ResultWriter:
         self.count = 0
         self.error: OSError | None = None
         self.on_error = on_error
+        self._lock = threading.RLock()
 
     @property
     def held(self) -> int:
@@ -37,13 +43,19 @@ class ResultWriter:
         return self._pending_records
 
     def write(self, record: dict[str, Any]) -> None:
-        self._pending += (json.dumps(record, sort_keys=True) + "\n").encode()
-        self._pending_records += 1
-        self.count += 1
-        self.flush()
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with self._lock:
+            self._pending += line
+            self._pending_records += 1
+            self.count += 1
+            self.flush()
 
     def flush(self) -> bool:
         """Write what is held; True when nothing is left over."""
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         if self._fd is None or not self._pending:
             return not self._pending
         try:
@@ -60,11 +72,12 @@ class ResultWriter:
         return True
 
     def close(self) -> None:
-        if self._fd is None:
-            return
-        self.flush()
-        os.close(self._fd)
-        self._fd = None
+        with self._lock:
+            if self._fd is None:
+                return
+            self._flush()
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> ResultWriter:
         return self
