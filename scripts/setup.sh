@@ -15,7 +15,7 @@ DEBIAN_PACKAGES=(
   ethtool iproute2 iputils-ping procps
   python3-venv python3-pip
   libndpi-bin
-  nftables             # random loss on the TSPU's egress ports (netdev egress + numgen)
+  nftables python3-nftables  # random loss on the TSPU's egress ports (netdev egress + numgen), in-process
   microsocks           # a SOCKS5 proxy for circumvention in campaigns
   iptables libnetfilter-queue-dev gcc python3-dev  # strategies: -j NFQUEUE (nft queue fails here)
 )

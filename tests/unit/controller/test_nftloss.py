@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 
+import pytest
+
 from tspulab.controllers.enforcement import LossAdd, LossRemove, LossRule
-from tspulab.controllers.nftloss import NftLoss, rule_text
+from tspulab.controllers.nftloss import NftError, NftLoss, rule_text
 from tspulab.controllers.pipeline import FlowEndpoints
 
 EP = FlowEndpoints(6, "10.0.0.2", 40000, "93.184.216.34", 443)
@@ -24,7 +30,7 @@ class Recorder:
         self.calls.append(tuple(args))
         self.threads.add(threading.current_thread().name)
         if self.fail_on and self.fail_on in args:
-            raise subprocess.CalledProcessError(1, ["nft", *args])
+            raise NftError(f"nft {' '.join(args)}: refused")
         if "--echo" in args:
             self.handle += 1
             return f"add rule netdev t up ... # handle {self.handle}\n"
@@ -68,3 +74,44 @@ def test_rule_text_names_one_direction_of_one_flow() -> None:
         "ip saddr 93.184.216.34 ip daddr 10.0.0.2 tcp sport 443 tcp dport 40000 "
         "numgen random mod 1000000 < 250000 counter drop"
     )
+
+
+LIVE = r"""
+import json, subprocess, sys
+from tspulab.controllers.enforcement import LossAdd, LossRemove, LossRule
+from tspulab.controllers.nftloss import NftLoss
+from tspulab.controllers.pipeline import FlowEndpoints
+subprocess.run("ip link add up0 type veth peer name sub0 && ip link set up0 up && "
+               "ip link set sub0 up", shell=True, check=True)
+logged = []
+nft = NftLoss("tspulab_t", "sub0", "up0", log=lambda e, **f: logged.append([e, f]))
+ep = FlowEndpoints(6, "10.0.0.2", 40000, "10.9.0.3", 443)
+nft.submit(LossAdd(LossRule(ep, "down", 0.1)))
+nft.wait_idle()
+listed = subprocess.run(["nft", "list", "table", "netdev", "tspulab_t"], capture_output=True,
+                        text=True).stdout
+nft.submit(LossRemove(ep))
+nft.wait_idle()
+after = subprocess.run(["nft", "list", "table", "netdev", "tspulab_t"], capture_output=True,
+                       text=True).stdout
+nft.close()
+gone = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+print(json.dumps({"listed": listed, "after": after, "gone": gone, "logged": logged}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
+def test_libnftables_puts_the_rule_in_the_kernel_and_takes_it_out() -> None:
+    """The real binding, in a network namespace of its own: chains on both ports, the rule
+    with its handle, removed by that handle, the table deleted at close."""
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", LIVE],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+    assert got["logged"] == []
+    for port in ("sub0", "up0"):
+        assert f'hook egress device "{port}"' in got["listed"]
+    assert "ip saddr 10.9.0.3 ip daddr 10.0.0.2 tcp sport 443 tcp dport 40000" in got["listed"]
+    assert "numgen random mod 1000000 < 100000" in got["listed"]
+    assert "numgen" not in got["after"] and "tspulab_t" not in got["gone"]
