@@ -23,6 +23,7 @@ import ipaddress
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,14 +101,15 @@ class NftLoss:
         self._log = log or (lambda event, **fields: None)
         self._handles: dict[tuple[FlowEndpoints, str], int] = {}
         self._ready = False
-        self._queue: queue.Queue[LossAdd | LossRemove | None] = queue.Queue()
+        # each piece of work with when it was submitted: the log says how late a loss started
+        self._queue: queue.Queue[tuple[LossAdd | LossRemove, float] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="tspulab-nft", daemon=True)
         self._thread.start()
 
     # --- called from the packet path: never blocks on nft --------------------------------------
 
     def submit(self, work: LossAdd | LossRemove) -> None:
-        self._queue.put(work)
+        self._queue.put((work, time.monotonic()))
 
     def wait_idle(self) -> None:
         """Block until every submitted piece of work is done (tests, shutdown)."""
@@ -142,16 +144,22 @@ class NftLoss:
         except (NftError, OSError) as exc:  # e.g. the ports are not up yet: retried per rule
             self._log(EventKind.NFT_DEFERRED, table=self.table, error=repr(exc))
         while True:
-            work = self._queue.get()
+            item = self._queue.get()
             try:
-                if work is None:
+                if item is None:
                     return
+                work, submitted = item
                 if isinstance(work, LossAdd):
                     self._add(work.loss)
+                    self._log(
+                        EventKind.LOSS_ON, table=self.table, direction=work.loss.direction,
+                        probability=work.loss.probability, flow=dict(work.loss.ep.__dict__),
+                        delay_ms=round((time.monotonic() - submitted) * 1000, 2),
+                    )  # fmt: skip
                 else:
                     self._remove(work.ep)
             except Exception as exc:  # one failed rule must not stop the others
-                self._log(EventKind.NFT_ERROR, table=self.table, work=repr(work), error=repr(exc))
+                self._log(EventKind.NFT_ERROR, table=self.table, work=repr(item), error=repr(exc))
             finally:
                 self._queue.task_done()
 

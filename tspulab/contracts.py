@@ -140,6 +140,8 @@ class EventKind(StrEnum):
     PROFILE_SETS_UNUSED = "profile-sets-unused"
     HANDLER_ERROR = "handler-error"
     NFT_ERROR = "nft-error"
+    LOSS_ON = "loss-on"
+    """A flow's random-loss rule is in the kernel; `delay_ms` after the verdict asked for it."""
     NFT_DEFERRED = "nft-deferred"
     """The loss worker could not make its table and chains as it started; it retries per rule."""
     OLD_FILTER_RULES_SENT = "old-filter-rules-sent"

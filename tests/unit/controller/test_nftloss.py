@@ -53,7 +53,8 @@ def test_rules_are_added_and_removed_on_the_worker_thread() -> None:
         ("delete", "rule", "netdev", "t", "down", "handle", "12"),
     ]
     nft.close()
-    assert run.calls[-1] == ("delete", "table", "netdev", "t") and logged == []
+    assert run.calls[-1] == ("delete", "table", "netdev", "t")
+    assert logged == ["loss-on", "loss-on"]  # each rule, once it is in
 
 
 def test_a_failing_rule_is_logged_and_the_worker_goes_on() -> None:
@@ -66,7 +67,7 @@ def test_a_failing_rule_is_logged_and_the_worker_goes_on() -> None:
     run.fail_on = None
     nft.submit(LossAdd(LossRule(EP, "down", 0.5)))
     nft.wait_idle()
-    assert logged == ["nft-error"] and run.calls[-1][0] == "--echo"
+    assert logged == ["nft-error", "loss-on"] and run.calls[-1][0] == "--echo"
 
 
 def test_rule_text_names_one_direction_of_one_flow() -> None:
@@ -109,7 +110,8 @@ def test_libnftables_puts_the_rule_in_the_kernel_and_takes_it_out() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     got = json.loads(out.stdout)
-    assert got["logged"] == []
+    ((event, fields),) = got["logged"]
+    assert event == "loss-on" and fields["direction"] == "down" and fields["delay_ms"] < 5000
     for port in ("sub0", "up0"):
         assert f'hook egress device "{port}"' in got["listed"]
     assert "ip saddr 10.9.0.3 ip daddr 10.0.0.2 tcp sport 443 tcp dport 40000" in got["listed"]
