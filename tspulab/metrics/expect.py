@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from tspulab.metrics.summary import SUBSCRIBER_METRICS, ServiceSummary
-from tspulab.metrics.timeline import DIRECT, METRICS, Bucket, Timeline
+from tspulab.metrics.summary import DIRECT, SUBSCRIBER_METRICS, ServiceSummary
+from tspulab.metrics.timeline import METRICS, Bucket, Timeline
 
 STATES = ("blocked", "degraded", "reachable")
 ROLES = ("target", "innocent")

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.ticker import FuncFormatter
 
-from tspulab.metrics.timeline import DIRECT, Timeline
+from tspulab.metrics.summary import DIRECT
+from tspulab.metrics.timeline import Timeline
 
 mdates: Any = matplotlib.dates  # its locator and formatter classes carry no annotations
 

@@ -32,7 +32,7 @@ from tspulab.metrics.expect import ExpectationResult, evaluate, write_junit
 from tspulab.metrics.faults_section import faults_html
 from tspulab.metrics.results import read_results
 from tspulab.metrics.run_page import render_run_html
-from tspulab.metrics.summary import Summary
+from tspulab.metrics.summary import Summary, kinds_text
 from tspulab.metrics.timeline import (
     Timeline,
     build_timeline,
@@ -69,9 +69,10 @@ def print_summary(
             else "[green]ok[/green]"
         )
         goodput = "" if s.goodput_kbps is None else f"{s.goodput_kbps:,.0f} kbit/s"
+        per_kind = kinds_text(s.kinds)  # probed by several kinds: each kind's count under it
         table.add_row(
             s.name, s.role, s.cloud, s.address, "yes" if s.address_in_registry else "no",
-            f"{s.ok}/{s.probes} {status}", goodput,
+            f"{s.ok}/{s.probes} {status}" + (f"\n{per_kind}" if per_kind else ""), goodput,
             ", ".join(f"{k}×{v}" for k, v in sorted(s.outcomes.items())),
         )  # fmt: skip
     console.print(table)

@@ -24,6 +24,7 @@ from tspulab.metrics.population_page import (
     population_text,
     populations_section,
 )
+from tspulab.metrics.summary import kinds_text
 from tspulab.metrics.timeline import Timeline
 
 
@@ -264,11 +265,16 @@ def _services_table(summary: dict[str, Any], tl: Timeline) -> str:
             e(str(s.get("name"))), e(str(s.get("role"))), e(str(s.get("cloud"))),
             e(str(s.get("address"))),
             e(listed) if isinstance(listed, str) else "yes" if listed else "no",
-            f"{s.get('ok')}/{s.get('probes')}", verdict,
+            f"{s.get('ok')}/{s.get('probes')}" + _kinds_cell(s.get("kinds")), verdict,
             "" if goodput is None else f"{float(goodput):,.0f} kbit/s",
             e(", ".join(f"{k}×{v}" for k, v in sorted(outcomes.items()))),
         ]))  # fmt: skip
     return f"<table>{''.join(rows)}</table>"
+
+
+def _kinds_cell(kinds: Any) -> str:
+    text = kinds_text(kinds)
+    return f'<br><span class="note">{html.escape(text)}</span>' if text else ""
 
 
 def _switch_section(summary: dict[str, Any]) -> str:
@@ -404,7 +410,9 @@ delay); over-blocking is blocked addresses per address the targets use.</p>
 {_performance(tl)}
 <h2>Services over the whole run</h2>
 <p class="note">Every direct probe of every ISP together. Broken: fewer than half of the probes
-reached the service; degraded: reachable but slower than the scenario's threshold.</p>
+reached the service (probes of https, http, quic, ttfb; dns and ping, listed per kind under the
+count, judge only a service nothing else probed); degraded: reachable but slower than the
+scenario's threshold.</p>
 {_services_table(summary, tl)}
 {_switch_section(summary)}
 {boxes_html(summary)}

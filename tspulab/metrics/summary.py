@@ -13,18 +13,31 @@ A service is *broken* when fewer than half of its probes succeed (so one unlucky
 not flip a verdict, and a service that never answers is broken however often it is asked). It is
 *degraded* when it answers but its median goodput (transfer probes) is below the scenario's
 threshold: throttling (Twitter 2021, YouTube 2024) degrades without breaking.
+
+Which probes judge a service (one rule for the whole-run summary, the timeline and expectations):
+the kinds that use the service itself (`SERVICE_KINDS`: https, http, quic, ttfb), pooled. `dns`
+and `ping` test a way to it (its name, its address answering ICMP), not the service: a site
+blocked by its SNI still answers ping, so pooling ping would call it half reachable. They are
+counted per kind (`ServiceSummary.kinds`) and judge a service only when nothing else probed it.
+Only direct probes count; a probe through a circumvention method is that method's figure.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BROKEN_BELOW = 0.5
+#: Probe kinds that use the service itself; pooled, they judge it.
+SERVICE_KINDS = frozenset({"https", "http", "quic", "ttfb"})
+#: Probe kinds that test a way to the service; they judge it only when nothing else probed it.
+PATH_KINDS = frozenset({"dns", "ping"})
+REACHABILITY_KINDS = SERVICE_KINDS | PATH_KINDS
+THROUGHPUT_KINDS = frozenset({"transfer", "iperf3"})
+DIRECT = "direct"
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 
 
@@ -66,6 +79,25 @@ class ServiceSummary:
     goodputs_kbps: list[float] = field(default_factory=list)
     degraded_below_kbps: float = 0.0
     population: str | None = None
+    kinds: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Reachability probes per kind: {"probes": n, "ok": k}; `probes`/`ok` are the judging
+    kinds' (module docstring)."""
+
+    def count(self, kind: str, ok: bool, outcome: str) -> None:
+        """One reachability probe; `probes` and `ok` follow the judging kinds."""
+        tally = self.kinds.setdefault(kind, {"probes": 0, "ok": 0})
+        tally["probes"] += 1
+        tally["ok"] += int(ok)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        judged = self.judged_by
+        self.probes = sum(self.kinds[k]["probes"] for k in judged)
+        self.ok = sum(self.kinds[k]["ok"] for k in judged)
+
+    @property
+    def judged_by(self) -> list[str]:
+        """The kinds the verdict pools: the service kinds probed, else every kind probed."""
+        service = sorted(k for k in self.kinds if k in SERVICE_KINDS)
+        return service or sorted(self.kinds)
 
     @property
     def goodput_kbps(self) -> float | None:
@@ -90,7 +122,20 @@ class ServiceSummary:
         d["broken"] = self.broken
         d["goodput_kbps"] = self.goodput_kbps
         d["degraded"] = self.degraded
+        d["judged_by"] = self.judged_by
         return d
+
+
+def kinds_text(kinds: Any) -> str:
+    """`https 3/3, dns 0/3` for a service probed by more than one kind ('' otherwise), from
+    `ServiceSummary.kinds` or summary.json's `kinds`."""
+    if not isinstance(kinds, dict) or len(kinds) < 2:
+        return ""
+    return ", ".join(
+        f"{k} {t.get('ok', 0)}/{t.get('probes', 0)}"
+        for k, t in sorted(kinds.items())
+        if isinstance(t, dict)
+    )
 
 
 @dataclass
@@ -208,20 +253,16 @@ def summarise(
         )
         for s in services
     }
-    outcomes: dict[str, Counter[str]] = {name: Counter() for name in by_name}
     for r in results:
-        if r.get("kind") == "transfer" and r.get("service") in by_name:
+        s = by_name.get(str(r.get("service")))
+        if s is None or str(r.get("method") or DIRECT) != DIRECT:
+            continue
+        kind = r.get("kind")
+        if kind in THROUGHPUT_KINDS:
             speed = r.get("speed_download_bps") or 0.0
-            by_name[r["service"]].goodputs_kbps.append(speed * 8 / 1000 if r.get("ok") else 0.0)
-            continue
-        if r.get("kind") != "https" or r.get("service") not in by_name:
-            continue
-        s = by_name[r["service"]]
-        s.probes += 1
-        s.ok += 1 if r.get("ok") else 0
-        outcomes[s.name][r.get("outcome", "?")] += 1
-    for name, counter in outcomes.items():
-        by_name[name].outcomes = dict(counter)
+            s.goodputs_kbps.append(speed * 8 / 1000 if r.get("ok") else 0.0)
+        elif kind in REACHABILITY_KINDS:
+            s.count(str(kind), bool(r.get("ok")), str(r.get("outcome", "?")))
     targets = {s.address for s in services if s.role == "target"}
     return Summary(
         scenario=scenario,
@@ -325,3 +366,59 @@ SUBSCRIBER_METRICS = (
     "subscribers_hit",
     "population_damage",
 )
+
+
+def subscriber_views(
+    services: list[ServiceSpec],
+    results: list[dict[str, Any]],
+    weights: dict[str, dict[str, float]],
+    *,
+    degraded_below_kbps: float = 1000.0,
+) -> dict[str, SubscriberView]:
+    """The whole run per ISP and subscriber host: ISP -> each host's own summary (the services it
+    measured), weighted by the real subscribers the host stands for (`weights`: run.json's,
+    the scenario's `customers` split by TSPU coverage)."""
+    by_host: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if isinstance(r.get("subscriber"), str):
+            by_host.setdefault((str(r.get("isp") or "isp"), r["subscriber"]), []).append(r)
+    views: dict[str, SubscriberView] = {}
+    for (isp, host), mine in sorted(by_host.items()):
+        s = summarise(
+            host, services, mine, blocked_addresses=0, registry_prefixes=0, in_registry=set(),
+            degraded_below_kbps=degraded_below_kbps,
+        )  # fmt: skip
+        s.services = [x for x in s.services if x.probes]  # what this host measured
+        view = views.setdefault(isp, SubscriberView({}, dict(weights.get(isp) or {})))
+        view.summaries[host] = s
+    return views
+
+
+def population_json(whole: Summary, views: dict[str, SubscriberView]) -> dict[str, Any]:
+    """summary.json's `populations`: per population, its members broken over the whole run,
+    pooled (k of n, 95 % Wilson interval) and per ISP per subscriber (the weighted mean count
+    and bounds of `SubscriberView.population`), and all ISPs' subscribers together."""
+    names = sorted({s.population for s in whole.services if s.population is not None})
+    every = SubscriberView(
+        {f"{isp}/{h}": s for isp, v in views.items() for h, s in v.summaries.items()},
+        {f"{isp}/{h}": v.weight(h) for isp, v in views.items() for h in v.summaries},
+    )
+
+    def figure(fig: PopulationFigure | None) -> dict[str, Any] | None:
+        if fig is None:
+            return None
+        return {
+            "broken": round(fig.broken, 3), "n": fig.n, "share": round(fig.share, 4),
+            "wilson_95": [round(fig.low, 4), round(fig.high, 4)],
+        }  # fmt: skip
+
+    out: dict[str, Any] = {}
+    for name in names:
+        k, n = whole.population_counts(name)
+        low, high = wilson(k, n)
+        out[name] = {
+            "pooled": {"broken": k, "n": n, "wilson_95": [round(low, 4), round(high, 4)]},
+            "per_subscriber": {isp: figure(v.population(name)) for isp, v in views.items()},
+            "all_subscribers": figure(every.population(name)),
+        }
+    return out

@@ -11,9 +11,10 @@ results contract) and the run's services. Records are bucketed two ways:
 
 In each bucket, per ISP, each service measured via the `direct` method becomes a
 `ServiceSummary` and the bucket's figures come from a `Summary`, so the rules are summary.py's:
-a service is *broken* when fewer than half of its reachability probes (kinds https, http, quic,
-dns, ping, ttfb) succeeded, *degraded* when it answers but its median transfer goodput is below
-the threshold. Services with no probe in a bucket are left out of it, not counted as broken.
+a service is *broken* when fewer than half of its reachability probes succeeded (those of the
+kinds that use the service, https, http, quic and ttfb; dns and ping only for a service nothing
+else probed), *degraded* when it answers but its median transfer goodput is below the threshold.
+Services with no probe in a bucket are left out of it, not counted as broken.
 
 Each point also keeps every subscriber host's own summary (`Point.subscribers`, a
 `SubscriberView`): the `*_subscribers` metrics, `subscribers_hit` and `population_damage` average
@@ -34,16 +35,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tspulab.metrics.summary import (
+    DIRECT,
+    REACHABILITY_KINDS,
     SUBSCRIBER_METRICS,
+    THROUGHPUT_KINDS,
     ServiceSpec,
     ServiceSummary,
     SubscriberView,
     Summary,
 )
 
-DIRECT = "direct"
-REACHABILITY_KINDS = frozenset({"https", "http", "quic", "dns", "ping", "ttfb"})
-THROUGHPUT_KINDS = frozenset({"transfer", "iperf3"})
 PROBE_KINDS = REACHABILITY_KINDS | THROUGHPUT_KINDS
 START_STEP = "start"
 
@@ -374,9 +375,7 @@ def _point(
             continue
         outcome = str(r.get("outcome", "?"))
         for counted in (cell, host_cell):
-            counted.probes += 1
-            counted.ok += ok
-            counted.outcomes[outcome] = counted.outcomes.get(outcome, 0) + 1
+            counted.count(str(kind), ok, outcome)
         ttfb = r.get("time_starttransfer_s")
         if ok and isinstance(ttfb, int | float) and ttfb > 0:
             ttfbs.append(float(ttfb))

@@ -27,7 +27,14 @@ from tspulab.metrics.boxes import by_box
 from tspulab.metrics.progress import Progress
 from tspulab.metrics.report import RunReport, write_report
 from tspulab.metrics.results import read_results
-from tspulab.metrics.summary import ServiceSpec, Summary, summarise
+from tspulab.metrics.summary import (
+    ServiceSpec,
+    Summary,
+    population_json,
+    subscriber_views,
+    summarise,
+)
+from tspulab.metrics.timeline import build_timeline
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.model import Scenario
 from tspulab.scenario.schema import ScenarioError, load_scenario
@@ -134,9 +141,7 @@ def summarise_run(
     in_registry = {
         str(s.address) for s in scenario.services if registry.contains_address(str(s.address))
     }
-    services = [
-        ServiceSpec(s.name, s.role, s.users, str(s.address), s.cloud) for s in scenario.services
-    ]
+    services = _service_specs(live)
     direct = [
         r
         for r in read_results(live.run_dir / RESULTS_FILE)
@@ -152,6 +157,14 @@ def summarise_run(
         degraded_below_kbps=scenario.probes.degraded_below_kbps,
     )
     summary.extra.update(extra)
+    if scenario.populations:  # k of N members broken, pooled and per subscriber (customers)
+        views = subscriber_views(
+            services,
+            direct,
+            _weights(live),
+            degraded_below_kbps=scenario.probes.degraded_below_kbps,
+        )
+        summary.extra["populations"] = population_json(summary, views)
     # which box (the TSPU, the ISP's old filter) stopped each failed probe (tspulab.metrics.boxes)
     summary.extra["by_box"] = by_box(
         direct, read_results(live.run_dir / EVENTS_FILE), live.address_of_host,
@@ -161,21 +174,67 @@ def summarise_run(
     return summary
 
 
+def _service_specs(live: LiveLab) -> list[ServiceSpec]:
+    return [
+        ServiceSpec(s.name, s.role, s.users, str(s.address), s.cloud, s.population)
+        for s in live.scenario.services
+    ]
+
+
+def _weights(live: LiveLab) -> dict[str, dict[str, float]]:
+    return {isp.name: dict(isp.weights) for isp in live.meta.isps}
+
+
+def bulk_choice(
+    records: list[dict[str, Any]],
+    services: list[ServiceSpec],
+    isp: str,
+    hosts: list[str],
+    degraded_below_kbps: float = 1000.0,
+) -> tuple[str, str] | str:
+    """(subscriber, service) for the end-of-run transfer: a service the run's last probe round
+    judged reachable from that subscriber of `isp` (an innocent one first, then any), so the
+    transfer is not measured against a service the run blocked; or why there is none."""
+    timeline = build_timeline(records, services, degraded_below_kbps=degraded_below_kbps)
+    point = next(
+        (
+            p
+            for b in reversed(timeline.rounds)
+            if (p := timeline.point(b, isp)) and p.summary.services
+        ),
+        None,
+    )
+    if point is None:
+        return f"no direct probe from {isp} to judge a service by"
+    for role in ("innocent", "target"):
+        for host in hosts:
+            mine = point.subscribers.summaries.get(host)
+            for s in mine.services if mine else []:
+                if s.role == role and not s.broken:
+                    return host, s.name
+    broken = sorted({s.name for s in point.summary.services if s.broken})
+    return (
+        f"no service reachable from {isp} in the run's last probe round ({point.bucket.label}, "
+        f"step '{point.bucket.step}'; broken: {', '.join(broken) or 'none measured'})"
+    )
+
+
 def _bulk_transfer(live: LiveLab) -> dict[str, Any]:
-    """Fetch /bulk from a reachable innocent service; show it ran through the switch, not the
-    controller: TSPU port counters grow by the transfer while the controller saw a handful."""
+    """Fetch /bulk from a service the run found reachable at its end; show it ran through the
+    switch, not the controller: TSPU port counters grow by the transfer while the controller saw
+    a handful."""
     first_isp = live.isps[0].name
-    results = read_results(live.writer.path)
-    reachable = [
-        r["service"]
-        for r in results
-        if r.get("ok") and r.get("role") == "innocent" and r.get("isp") == first_isp
-        and r.get("method") == "direct" and r.get("kind") == "https"
-    ]  # fmt: skip
-    if not reachable:
-        return {"skipped": "no reachable innocent service"}
-    service = reachable[0]
-    sub = next(s for s, isp in live.isp_of_host.items() if isp == first_isp)
+    hosts = [s for s, isp in live.isp_of_host.items() if isp == first_isp]
+    uncovered = set(live.isps[0].uncovered_hosts(tuple(hosts)))
+    hosts.sort(key=lambda h: h in uncovered)  # through the TSPU: a host it covers first
+    choice = bulk_choice(
+        read_results(live.writer.path), _service_specs(live), first_isp, hosts,
+        live.scenario.probes.degraded_below_kbps,
+    )  # fmt: skip
+    if isinstance(choice, str):
+        live.log(f"  bulk transfer skipped: {choice}")
+        return {"skipped": choice}
+    sub, service = choice
     before = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
     result = live.probe(sub, service, path="/bulk", timeout_s=60, record=False)
     after = parse_dump_ports(live.lab.dump_ports(live.tspu_switch))
@@ -185,9 +244,13 @@ def _bulk_transfer(live: LiveLab) -> dict[str, Any]:
         for port in after
     }
     mbps = (result.speed_download_bps or 0) * 8 / 1e6
-    live.log(f"  bulk {sub} → {service}: {result.size_download} B at {mbps:.0f} Mbit/s")
+    live.log(
+        f"  bulk {sub} → {service}: {result.size_download} B at {mbps:.0f} Mbit/s"
+        + ("" if result.ok else f" (failed: {result.outcome})")
+    )
     return {"service": service, "ok": result.ok, "bytes": result.size_download,
-            "mbit_s": round(mbps, 1), "tspu_port_delta": delta}  # fmt: skip
+            "mbit_s": round(mbps, 1), "subscriber": sub, "outcome": result.outcome,
+            "tspu_port_delta": delta}  # fmt: skip
 
 
 def _event_counts(path: Path) -> dict[str, int]:
