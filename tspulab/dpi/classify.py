@@ -152,6 +152,10 @@ class Classifier(UdpInspection):
             data = bytes(stream.data)
             if not looks_like_tls_record(data):  # TLS at the start is read as the mode says
                 starts = stream.segment_starts or _STREAM_START
+        starts = list(starts)  # grows while read: an HTTP CONNECT tunnel's start, found below
+        tunnel = insp.tunnel_at[direction]
+        if self.mode is not ReassemblyMode.NONE and 0 < tunnel < len(data) and tunnel not in starts:
+            starts.append(tunnel)  # the tunnel's bytes, joined from their start
         for start in starts:
             # The stream start first; then, in the stream modes, later segment starts: TLS after a
             # plaintext preamble (STARTTLS, a proxy exchange) or behind junk bytes.
@@ -161,12 +165,25 @@ class Classifier(UdpInspection):
                 if verdict is not None or insp.tls_seen:
                     return verdict
             if looks_like_http_request(tail):
-                verdict = self._http(flow, insp, tail, preamble_kind(data[:start]) if start else "")
-                if verdict is not None or insp.http_seen:
+                after = preamble_kind(data[:start]) if start else ""
+                verdict = self._http(flow, insp, tail, after, start, direction)
+                if verdict is not None or (insp.http_seen and insp.connect is None):
                     return verdict
+                inner = insp.tunnel_at[direction]
+                if insp.connect is not None and start < inner < len(data) and inner not in starts:
+                    starts.append(inner)  # the tunnel's first bytes came with the request
+                continue
             status = http_response_status(tail)
             if status is not None:
-                return self._decide(flow, Protocol.HTTP, detail=f"response {status}")
+                if insp.connect is not None and 200 <= status < 300:
+                    # The proxy's "200 Connection established": the tunnel's bytes follow it.
+                    end = _header_end(tail)
+                    if end > 0 and start + end < len(data) and start + end not in starts:
+                        insp.tunnel_at[direction] = start + end
+                        starts.append(start + end)
+                    continue
+                host = _authority_host(insp.connect) if insp.connect is not None else None
+                return self._decide(flow, Protocol.HTTP, host=host, detail=f"response {status}")
         if ssh.match(payload) is not None:
             return self._decide(flow, Protocol.SSH, detail="ssh banner")
         if 53 in (flow.server_port, flow.client_port) and len(data) > 2:
@@ -218,15 +235,24 @@ class Classifier(UdpInspection):
             return None
         ch = scan.client_hello
         detail = "client hello" if scan.records == 1 else f"client hello in {scan.records} records"
-        if start:
+        if insp.connect is not None:
+            detail += f" after an http connect to {insp.connect}"
+        elif start:
             detail += f" after {preamble_kind(stream[:start])}"
         if not flow.from_client:
             detail += " from server side"
         protocol = Protocol.TOR if tor.tls_traits(ch) else Protocol.TLS
-        return self._decide_hello(flow, protocol, ch, "t", detail)
+        host = _authority_host(insp.connect) if insp.connect is not None else None
+        return self._decide_hello(flow, protocol, ch, "t", detail, host=host)
 
     def _http(
-        self, flow: FlowState, insp: Inspection, data: bytes, after: str = ""
+        self,
+        flow: FlowState,
+        insp: Inspection,
+        data: bytes,
+        after: str = "",
+        start: int = 0,
+        direction: int = 0,
     ) -> Classification | None:
         try:
             request = parse_http_request(data)
@@ -237,6 +263,15 @@ class Classifier(UdpInspection):
             insp.note = f"not HTTP: {err}"
             return None
         insp.http_seen = True
+        if request.method == "CONNECT":
+            # A proxy tunnel (RFC 9110 §9.3.6): what it carries decides, as nDPI reads the TLS
+            # inside an HTTP_Connect flow; the TSPU acts on the inner ClientHello (§6: plain
+            # HTTP/SOCKS proxies stay under inspection, CP-THR).
+            insp.connect = request.path
+            end = _header_end(data) if request.headers_complete else 0
+            if end > 0:
+                insp.tunnel_at[direction] = start + end
+            return None
         waiting = request.host is None and not request.headers_complete
         if waiting and self.mode is not ReassemblyMode.NONE:
             return None  # the stream may bring the Host header
@@ -276,11 +311,13 @@ class Classifier(UdpInspection):
         transport: str,
         detail: str,
         quic_version: int | None = None,
+        host: str | None = None,
     ) -> Classification:
         verdict = Classification(
             protocol=protocol,
             decided_at=flow.packets,
             sni=ch.sni,
+            host=host,
             alpn=ch.alpn,
             has_ech=ch.has_ech,
             quic_version=quic_version,
@@ -299,8 +336,12 @@ class Classifier(UdpInspection):
         quic_version = None
         reason = "budget exhausted" if decided_at is not None else "flow ended undecided"
         note = ""
+        host = None
         if isinstance(insp, Inspection):
             note = insp.note
+            if insp.connect is not None:
+                host = _authority_host(insp.connect)
+                note = note or f"http connect to {insp.connect}"
             if insp.tls_seen:
                 protocol = Protocol.TLS
             elif insp.quic_version is not None:
@@ -311,6 +352,7 @@ class Classifier(UdpInspection):
         return Classification(
             protocol=protocol,
             decided_at=decided_at,
+            host=host,
             quic_version=quic_version,
             detail=detail,
             reassembly=self.mode.value,
@@ -318,6 +360,23 @@ class Classifier(UdpInspection):
 
 
 _STREAM_START = [0]
+
+
+def _authority_host(authority: str) -> str:
+    """The host of a CONNECT request's authority (``host:port``, ``[v6]:port``), as nDPI names
+    an HTTP_Connect flow's host."""
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    host, colon, port = authority.rpartition(":")
+    return host if colon and port.isdigit() and ":" not in host else authority
+
+
+def _header_end(data: bytes) -> int:
+    """The offset just past an HTTP/1.x header block's blank line (CRLF or bare LF), or 0."""
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")
+    ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
+    return min(ends) if ends else 0
 
 
 def _address_text(addr: bytes) -> str:

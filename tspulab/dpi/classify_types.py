@@ -94,6 +94,12 @@ class Inspection:
     client_payload_seen: bool = False
     syn_seen: bool = False
     """The client's SYN was seen, so its first data segment is the connection's first."""
+    connect: str | None = None
+    """The authority of the client's HTTP CONNECT request: the flow is a proxy tunnel, and the
+    bytes after the request and the proxy's 2xx reply are the tunnel's (classify.py)."""
+    tunnel_at: list[int] = field(default_factory=lambda: [-1, -1])
+    """Stream modes: the stream offset, per direction, where the tunnel's bytes begin (-1: not
+    known yet)."""
     note: str = ""
 
 
