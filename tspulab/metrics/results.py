@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,18 @@ class ResultWriter:
         return self._pending_records
 
     def write(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        self.write_lines([json.dumps(record, sort_keys=True)])
+
+    def write_lines(self, lines: Iterable[str]) -> bool:
+        """Append records already serialised (one JSON object a line, without its newline: a
+        batch of the controller's events), held like `write`'s; True when nothing is left over."""
+        data = b"".join((line + "\n").encode() for line in lines)
         with self._lock:
-            self._pending += line
-            self._pending_records += 1
-            self.count += 1
-            self.flush()
+            n = data.count(b"\n")
+            self._pending += data
+            self._pending_records += n
+            self.count += n
+            return self._flush()
 
     def flush(self) -> bool:
         """Write what is held; True when nothing is left over."""
