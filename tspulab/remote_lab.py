@@ -41,6 +41,7 @@ from typing import Any
 import cloudpickle
 
 from tspulab.lab.sandbox import Sandbox, start_sandbox
+from tspulab.lab.sandbox_init import encode_outcome
 
 #: How long a lab may take to come up before the caller gives up (the sandbox is then killed).
 BRING_UP_TIMEOUT_S = 300.0
@@ -130,12 +131,9 @@ def _loop(live: Any, path: Path, accept_timeout_s: float) -> None:
                 reply: tuple[str, Any, str] = ("ok", fn(live, *args, **kwargs), "")
             except Exception as exc:  # sent back and re-raised in the caller
                 reply = ("error", exc, traceback.format_exc())
-            try:
-                payload = pickle.dumps(reply)
-            except Exception as exc:
-                text = reply[2] or repr(reply[1])
-                payload = pickle.dumps(("error", RemoteLabError(f"unpicklable ({exc})"), text))
-            _send(conn, payload)
+            # The product's errors (a ScenarioError, a MethodError) come back as themselves; one
+            # that cannot travel as a RemoteError with its type and traceback (run_in_sandbox's).
+            _send(conn, encode_outcome(reply))
 
 
 # --- in the caller -------------------------------------------------------------------------------

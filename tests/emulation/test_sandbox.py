@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.emulation.helpers import in_sandbox
+from tspulab.dpi.yamlload import ScenarioError
 from tspulab.lab.record import processes_in_namespace
 from tspulab.lab.sandbox import (
     RemoteError,
@@ -25,6 +26,7 @@ from tspulab.lab.sandbox import (
     sandbox_processes,
     start_sandbox,
 )
+from tspulab.scenario.schema import load_scenario
 
 
 def _inside(shared: Path) -> dict[str, object]:
@@ -150,6 +152,16 @@ def _raises_picky() -> None:
 def test_an_exception_that_cannot_travel_comes_back_as_its_text() -> None:
     with pytest.raises(RemoteError, match=r"(?s)_Picky .*1 and 2"):
         run_in_sandbox(_raises_picky)
+
+
+def test_a_scenario_error_comes_back_as_itself_with_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nservices:\n  - name: x\n    role: target\n    address: nowhere\n")
+    with pytest.raises(ScenarioError) as info:
+        run_in_sandbox(load_scenario, bad)
+    assert info.value.errors and all(e.file.endswith("bad.yaml") for e in info.value.errors)
+    assert f"{bad}:5:5: services[0].address: 'nowhere' is not an IPv4" in str(info.value)
+    assert any("in the sandbox" in note for note in getattr(info.value, "__notes__", []))
 
 
 def _sleep(seconds: float) -> None:

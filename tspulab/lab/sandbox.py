@@ -2,8 +2,11 @@
 
     tspulab / pytest (root namespaces)
      └ setpriv --pdeathsig KILL unshare --net --mount --pid --fork --kill-child --mount-proc
-        └ python -m tspulab.lab.sandbox JOB   PID 1 of the run: mounts, reaps, passes signals on
-           └ the job (own process group)      the lab: OVS, os-ken, Mininet hosts, servers, probes
+        └ python -m tspulab.lab.sandbox_init JOB   PID 1 of the run: mounts, reaps, passes signals
+           └ the job (own process group)           the lab: OVS, os-ken, Mininet hosts, servers
+
+This module is the outside: starting a sandbox, waiting for its outcome, draining what is left,
+and the sandbox's identity; `tspulab.lab.sandbox_init` is the inside (PID 1 and the job).
 
 Why this shape:
 - The network namespace holds every interface of the run: the userspace datapath's `ovs-netdev`
@@ -19,33 +22,31 @@ Why this shape:
 - The mount namespace gives the run a private /tmp (the controller's control socket and any
   temporary file vanish with it), its own /sys (interfaces of this network namespace) and /proc
   (processes of this PID namespace), and one bind mount of the run's resolv.conf over
-  /etc/resolv.conf for every client (`bind_resolv_conf`). Paths under /tmp that the job needs (its
-  run directory under pytest's tmp_path, the job file) are bound back in at the same place.
+  /etc/resolv.conf for every client (`sandbox_init.bind_resolv_conf`). Paths under /tmp that the
+  job needs (its run directory under pytest's tmp_path, the job file) are bound back in at the
+  same place.
 
 The job is any callable with its arguments, closures included (sent with cloudpickle); its result,
-or its exception with the traceback text, comes back pickled. `run_in_sandbox(fn, *args)` is how
-`tspulab run`, the tests and the benchmarks run a lab; the lab refuses to start outside a sandbox
-(`require_sandbox`).
+or its exception with the traceback text, comes back pickled: the product's own exceptions
+(ScenarioError with its file:line:field errors, MethodError, ...) as themselves, any other as
+itself when it survives pickling, else as a RemoteError with its type and the remote traceback
+(`sandbox_init.encode_outcome`). `run_in_sandbox(fn, *args)` is how `tspulab run`, the tests and
+the benchmarks run a lab; the lab refuses to start outside a sandbox (`require_sandbox`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
 import json
 import os
 import pickle
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -72,16 +73,14 @@ FORWARDED_SIGINT_FILE = "forwarded-sigint"
 #: The default time a sandbox may run before it is killed (a run that hangs must not hang CI).
 DEFAULT_TIMEOUT_S = 3600.0
 
-_MS_BIND = 4096
-_MS_REC = 16384
-
 
 class SandboxError(RuntimeError):
     """The sandbox could not be made, or it ended without a result."""
 
 
 class RemoteError(RuntimeError):
-    """The job raised an exception that could not be sent back as itself."""
+    """The job raised an exception that could not be sent back as itself; its text names the
+    exception's type and carries the remote traceback."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,10 @@ def current_sandbox() -> dict[str, int] | None:
     return ids if ids.get("net") == namespace_ids()["net"] else None
 
 
+def under_tmp(path: Path) -> bool:
+    return path == Path("/tmp") or Path("/tmp") in path.parents
+
+
 def require_sandbox(what: str) -> dict[str, int]:
     ids = current_sandbox()
     if ids is None:
@@ -126,130 +129,7 @@ def require_sandbox(what: str) -> dict[str, int]:
     return ids
 
 
-# --- inside: PID 1 and the job ---------------------------------------------------------------
-
-
-def _libc_mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.mount(
-        source.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        ctypes.c_ulong(flags),
-        data.encode() if data else None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
-
-
-def _under_tmp(path: Path) -> bool:
-    return path == Path("/tmp") or Path("/tmp") in path.parents
-
-
-def _outermost(paths: Iterable[Path]) -> list[Path]:
-    """The paths that are not inside another one of them."""
-    ordered = sorted({p for p in paths if p.exists()}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in ordered:
-        if not any(k == path or k in path.parents for k in kept):
-            kept.append(path)
-    return kept
-
-
-def private_tmp(share: Iterable[Path]) -> None:
-    """A tmpfs over /tmp, with the shared paths under the old /tmp bound back in place."""
-    keep = _outermost(p.resolve() for p in share if _under_tmp(p.resolve()))
-    held = [(p, os.open(p, os.O_PATH)) for p in keep]
-    _libc_mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777")
-    for path, fd in held:
-        if path.is_dir() or Path(f"/proc/self/fd/{fd}").is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        _libc_mount(f"/proc/self/fd/{fd}", str(path), None, _MS_BIND | _MS_REC, None)
-        os.close(fd)
-
-
-def loopback_up() -> None:
-    """A new network namespace's loopback starts down; the controller listens there."""
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s, siocgifflags, ifr)[:18])[1]
-        fcntl.ioctl(s, siocsifflags, struct.pack("16sH", b"lo", flags | iff_up))
-
-
-def bind_resolv_conf(resolv_conf: Path) -> None:
-    """Every client of the run resolves with the lab's DNS: one bind mount in the run's mount
-    namespace (Mininet hosts share it; only their network namespaces are their own)."""
-    require_sandbox("bind_resolv_conf")
-    _libc_mount(str(resolv_conf), "/etc/resolv.conf", None, _MS_BIND, None)
-
-
-def _run_job(job: Job) -> int:
-    try:
-        value = job.fn(*job.args, **job.kwargs)
-        outcome: tuple[str, Any, str] = ("ok", value, "")
-    except BaseException as exc:  # sent back to the caller, who re-raises it
-        outcome = ("error", exc, traceback.format_exc())
-    try:
-        payload = pickle.dumps(outcome)
-        pickle.loads(payload)  # an exception whose __init__ needs other arguments fails here
-    except Exception as exc:
-        text = outcome[2] or repr(outcome[1])
-        kind = type(outcome[1]).__name__
-        payload = pickle.dumps(
-            ("error", RemoteError(f"{kind} ({exc} when sent back):\n{text}"), "")
-        )
-    tmp = job.result_path.with_suffix(".part")
-    tmp.write_bytes(payload)
-    tmp.replace(job.result_path)
-    return 0 if outcome[0] == "ok" else 1
-
-
-def _pid1(job_path: Path) -> int:
-    job: Job = pickle.loads(job_path.read_bytes())
-    _libc_mount("sysfs", "/sys", "sysfs", 0, None)
-    # Code the job may still import (the clone, its venv, the caller's sys.path) stays visible
-    # even when it lives under /tmp, as a CI clone may.
-    source = [Path(__file__).resolve().parents[2], Path(sys.prefix), *map(Path, job.sys_path)]
-    private_tmp([*job.share, job_path.parent, Path.cwd(), *(p for p in source if p.is_dir())])
-    loopback_up()
-    ids = namespace_ids()
-    os.environ[SANDBOX_ENV] = ",".join(f"{k}:{v}" for k, v in ids.items())
-    # For the caller outside, who waits until nothing is left in these namespaces.
-    (job_path.parent / NAMESPACES_FILE).write_text(json.dumps(ids))
-    child = os.fork()
-    if child == 0:
-        os.setpgid(0, 0)  # the terminal's Ctrl-C reaches PID 1, which forwards it once
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(
-                sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler
-            )
-        code = 1
-        try:
-            code = _run_job(job)
-        finally:
-            os._exit(code)
-
-    def forward(signum: int, _frame: Any) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-        if signum == signal.SIGINT:
-            with contextlib.suppress(OSError):
-                (job_path.parent / FORWARDED_SIGINT_FILE).touch()
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    while True:
-        pid, status = os.wait()  # reaps orphans too (daemons that detached)
-        if pid == child:
-            return os.waitstatus_to_exitcode(status) & 0xFF
-
-
-# --- outside: starting one ----------------------------------------------------------------------
+# --- starting one ---------------------------------------------------------------------------------
 
 
 def processes_in(kind: str, inode: int) -> list[int]:
@@ -342,7 +222,7 @@ def sandbox_argv(job_path: Path) -> list[str]:
         "setpriv", "--pdeathsig", "KILL", "--",
         "unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
         "--propagation", "private", "--",
-        sys.executable, "-m", "tspulab.lab.sandbox", str(job_path),
+        sys.executable, "-m", "tspulab.lab.sandbox_init", str(job_path),
     ]  # fmt: skip
 
 
@@ -428,7 +308,7 @@ def _shareable(path: Path) -> Path:
     exist yet its nearest existing folder; a folder right under /tmp (a runs directory) is made
     here, so what the job writes there outlives the sandbox."""
     path = path.resolve()
-    if path.exists() or not _under_tmp(path):
+    if path.exists() or not under_tmp(path):
         return path
     parent = next(p for p in path.parents if p.exists())
     if parent == Path("/tmp"):
@@ -522,19 +402,9 @@ def run_in_sandbox(
         box._remove_workdir()
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m tspulab.lab.sandbox JOB_FILE (started by run_in_sandbox)")
-        return 2
-    if os.getpid() != 1:
-        print("tspulab.lab.sandbox: must run as PID 1 of a new PID namespace", file=sys.stderr)
-        return 2
-    return _pid1(Path(argv[0]))
-
-
 if __name__ == "__main__":
-    # Run as the imported module, not as __main__: what the job sends back (RemoteError) must
-    # unpickle as tspulab.lab.sandbox.RemoteError in the caller.
-    from tspulab.lab import sandbox as _module
+    # `python -m tspulab.lab.sandbox JOB`: PID 1 as a caller that loaded this module before PID 1
+    # moved to sandbox_init (a long test session, a shell) still starts it.
+    from tspulab.lab import sandbox_init
 
-    sys.exit(_module.main(sys.argv[1:]))
+    sys.exit(sandbox_init.main(sys.argv[1:]))

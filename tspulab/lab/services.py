@@ -20,7 +20,7 @@ from typing import Any
 from tspulab.lab.netlink import listening
 from tspulab.lab.pki import CertFiles, RunCA
 from tspulab.lab.record import RunRecord
-from tspulab.lab.sandbox import bind_resolv_conf
+from tspulab.lab.sandbox_init import bind_resolv_conf
 from tspulab.lab.timescale import scaled
 
 #: Served at /bulk on every service, for transfers that show counters and throughput.
