@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tspulab.contracts import FAULTS_FILE, FaultKind, FaultPhase, FaultRecord
-from tspulab.lab.faults import FaultError
+from tspulab.lab.faults import FaultError, LabFaults
 from tspulab.metrics.results import ResultWriter
 from tspulab.scenario.faults import Fault, planned_faults
 from tspulab.scenario.labrun import Interrupted
@@ -41,6 +41,29 @@ WATCH_LIMIT_S = 60.0
 #: How long to wait for the first failure after a fault that may stop traffic only briefly
 #: (fail-open: new flows are lost until the switch has missed its controller's echo replies).
 GAP_LIMIT_S = 8.0
+
+
+def _cloud(cloud: str | None) -> str:
+    assert cloud is not None, "kill-service names its cloud (tspulab.scenario.faults)"
+    return cloud
+
+
+#: What a fault's `(faults, cloud)` run: per kind, the injection and the repair once its `for:`
+#: is over, both on the lab's `LabFaults`, each returning what it did in words.
+Action = Callable[[LabFaults, str | None], str]
+ACTIONS: dict[FaultKind, tuple[Action, Action]] = {
+    FaultKind.KILL_CONTROLLER: (
+        lambda f, _: f.kill_controller(),
+        lambda f, _: f.restart_controller(),
+    ),
+    FaultKind.KILL_OVS: (lambda f, _: f.kill_ovs(), lambda f, _: f.restart_ovs()),
+    FaultKind.KILL_SERVICE: (
+        lambda f, c: f.kill_service(_cloud(c)),
+        lambda f, c: f.restart_service(_cloud(c)),
+    ),
+    FaultKind.KILL_DNS: (lambda f, _: f.kill_dns(), lambda f, _: f.restart_dns()),
+    FaultKind.FILL_DISK: (lambda f, _: f.fill_disk(), lambda f, _: f.free_disk()),
+}
 
 
 @dataclass
@@ -129,17 +152,7 @@ class FaultRun:
         # Stamped when it happens: choosing what to watch (a fetch or two) comes first.
         t = max(t, self.scenario_now() or t)
         try:
-            if kind is FaultKind.KILL_CONTROLLER:
-                detail = faults.kill_controller()
-            elif kind is FaultKind.KILL_OVS:
-                detail = faults.kill_ovs()
-            elif kind is FaultKind.KILL_SERVICE:
-                assert cloud is not None
-                detail = faults.kill_service(cloud)
-            elif kind is FaultKind.KILL_DNS:
-                detail = faults.kill_dns()
-            else:
-                detail = faults.fill_disk()
+            detail = ACTIONS[kind][0](faults, cloud)
         except (FaultError, OSError, subprocess.SubprocessError) as err:
             self.write(kind, FaultPhase.FAILED, f"not injected: {err}", target=cloud, t=t)
             return
@@ -160,17 +173,8 @@ class FaultRun:
         began = time.monotonic()
         t = max(t, self.scenario_now() or t)  # when it happens (the timeline may be late)
         try:
-            if kind is FaultKind.KILL_CONTROLLER:
-                detail = faults.restart_controller()
-            elif kind is FaultKind.KILL_OVS:
-                detail = faults.restart_ovs()
-            elif kind is FaultKind.KILL_SERVICE:
-                assert cloud is not None
-                detail = faults.restart_service(cloud)
-            elif kind is FaultKind.KILL_DNS:
-                detail = faults.restart_dns()
-            else:
-                detail = faults.free_disk()
+            detail = ACTIONS[kind][1](faults, cloud)
+            if kind is FaultKind.FILL_DISK:  # room again: what the writers held goes out now
                 held = self.live.writer.held
                 if self.live.writer.flush() and held:
                     detail += f"; {held} result line(s) held in memory written"
