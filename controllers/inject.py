@@ -13,25 +13,35 @@ capture tells them from the server's; TTL 64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from os_ken.lib.packet import ethernet, ipv4, ipv6, packet, tcp, udp
 
 PSH_ACK_FIN = tcp.TCP_PSH | tcp.TCP_ACK | tcp.TCP_FIN
 
 
-def _headers(
+L4 = TypeVar("L4", tcp.tcp, udp.udp)
+
+
+def _answer(
     frame: bytes,
-) -> tuple[packet.Packet, ethernet.ethernet, ipv4.ipv4 | ipv6.ipv6] | None:
+    layer: type[L4],
+    ip_id: int,
+    payload: bytes,
+    reply: Callable[[packet.Packet, L4], tcp.tcp | udp.udp],
+) -> bytes | None:
+    """The answer to the client packet `frame` from the host it was sent to: Ethernet and IP
+    addresses swapped, TTL 64, IP ID `ip_id` (IPv4), then `reply(pkt, l4)` (the transport
+    header, ports swapped) and `payload`; None when `frame` is not IP over Ethernet carrying
+    `layer`."""
     pkt = packet.Packet(frame)
     eth = pkt.get_protocol(ethernet.ethernet)
     ip = pkt.get_protocol(ipv4.ipv4) or pkt.get_protocol(ipv6.ipv6)
-    if eth is None or ip is None:
+    l4 = pkt.get_protocol(layer)
+    if eth is None or ip is None or l4 is None:
         return None
-    return pkt, eth, ip
-
-
-def _reply_frame(
-    eth: ethernet.ethernet, ip: ipv4.ipv4 | ipv6.ipv6, proto: int, ip_id: int
-) -> packet.Packet:
+    proto = 6 if layer is tcp.tcp else 17
     out = packet.Packet()
     out.add_protocol(ethernet.ethernet(dst=eth.src, src=eth.dst, ethertype=eth.ethertype))
     if isinstance(ip, ipv4.ipv4):
@@ -40,43 +50,32 @@ def _reply_frame(
         )
     else:
         out.add_protocol(ipv6.ipv6(src=ip.dst, dst=ip.src, nxt=proto, hop_limit=64))
-    return out
+    out.add_protocol(reply(pkt, l4))
+    out.add_protocol(payload)
+    out.serialize()
+    return bytes(out.data)
+
+
+def _tcp_reply(pkt: packet.Packet, seg: tcp.tcp) -> tcp.tcp:
+    tail = pkt.protocols[-1]
+    sent = len(tail) if isinstance(tail, bytes | bytearray) else 0
+    return tcp.tcp(
+        src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack,
+        ack=(seg.seq + sent) & 0xFFFFFFFF, bits=PSH_ACK_FIN, window_size=65535,
+    )  # fmt: skip
 
 
 def tcp_answer(frame: bytes, payload: bytes) -> bytes | None:
     """A server→client segment with `payload` and FIN, answering the client segment `frame`."""
-    parsed = _headers(frame)
-    if parsed is None:
-        return None
-    pkt, eth, ip = parsed
-    seg = pkt.get_protocol(tcp.tcp)
-    if seg is None:
-        return None
-    tail = pkt.protocols[-1]
-    sent = len(tail) if isinstance(tail, bytes | bytearray) else 0
-    out = _reply_frame(eth, ip, 6, ip_id=1)
-    out.add_protocol(
-        tcp.tcp(
-            src_port=seg.dst_port, dst_port=seg.src_port, seq=seg.ack,
-            ack=(seg.seq + sent) & 0xFFFFFFFF, bits=PSH_ACK_FIN, window_size=65535,
-        )
-    )  # fmt: skip
-    out.add_protocol(payload)
-    out.serialize()
-    return bytes(out.data)
+    return _answer(frame, tcp.tcp, 1, payload, _tcp_reply)
 
 
 def udp_answer(frame: bytes, payload: bytes) -> bytes | None:
     """A datagram from the receiver of `frame` back to its sender, carrying `payload`."""
-    parsed = _headers(frame)
-    if parsed is None:
-        return None
-    pkt, eth, ip = parsed
-    dgram = pkt.get_protocol(udp.udp)
-    if dgram is None:
-        return None
-    out = _reply_frame(eth, ip, 17, ip_id=0)
-    out.add_protocol(udp.udp(src_port=dgram.dst_port, dst_port=dgram.src_port))
-    out.add_protocol(payload)
-    out.serialize()
-    return bytes(out.data)
+    return _answer(
+        frame,
+        udp.udp,
+        0,
+        payload,
+        lambda _pkt, d: udp.udp(src_port=d.dst_port, dst_port=d.src_port),
+    )
