@@ -46,6 +46,7 @@ from tspulab.methods.process import (
     wait_command,
     wait_listening,
 )
+from tspulab.methods.tunnel import add_routes
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGINS = (
@@ -229,13 +230,8 @@ class Ipsec(Method):
         # option's, used only by traffic bound to the interface (the method's `oif` rule).
         node.cmd(f"ip route flush table {self.table} 2>/dev/null")
         run_checked(node, f"ip link set {dev} mtu {self.options.mtu}", tool=tool)
-        for net in self.options.routes:
-            if net.version == 4:
-                route = f"{net} dev {dev} src {vip} table {self.table}"
-                run_checked(node, f"ip route replace {route}", tool=tool)
-        rule = f"oif {dev} table {self.table} priority {self.table}"
-        run_checked(node, f"ip rule add {rule}", tool=tool)
-        self.undo.append((node, f"ip rule del {rule}"))
+        unroute = add_routes(node, self.options.routes, dev, self.table, tool, src=vip)
+        self.undo.append((node, unroute))
         return Access(tun=dev)
 
     def _source_address(self, node: Node) -> str:

@@ -45,14 +45,17 @@ def add_routes(
     dev: str,
     table: int,
     tool: str,
+    src: str | None = None,
 ) -> str:
     """The prefixes through `dev`, in a routing table of the method's own that only traffic bound
     to `dev` uses (`ip rule oif`): a probe through the method binds to the interface (curl
     `--interface`), while the subscriber's other traffic, direct probes and the tunnel's own
-    packets keep the main table. Returns the command that removes the rule (the table's routes
-    go with the interface)."""
+    packets keep the main table. `src`: the source address the routes give (IPsec's virtual IP,
+    which is not the interface's own). Returns the command that removes the rule (the table's
+    routes go with the interface)."""
+    via = f"dev {dev}" + (f" src {src}" if src else "")
     for net in routes:
         if net.version == 4:
-            run_checked(node, f"ip route replace {net} dev {dev} table {table}", tool=tool)
+            run_checked(node, f"ip route replace {net} {via} table {table}", tool=tool)
     run_checked(node, f"ip rule add oif {dev} table {table} priority {table}", tool=tool)
     return f"ip rule del oif {dev} table {table} priority {table}"
