@@ -27,6 +27,8 @@ class Protocol(StrEnum):
     SSH = "ssh"
     DNS = "dns"
     FULLY_ENCRYPTED = "fully-encrypted"
+    TUNNELLED_HTTPS = "tunnelled-https"
+    """Not a detector of the classifier: the engine's size pattern of §5.5 (tunnelled_https.py)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -21,8 +21,15 @@ What the engine adds to the classifier, per profile setting (tspu-behaviour.md):
   that a two-segment split defeats while the blocking module does not): the segment that completed
   the ClientHello is re-read alone;
 - host blocks (§5.8) and the ``detect`` log;
-- desync detection (desync.py, the profile's ``desync``, §10.2 [A]): a fake whose TTL or IP ID
-  differs from the flow's drops the flow, or blocks the subscriber from the server for a while.
+- the tunnelled-HTTPS size pattern (tunnelled_https.py, the profile's ``tunnelled_https``, §5.5):
+  on a flow the classifier found nothing plain in, the first payload packets' sizes and directions
+  give it the class ``tunnelled-https``; the flow stays under inspection until the pattern is
+  decided (at most ``client_packets + 1`` payload packets when the client waits for the server);
+- the hooks of engine_hooks.py: IP fragments (§2.4), desync detection (§10.2 [A]) and the IP:port
+  blocks a detection schedules (§1 [A]).
+
+The enforcement of a verdict on each packet is enforce.py; the per-flow record and the per-frame
+answer are judgement.py.
 
 ``time_scale`` multiplies every profile timer (flow idle expiry, host-block durations) so a
 scenario can compress time: with ``time_scale=0.01`` the 10-minute idle expiry of the Twitter
@@ -32,18 +39,16 @@ scaled. ``now`` is always an argument; nothing here reads a clock.
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 
 from tspulab.dpi.classify import Classification, Classifier
-from tspulab.dpi.desync import DesyncDetector, FlowMarks, ipv4_ident
+from tspulab.dpi.enforce import Enforcer, burst
+from tspulab.dpi.engine_hooks import EngineHooks
 from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowState, FlowTable, Network
-from tspulab.dpi.fragments import DEFAULT_TIMEOUT_S, FragmentCache, Held
 from tspulab.dpi.http import looks_like_http_request
+from tspulab.dpi.judgement import Decision, DetectEvent, Judgement
 from tspulab.dpi.packet import (
     LINKTYPE_ETHERNET,
     PROTO_TCP,
@@ -57,79 +62,14 @@ from tspulab.dpi.policy import Context, HostBlock, Observation, evaluate, text
 from tspulab.dpi.profile import Profile
 from tspulab.dpi.reassembly import ReassemblyMode, find_client_hello, looks_like_tls_record
 from tspulab.dpi.registry import Registry
-from tspulab.dpi.serverblocks import ServerBlocks
-from tspulab.dpi.verdict import (
-    Allow,
-    Detect,
-    Drop,
-    DropAfter,
-    Fate,
-    FreezeAfterBytes,
-    Police,
-    Reset,
-    Verdict,
-)
-from tspulab.dpi.verdict import HostBlock as HostBlockVerdict
+from tspulab.dpi.tunnelled_https import SizePattern, TunnelledHttps
+from tspulab.dpi.verdict import Allow, Detect, Verdict
+
+__all__ = ["DETECTIONS_KEPT", "Decision", "DetectEvent", "Judgement", "TspuEngine", "engine_for"]
 
 _NOT_IP = Allow(True, "not decodable as IP: forwarded", None)
 #: detect events kept until drained (a live box drains them every packet-in)
 DETECTIONS_KEPT = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The engine's answer for one frame."""
-
-    flow: FlowState | None
-    verdict: Verdict
-    classification: Classification | None
-    packet: Packet | None
-    fate: Fate = Fate.FORWARD
-    """What happens to this very packet under the verdict."""
-    first_final: bool = False
-    """This packet made the flow's verdict final (a controller logs the verdict once, here)."""
-    held: bool = False
-    """An IP fragment the profile's fragment cache keeps (§2.4): a caller that buffers sends it
-    with ``released``, not now; one that does not forwards it at once (``fate`` stays forward)."""
-    released: tuple[bytes, ...] = ()
-    """The frames a completed datagram releases now, in arrival order, later fragments carrying
-    the first fragment's TTL (fragments.py)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DetectEvent:
-    """One ``detect`` log line: who used what, when (§1 TSPU-DOCS stage 1)."""
-
-    subscriber: str
-    protocol: str
-    time: float
-    rule: str
-    server: str
-    server_port: int
-    transport: str
-
-
-@dataclass(slots=True)
-class Judgement:
-    """The engine's per-flow record, kept on the flow (``FlowState.judgement``)."""
-
-    flow: FlowState
-    verdict: Verdict
-    budget: int
-    payload_packets: int = 0
-    classification: Classification | None = None
-    hello_in_one_segment: bool = True
-    # enforcement
-    started_at_packets: int = 0
-    """flow.packets when the current verdict was first enforced (DROP_AFTER counts from it)."""
-    tokens: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    refilled: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    server_payload: int = 0
-    reset_sent: bool = False
-    rng: random.Random | None = None
-    detected: bool = False
-    desync: FlowMarks | None = None
-    """The desync detector's record of the flow's client packets (desync.py)."""
 
 
 class TspuEngine:
@@ -158,15 +98,14 @@ class TspuEngine:
         )  # fmt: skip
         self.detections: deque[DetectEvent] = deque(maxlen=DETECTIONS_KEPT)
         """Detect events not yet drained, oldest first (bounded: the oldest fall off)."""
-        cache = spec.inspection.fragment_cache
-        self.fragments = (
-            FragmentCache(cache.value, DEFAULT_TIMEOUT_S * time_scale)
-            if cache is not None
-            else None
+        self.hooks = EngineHooks(profile, time_scale)
+        """IP fragments, desync detection, delayed server blocks (engine_hooks.py)."""
+        self.enforcer = Enforcer(spec.seed.value, self.host_blocks)
+        sizes = spec.tunnelled_https
+        self.tunnelled_https = (
+            TunnelledHttps(sizes.client_packets.value, sizes.min_bytes.value) if sizes else None
         )
-        """The IP fragment cache of §2.4, when the profile has ``inspection.fragment_cache``."""
-        self.server_blocks = ServerBlocks()
-        """IP:port blocks scheduled by ``detect`` rules with ``block_after_s`` (serverblocks.py)."""
+        """The size pattern of §5.5 (tunnelled_https.py), when the profile has one."""
         insp = spec.inspection
         self._udp_budget = insp.udp_budget_packets.value if insp.udp_budget_packets else None
         self._opaque = (
@@ -175,7 +114,6 @@ class TspuEngine:
         self._rearm = bool(insp.rearm_after_non_matching and insp.rearm_after_non_matching.value)
         self._remote_syn = bool(insp.remote_syn_unblocks and insp.remote_syn_unblocks.value)
         self._survives = spec.state.survives_fin_rst.value
-        self.desync = DesyncDetector(spec.desync, time_scale) if spec.desync else None
         self._none_rules = any(
             r.when.reassembly is not None and r.when.reassembly.value == "none"
             for r in profile.rules
@@ -197,15 +135,10 @@ class TspuEngine:
             pkt = decode(frame, linktype)
         except DecodeError:
             return Decision(None, _NOT_IP, None, None)
-        ident = ipv4_ident(frame, linktype, pkt) if self.desync is not None else -1
+        hooks = self.hooks
+        ident = hooks.ip_ident(frame, linktype, pkt)
         d = self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side, ip_id=ident)
-        if self.fragments is not None and pkt.frag_id >= 0 and d.fate is Fate.FORWARD:
-            held = self.fragments.add(frame, now, linktype)
-            if held.held is Held.DROPPED:
-                return replace(d, fate=Fate.DROP)
-            if held.held is not Held.PASS:
-                return replace(d, held=True, released=held.frames)
-        return d
+        return hooks.hold_fragment(d, frame, now, linktype)
 
     def process_packet(
         self,
@@ -219,23 +152,26 @@ class TspuEngine:
         detection; -1: unknown)."""
         flow = self.table.lookup(pkt, now)
         judged = flow.judgement
-        if self.server_blocks:
-            landed = self._server_blocked(flow, pkt, now, from_subscriber_side)
+        hooks = self.hooks
+        if hooks.server_blocks:
+            held = judged.verdict if judged is not None else None
+            landed = hooks.server_block_verdict(flow, held, now)
             if landed is not None:
-                return landed
+                judged = judged or self._new(flow, pkt, now, from_subscriber_side)
+                return self._settle(judged, pkt, now, landed)
         if judged is not None and judged.verdict.final:
             return Decision(
-                flow, judged.verdict, judged.classification, pkt, self._enforce(judged, pkt, now)
-            )
+                flow, judged.verdict, judged.classification, pkt,
+                self.enforcer.fate(judged, pkt, now),
+            )  # fmt: skip
         if judged is None:
             judged = self._new(flow, pkt, now, from_subscriber_side)
             if judged.verdict.final:
-                fate = self._enforce(judged, pkt, now)
+                fate = self.enforcer.fate(judged, pkt, now)
                 return Decision(flow, judged.verdict, None, pkt, fate, first_final=True)
-        if self.desync is not None:
-            caught, judged.desync = self.desync.judge(flow, judged.desync, pkt, ip_id, now)
-            if caught is not None:
-                return self._settle(judged, pkt, now, caught)
+        caught = hooks.desync_verdict(judged, pkt, ip_id, now)
+        if caught is not None:
+            return self._settle(judged, pkt, now, caught)
         return self._inspect(judged, pkt, now)
 
     def set_registry(self, registry: Registry) -> None:
@@ -290,7 +226,14 @@ class TspuEngine:
             return carried
         verdict = evaluate(flow, None, self.ctx, now, Observation(packet=pkt))
         judged = Judgement(flow, verdict, budget, started_at_packets=flow.packets - 1)
-        judged.tokens = [_burst(verdict)] * 2
+        if (
+            self.tunnelled_https is not None
+            and pkt.proto == PROTO_TCP
+            and flow.from_client
+            and pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        ):
+            judged.sizes = SizePattern()  # the pattern reads a connection's first packets
+        judged.tokens = [burst(verdict)] * 2
         judged.refilled = [now, now]
         flow.judgement = judged
         if verdict.final and isinstance(verdict, Detect):
@@ -345,14 +288,17 @@ class TspuEngine:
                 return self._settle(judged, pkt, now, Allow(True, reason, None))
         classification = self.classifier.observe(pkt, flow, now)
         fresh = classification is not None and judged.classification is not classification
-        if fresh:
+        if fresh and not (judged.sizes is not None and judged.sizes.matched):
             judged.classification = classification
             if self._none_rules and pkt.proto == PROTO_TCP:
                 judged.hello_in_one_segment = _whole_in_segment(pkt.payload)
         spent = judged.payload_packets >= judged.budget
-        over = spent or (classification is not None and not self._rearm)
+        seen, pending = judged.classification, False
+        if judged.sizes is not None:
+            seen, pending = self._size_pattern(judged, pkt, has_payload, spent)
+        over = (spent or (classification is not None and not self._rearm)) and not pending
         obs = Observation(pkt, judged.payload_packets, over, judged.hello_in_one_segment)
-        verdict = evaluate(flow, judged.classification, self.ctx, now, obs)
+        verdict = evaluate(flow, seen, self.ctx, now, obs)
         if (
             self._rearm
             and fresh
@@ -371,127 +317,56 @@ class TspuEngine:
             )  # fmt: skip
         elif not verdict.final and spent:
             verdict = evaluate(
-                flow, judged.classification, self.ctx, now,
+                flow, seen, self.ctx, now,
                 Observation(pkt, judged.payload_packets, True, judged.hello_in_one_segment),
             )  # fmt: skip
         return self._settle(judged, pkt, now, verdict)
+
+    def _size_pattern(
+        self, judged: Judgement, pkt: Packet, has_payload: bool, spent: bool
+    ) -> tuple[Classification | None, bool]:
+        """Run the tunnelled-HTTPS pattern (§5.5) on this packet: (the class the rules see, whether
+        the pattern is still undecided). While undecided the class is withheld, so no rule
+        settles the flow before its first packets' sizes have been read."""
+        detector, sizes = self.tunnelled_https, judged.sizes
+        assert detector is not None and sizes is not None
+        current = judged.classification
+        if sizes.matched:
+            return current, False
+        if not detector.applies_to(current):  # TLS, HTTP, SSH, ...: not a random-looking flow
+            judged.sizes = None
+            return current, False
+        if has_payload and pkt.proto == PROTO_TCP:
+            detector.observe(sizes, judged.flow.from_client, len(pkt.payload))
+        if sizes.matched:
+            judged.classification = detector.classification(sizes, judged.flow.packets)
+            return judged.classification, False
+        if sizes.matched is None and not spent:
+            return None, True
+        judged.sizes = None  # no match, or the budget ran out first
+        return current, False
 
     def _settle(self, judged: Judgement, pkt: Packet, now: float, verdict: Verdict) -> Decision:
         previous = judged.verdict
         if type(verdict) is not type(previous) or verdict.rule != previous.rule:
             judged.started_at_packets = judged.flow.packets - 1
-            judged.tokens = [_burst(verdict)] * 2
+            judged.tokens = [burst(verdict)] * 2
             judged.refilled = [now, now]
         judged.verdict = verdict
         if verdict.final and isinstance(verdict, Detect) and not judged.detected:
             judged.detected = True
             self._log_detection(judged, now)
-        fate = self._enforce(judged, pkt, now)
+        fate = self.enforcer.fate(judged, pkt, now)
         return Decision(
             judged.flow, verdict, judged.classification, pkt, fate, first_final=verdict.final
         )
 
-    # --- enforcement ------------------------------------------------------------------------
-
-    def _enforce(self, judged: Judgement, pkt: Packet, now: float) -> Fate:
-        v = judged.verdict
-        flow = judged.flow
-        from_client = flow.from_client
-        if not from_client and pkt.has_l4:
-            judged.server_payload += len(pkt.payload)
-        if isinstance(v, _PASSING):
-            return Fate.FORWARD
-        if isinstance(v, Drop):
-            return Fate.DROP
-        if isinstance(v, DropAfter):
-            passed = flow.packets - judged.started_at_packets - 1  # packets after the trigger
-            return Fate.FORWARD if passed <= v.after_packets else Fate.DROP
-        if isinstance(v, Reset):
-            return self._reset(judged, v, from_client)
-        if isinstance(v, HostBlockVerdict):
-            self._host_block(judged, v, now)
-            return Fate.FORWARD
-        if isinstance(v, FreezeAfterBytes):
-            frozen = not from_client and judged.server_payload > v.freeze_bytes
-            if frozen and v.reset and not judged.reset_sent:
-                judged.reset_sent = True  # the packet over the limit becomes a RST (§10.2)
-                return Fate.RESET
-            return Fate.DROP if frozen else Fate.FORWARD
-        if not _in_direction(v.direction, from_client):
-            return Fate.FORWARD
-        if isinstance(v, Police):
-            return self._police(judged, v, pkt, now, 0 if from_client else 1)
-        if judged.rng is None:  # RandomLoss
-            judged.rng = random.Random(_flow_seed(self.profile.spec.seed.value, flow))
-        return Fate.DROP if judged.rng.random() < v.loss else Fate.FORWARD
-
-    def _reset(self, judged: Judgement, v: Reset, from_client: bool) -> Fate:
-        if judged.reset_sent:
-            return Fate.DROP  # the connection is over for the client; leftovers go nowhere
-        if v.reset_mode == "rewrite":
-            # SNI-I: the trigger passes; the next packet towards the reset side becomes the RST.
-            towards_client = not from_client
-            target = v.reset_side
-            if judged.flow.packets - judged.started_at_packets <= 1:
-                return Fate.FORWARD
-            if target == "both" or (target == "client") == towards_client:
-                judged.reset_sent = True
-                return Fate.RESET
-            return Fate.FORWARD
-        judged.reset_sent = True  # inject: the trigger is answered by RSTs in its place
-        return Fate.RESET
-
-    def _police(self, judged: Judgement, v: Police, pkt: Packet, now: float, d: int) -> Fate:
-        rate = v.rate_bps / 8.0
-        burst = float(v.burst_bytes)
-        tokens = min(burst, judged.tokens[d] + (now - judged.refilled[d]) * rate)
-        judged.refilled[d] = now
-        if tokens >= pkt.ip_len:
-            judged.tokens[d] = tokens - pkt.ip_len
-            return Fate.FORWARD
-        judged.tokens[d] = tokens
-        return Fate.DROP
-
-    def _host_block(self, judged: Judgement, v: HostBlockVerdict, now: float) -> None:
-        flow = judged.flow
-        blocks = self.host_blocks.setdefault(flow.client_addr, [])
-        until = now + v.duration_s
-        rule = v.rule or ""
-        block = HostBlock(v.target_set, v.target_ports, v.target_transport, until, rule, now)
-        # Sending again renews the block (§5.8): replace the one of the same rule and target.
-        blocks[:] = [b for b in blocks if (b.rule, b.target_set) != (rule, v.target_set)]
-        blocks.append(block)
-
-    def _server_blocked(
-        self, flow: FlowState, pkt: Packet, now: float, from_subscriber_side: bool | None
-    ) -> Decision | None:
-        """A drop when the flow's server IP:port is on the blocklist a detection scheduled."""
-        block = self.server_blocks.active((flow.server_addr, flow.server_port, flow.proto), now)
-        if block is None:
-            return None
-        judged = flow.judgement or self._new(flow, pkt, now, from_subscriber_side)
-        v = judged.verdict
-        if not (isinstance(v, Drop) and v.final and v.rule == block.rule):
-            v = Drop(
-                True,
-                f"IP:port block pushed back by the central system (§1 TSPU-DOCS [A]): "
-                f"{block.protocol} detected at t={block.detected:g}, blocked from "
-                f"t={block.since:g}",
-                block.rule, scope="server-host", idle_timeout_s=self.ctx.profile.spec.state
-                .idle_timeout_s.value * self.time_scale,
-            )  # fmt: skip
-        return self._settle(judged, pkt, now, v)
+    # --- detections ------------------------------------------------------------------------
 
     def _log_detection(self, judged: Judgement, now: float) -> None:
         flow = judged.flow
         c = judged.classification
-        verdict = judged.verdict
-        if isinstance(verdict, Detect) and verdict.block_after_s is not None:
-            key = (flow.server_addr, flow.server_port, flow.proto)
-            protocol = str(c.protocol) if c is not None else "unknown"
-            self.server_blocks.schedule(
-                key, now, verdict.block_after_s, verdict.rule or "", protocol
-            )
+        self.hooks.schedule_server_block(judged, now)
         self.detections.append(
             DetectEvent(
                 subscriber=text(flow.client_addr),
@@ -503,25 +378,6 @@ class TspuEngine:
                 transport={PROTO_TCP: "tcp", PROTO_UDP: "udp"}.get(flow.proto, str(flow.proto)),
             )
         )
-
-
-#: verdicts under which every packet passes (a tuple: `Allow | Detect` is rebuilt per call)
-_PASSING = (Allow, Detect)
-
-
-def _burst(verdict: Verdict) -> float:
-    return float(verdict.burst_bytes) if isinstance(verdict, Police) else 0.0
-
-
-def _in_direction(direction: str, from_client: bool) -> bool:
-    if direction == "both":
-        return True
-    return (direction == "client-to-server") == from_client
-
-
-def _flow_seed(seed: int, flow: FlowState) -> int:
-    digest = hashlib.blake2b(f"{seed}|loss|{flow.key!r}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest)
 
 
 def _socks(data: bytes) -> bool:
