@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.emulation.helpers import in_sandbox, leftovers, silent
+from tests.emulation.helpers import silent
+from tests.fidelity.livelab import sandboxed
 from tspulab.metrics.results import read_results
+from tspulab.scenario.model import Scenario
 from tspulab.scenario.runner import RunOutcome, run_scenario
 from tspulab.scenario.schema import load_scenario
 
@@ -22,14 +24,13 @@ SCENARIO = Path(__file__).with_name("scenarios") / "twitter-2022-03-04.yaml"
 ISPS = ("rostelecom", "mts", "domru")
 
 
+def _run(runs: Path, scenario: Scenario) -> RunOutcome:
+    return run_scenario(scenario, runs, log=silent, bulk_transfer=False)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> RunOutcome:
-    outcome = in_sandbox(
-        run_scenario, load_scenario(SCENARIO), tmp_path_factory.mktemp("runs"), log=silent,
-        bulk_transfer=False,
-    )  # fmt: skip
-    assert leftovers(outcome.run_dir) == []
-    return outcome
+    return sandboxed(tmp_path_factory, _run, load_scenario(SCENARIO))
 
 
 def _twitter(run: RunOutcome, kind: str, step: str) -> dict[str, dict[str, Any]]:

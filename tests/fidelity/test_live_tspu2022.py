@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import re
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,13 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.emulation.helpers import in_sandbox, leftovers, silent
-from tests.fidelity.test_live_twitter2021 import wire
+from tests.emulation.helpers import silent
+from tests.fidelity.livelab import rtt_ms, sandboxed, start_wire_server, verdicts, wire
 from tspulab.dpi.packet import decode
 from tspulab.dpi.pcap import read_capture
 from tspulab.dpi.registry import load_inline
-from tspulab.lab.services import start_logged
-from tspulab.metrics.results import read_results
 from tspulab.parity import capture_name
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
@@ -82,20 +78,13 @@ def _tcpdump(live: LiveLab, iface: str, path: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _rtt_ms(host: Any, address: str) -> float:
-    out = host.cmd(f"ping -n -c 5 -i 0.2 {address}")
-    match = re.search(r"= [\d.]+/([\d.]+)/", out)
-    assert match, out
-    return float(match.group(1))
-
-
 def _measure(runs: Path) -> dict[str, Any]:
     with LiveLab(load_scenario(SCENARIO), runs, capture=True, log=silent) as live:
         tspu = live.tspu_switch
         upstream = _tcpdump(live, f"{tspu}-eth{TSPU_UPSTREAM_PORT}", live.run_dir / UPSTREAM_PCAP)
         sub = live.host("sub1")
         m: dict[str, Any] = {"run_dir": str(live.run_dir), "addresses": dict(live.addresses)}
-        m["rtt_ms"] = _rtt_ms(sub, live.addresses["twitter"])
+        m["rtt_ms"] = rtt_ms(sub, live.addresses["twitter"])
         with ThreadPoolExecutor(max_workers=4) as pool:
             probes = {
                 "twitter": pool.submit(live.probe, "sub1", "twitter", timeout_s=3),
@@ -112,26 +101,12 @@ def _measure(runs: Path) -> dict[str, Any]:
         m["ip_https"] = live.probe("sub1", "bystander", timeout_s=3).to_json()
         m["ip_ping"] = live.probe("sub1", "bystander", kind="ping", timeout_s=2).to_json()
         # An outside-initiated connection naming a registry host (SNI-IV's trigger).
-        cert = live.ca.issue("fidelity-sub1", ["rutracker.org"])
-        log = live.run_dir / "fidelity-server.log"
-        start_logged(
-            sub,
-            [sys.executable, "-m", "tests.fidelity.wire", "server", "--bind", sub.IP(),
-             "--cert", str(cert.cert), "--key", str(cert.key), "--bytes", str(64 * 1024)],
-            log, live.record, "fidelity tls server",
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "listening" not in log.read_text():
-            time.sleep(0.05)
+        start_wire_server(live, sub, ["rutracker.org"], 64 * 1024)
         m["outside"] = wire(
             live.host("hosting"), "--addr", sub.IP(), "--sni", "rutracker.org",
             "--request", str(64 * 1024), "--timeout", "5",
         )  # fmt: skip
-        live.controller_stats()  # flushes the event log
-        m["verdicts"] = [
-            e for e in read_results(live.run_dir / "controller-events.jsonl")
-            if e.get("event") == "verdict"
-        ]  # fmt: skip
+        m["verdicts"] = verdicts(live)
         time.sleep(0.3)
         upstream.send_signal(2)
         upstream.wait(timeout=5)
@@ -144,9 +119,7 @@ def _measure(runs: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    m = in_sandbox(_measure, tmp_path_factory.mktemp("runs"))
-    assert leftovers(Path(m["run_dir"])) == []
-    return m
+    return sandboxed(tmp_path_factory, _measure)
 
 
 def _hello(packets: list[Seen]) -> Seen:

@@ -7,19 +7,14 @@ faster); every measurement is made in one sandbox run, then each test checks one
 
 from __future__ import annotations
 
-import json
-import re
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.emulation.helpers import in_sandbox, leftovers, silent
-from tspulab.lab.services import start_logged
-from tspulab.metrics.results import read_results
+from tests.emulation.helpers import silent
+from tests.fidelity.livelab import rtt_ms, sandboxed, start_wire_server, verdicts, wire
 from tspulab.scenario.live import LiveLab
 from tspulab.scenario.schema import load_scenario
 
@@ -31,29 +26,11 @@ TTL_PORT = 45200
 TSPU_AFTER_ROUTERS = 2  # the scenario's topology.hops.tspu
 
 
-def wire(host: Any, *args: str, timeout_s: float = 40) -> dict[str, Any]:
-    """Run the fidelity TLS client in a lab host; its JSON line."""
-    argv = [sys.executable, "-m", "tests.fidelity.wire", "client", *args]
-    proc = host.popen(argv, cwd=str(REPO), stdout=-1, stderr=-1)
-    out, err = proc.communicate(timeout=timeout_s)
-    lines = out.decode().strip().splitlines()
-    assert lines, err.decode()[-500:]
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
-def _rtt_ms(host: Any, address: str) -> float:
-    out = host.cmd(f"ping -n -c 5 -i 0.2 {address}")
-    match = re.search(r"= [\d.]+/([\d.]+)/", out)
-    assert match, out
-    return float(match.group(1))
-
-
 def _fast(live: LiveLab) -> dict[str, Any]:
     """The unthrottled transfers (and the outside-initiated one), one after another."""
     sub = live.host("sub1")
     tw, ya = live.addresses["twitter"], live.addresses["yandex"]
-    m: dict[str, Any] = {"rtt_ms": _rtt_ms(sub, tw)}
+    m: dict[str, Any] = {"rtt_ms": rtt_ms(sub, tw)}
     m["control"] = wire(sub, "--addr", ya, "--sni", "yandex.ru", "--request", str(256 * KB))
     m["no_sni"] = wire(
         sub, "--addr", tw, "--sni", "", "--host", "twitter.com", "--request", str(256 * KB)
@@ -63,17 +40,7 @@ def _fast(live: LiveLab) -> dict[str, Any]:
         "--request", str(256 * KB),
     )  # fmt: skip
     # The connection opened from outside: the server in the subscriber's namespace.
-    cert = live.ca.issue("fidelity-sub1", ["twitter.com"])
-    log = live.run_dir / "fidelity-server.log"
-    start_logged(
-        sub,
-        [sys.executable, "-m", "tests.fidelity.wire", "server", "--bind", sub.IP(),
-         "--cert", str(cert.cert), "--key", str(cert.key), "--bytes", str(256 * KB)],
-        log, live.record, "fidelity tls server",
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "listening" not in log.read_text():
-        time.sleep(0.05)
+    start_wire_server(live, sub, ["twitter.com"], 256 * KB)
     m["outside"] = wire(
         live.host("twitter"), "--addr", sub.IP(), "--sni", "twitter.com",
         "--request", str(256 * KB),
@@ -130,19 +97,13 @@ def _measure(runs: Path) -> dict[str, Any]:
             live.host("sub1"), "--addr", live.addresses["twitter"], "--sni", "twitter.com",
             "--request", str(48 * KB), "--request", f"{256 * KB}@7",
         )  # fmt: skip
-        live.controller_stats()  # flushes the event log
-        m["verdicts"] = [
-            e for e in read_results(live.run_dir / "controller-events.jsonl")
-            if e.get("event") == "verdict"
-        ]  # fmt: skip
+        m["verdicts"] = verdicts(live)
     return m
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    m = in_sandbox(_measure, tmp_path_factory.mktemp("runs"))
-    assert leftovers(Path(m["run_dir"])) == []
-    return m
+    return sandboxed(tmp_path_factory, _measure)
 
 
 def kbps(result: dict[str, Any], key: str = "rate_after_burst_bps", i: int = 0) -> float:
