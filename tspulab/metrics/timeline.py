@@ -122,7 +122,8 @@ class Point:
 
     @property
     def target_reachability(self) -> float | None:
-        """Share of direct probes of target services that succeeded."""
+        """Share of direct probes of target services that succeeded (the probes that judge each
+        target: summary.py's rule, so ping answering for an SNI-blocked target does not count)."""
         targets = [s for s in self.summary.services if s.role == "target"]
         probes = sum(s.probes for s in targets)
         return sum(s.ok for s in targets) / probes if probes else None
