@@ -205,9 +205,11 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
                 with box.lock:
                     stats.update(box.stats())
             # A reader of the event log syncs with it through this command: everything decided
-            # so far is in the file when the reply comes.
+            # so far is in the file when the reply comes, unless a full disk holds some back
+            # (`events_held`, written once there is room).
             self.event_log.flush()
-            return {"ok": True, **stats}
+            held = self.event_log.held
+            return {"ok": True, **stats, **({"events_held": held} if held else {})}
         if cmd == "registry":
             path = Path(command["file"])
             registry = read_registry(path)
