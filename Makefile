@@ -3,10 +3,16 @@ SHELL := /bin/bash
 VENV := .venv
 SCENARIO ?= scenarios/telegram-2018.yaml
 
-.PHONY: setup demo test lint bench clean vm
+.PHONY: setup build demo test lint bench clean vm
 
 setup:
 	bash scripts/setup.sh
+
+# Recompile the DPI modules after editing one (setup.py, docs/dpi.md "Compiled modules"); only the
+# edited ones are rebuilt. Until then an edited module runs as its .py (tspulab/dpi/compiled.py).
+build: setup
+	$(VENV)/bin/python setup.py -q build_ext --inplace
+	$(VENV)/bin/python -c 'from tspulab.dpi.compiled import main; main()' | tail -n 1
 
 demo: setup
 	$(VENV)/bin/tspulab run $(SCENARIO)

@@ -92,11 +92,25 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 stamp="$VENV/.tspulab-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   echo "setup.sh: installing tspulab and its test dependencies into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip
+  # The install compiles the DPI hot path with Cython and gcc (setup.py); a module that cannot
+  # be compiled stays pure Python, never failing the install (the check below reports it).
   "$VENV/bin/pip" install -q -e '.[test]'
   touch "$stamp"
+fi
+# The compiled DPI modules (tspulab/dpi/compiled.py): an extension is used only while its .py is
+# the one it was built from, so rebuild in place (incrementally: only edited modules) when a
+# source changed since the last build, or when an earlier build left some module pure.
+dpi_check=(env -u TSPULAB_DPI_PURE "$VENV/bin/python" -c \
+  'import sys; from tspulab.dpi.compiled import main; sys.exit(main(["--check"]))')
+if ! "${dpi_check[@]}" >/dev/null 2>&1; then
+  echo "setup.sh: building the compiled DPI modules (make build)"
+  "$VENV/bin/python" setup.py -q build_ext --inplace 2>&1 | grep -v -i 'beta' >&2 || true
+  "${dpi_check[@]}" | tail -n 1 || echo "setup.sh: WARNING: some DPI modules run as pure" \
+    "Python (same verdicts, slower): $VENV/bin/python -c 'from tspulab.dpi.compiled import" \
+    "main; main()' lists them" >&2
 fi
 "$VENV/bin/python" -c 'import mininet.net, os_ken, tspulab' || {
   echo "setup.sh: the venv cannot import mininet/os_ken/tspulab" >&2; exit 1; }
