@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.ja4set import Ja4PatternError, Ja4Set
 from tspulab.dpi.profile_checks import check, pydantic_errors
+from tspulab.dpi.profile_extends import ExtendedDocument, base_path, extended
 from tspulab.dpi.profile_schema import (
     KNOWN_SECTIONS,
     REGISTRY,
@@ -55,7 +56,13 @@ from tspulab.dpi.profile_schema import (
     share_pick,
 )
 from tspulab.dpi.registry import Registry, RegistryLoadError, load_inline
-from tspulab.dpi.yamlload import ErrorLocation, ScenarioError, did_you_mean, parse_yaml
+from tspulab.dpi.yamlload import (
+    ErrorLocation,
+    ScenarioError,
+    YamlDocument,
+    did_you_mean,
+    parse_yaml,
+)
 
 __all__ = [
     "KNOWN_SECTIONS", "PROFILES_DIR", "REGISTRY", "ActionSpec", "Cited", "Desync", "Fact",
@@ -142,7 +149,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ProfileError([ErrorLocation(file, 0, 0, "", f"cannot read: {err}")]) from err
-    profile = load_profile_text(source, file)
+    profile = load_profile_text(source, file, path=path)
     if path.parent == PROFILES_DIR and profile.name != path.stem:
         raise ProfileError(
             [ErrorLocation(file, 0, 0, "name", f"{profile.name!r} differs from the file name")]
@@ -150,14 +157,50 @@ def load_profile(name_or_path: str | Path) -> Profile:
     return profile
 
 
-def load_profile_text(text: str, file: str = "<profile>") -> Profile:
-    """A profile from YAML text (named ``file`` in errors)."""
+def load_profile_text(text: str, file: str = "<profile>", *, path: Path | None = None) -> Profile:
+    """A profile from YAML text (named ``file`` in errors; ``path``, where it was read from,
+    resolves a relative ``extends:``)."""
+    return _build(_document(text, file, path, ()), file)
+
+
+def _document(
+    text: str, file: str, path: Path | None, chain: tuple[str, ...]
+) -> YamlDocument | ExtendedDocument:
+    """The file's YAML, merged over its base when it says ``extends:`` (profile_extends.py)."""
     try:
         doc = parse_yaml(text, file)
     except ScenarioError as err:
         raise ProfileError(err.errors) from err
     if not isinstance(doc.data, dict):
         raise ProfileError([ErrorLocation(file, 1, 1, "", "a profile is a mapping")])
+    here = str(path.resolve()) if path is not None else file
+
+    def load_base(
+        ref: str, child: YamlDocument, _: tuple[str, ...]
+    ) -> YamlDocument | ExtendedDocument:
+        base = base_path(ref, str(path) if path is not None else file, PROFILES_DIR)
+        key = str(base.resolve())
+        if key in (*chain, here):
+            raise ProfileError([child.error(("extends",), f"{ref}: a cycle of extends")])
+        try:
+            base_text = base.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            hint = did_you_mean(ref, profile_names())
+            message = f"unknown profile {ref!r}{hint}" if not base.exists() else f"{err}"
+            raise ProfileError([child.error(("extends",), message)]) from err
+        base_doc = _document(base_text, base.name, base, (*chain, here))
+        _build(base_doc, base.name)  # the base's own errors are reported as its own
+        return base_doc
+
+    try:
+        return extended(doc, load_base, (*chain, here))
+    except ProfileError:
+        raise
+    except ScenarioError as err:
+        raise ProfileError(err.errors) from err
+
+
+def _build(doc: YamlDocument | ExtendedDocument, file: str) -> Profile:
     try:
         spec = ProfileSpec.model_validate(doc.data)
     except ValidationError as err:

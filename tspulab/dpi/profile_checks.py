@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tspulab.dpi.profile_extends import ExtendedDocument
 from tspulab.dpi.profile_schema import (
     ACTION_PARAMS,
     OPTIONAL_PARAMS,
@@ -24,8 +25,11 @@ from tspulab.dpi.profile_schema import (
 from tspulab.dpi.verdict import DIRECTIONS, SCOPES
 from tspulab.dpi.yamlload import ErrorLocation, YamlDocument, did_you_mean, pydantic_message
 
+Document = YamlDocument | ExtendedDocument
+"""A profile file as parsed, or merged over the profile it extends (profile_extends.py)."""
 
-def pydantic_errors(doc: YamlDocument, err: ValidationError) -> list[ErrorLocation]:
+
+def pydantic_errors(doc: Document, err: ValidationError) -> list[ErrorLocation]:
     out = []
     for e in err.errors(include_url=False):
         loc = _data_loc(doc.data, e["loc"])
@@ -69,7 +73,7 @@ def _cited_slot(data: Any, loc: tuple[Any, ...]) -> bool:
     return not isinstance(node, dict)
 
 
-def check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
+def check(spec: ProfileSpec, doc: Document) -> list[ErrorLocation]:
     """Semantic checks pydantic cannot do: set references, action parameters, ranges."""
     errors: list[ErrorLocation] = []
     ja4_names = {name for name, s in spec.sets.items() if s.kind == "ja4"}
@@ -143,7 +147,7 @@ def check(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
     return errors
 
 
-def _check_desync(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
+def _check_desync(spec: ProfileSpec, doc: Document) -> list[ErrorLocation]:
     d = spec.desync
     if d is None:
         return []
@@ -161,7 +165,7 @@ def _check_desync(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
     return errors
 
 
-def _check_tunnelled_https(spec: ProfileSpec, doc: YamlDocument) -> list[ErrorLocation]:
+def _check_tunnelled_https(spec: ProfileSpec, doc: Document) -> list[ErrorLocation]:
     t = spec.tunnelled_https
     if t is None:
         return []
