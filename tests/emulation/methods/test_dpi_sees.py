@@ -10,6 +10,7 @@ capture; the live lab's verdicts on the same tools are the lab integration's to 
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from pathlib import Path
 
@@ -17,11 +18,12 @@ import pytest
 
 from tests.emulation.methods.cases import BY_ID, running
 from tests.emulation.methods.conftest import SUBSCRIBER_IP, TARGET_NAME, World
+from tspulab.dpi.classify import Protocol
 from tspulab.dpi.domains import MatchKind
 from tspulab.dpi.engine import TspuEngine
 from tspulab.dpi.engine_replay import ProfileReplay, replay_with_profile
 from tspulab.dpi.pcap import read_capture
-from tspulab.dpi.profile import load_profile
+from tspulab.dpi.profile import PROFILES_DIR, load_profile, load_profile_text
 from tspulab.dpi.registry import Registry
 from tspulab.methods.probe import probe_through
 from tspulab.methods.process import Processes, wait_log
@@ -101,7 +103,8 @@ EXPECTED: dict[str, tuple[str | None, str, str, str]] = {
     # Plain proxies carry the subscriber's own ClientHello in clear: SNI-IV drops it.
     "socks5-microsocks": ("tls", "allow", "allow", "drop"),
     "socks5-dante": ("tls", "allow", "allow", "drop"),
-    "http-connect": ("http", "allow", "allow", "allow"),
+    # The CONNECT request and the proxy's 200 do not decide the flow; the ClientHello inside does.
+    "http-connect": ("tls", "allow", "allow", "drop"),
     "iodine": ("dns", "allow", "allow", "allow"),
     # IKEv2 on 500, then IKE and ESP in UDP on 4500: the engine has no IKE or ESP analyzer (a
     # profile that classifies UDP names the 4500 flow "unknown"); no rule acts on it.
@@ -114,6 +117,31 @@ PROFILES = ("vpn-protocols-2023", "vpn-detect-2025", "tspu-2022")
 MORE_PORTS = {"ipsec": (4500,)}
 
 
+def size_patterns(pcap: Path, *ports: int) -> list[str]:
+    """The §5.5 tunnelled-HTTPS pattern (tspulab/dpi/tunnelled_https.py) on the tool's TCP flows,
+    under tunnelled-https-2024 with its range and port conditions taken out (the lab's server
+    is on neither): "match" or "no", and the first payload sizes (client +, server -)."""
+    text = (PROFILES_DIR / "tunnelled-https-2024.yaml").read_text()
+    anywhere = re.sub(r"\n      (server_in|server_ports): .*", "", text)
+    engine = TspuEngine(
+        load_profile_text(anywhere, "anywhere.yaml"), Registry(),
+        [ipaddress.ip_network(f"{SUBSCRIBER_IP}/32")],
+    )  # fmt: skip
+    out = []
+    for fv in replay_with_profile(read_capture(str(pcap)), engine).flows:
+        record = fv.to_json()
+        if record["transport"] != "tcp" or not any(
+            str(record["server"]).endswith(f":{port}") for port in ports
+        ):
+            continue
+        c = fv.classification
+        matched = c is not None and c.protocol is Protocol.TUNNELLED_HTTPS
+        out.append(
+            ("match " + c.detail) if matched and c is not None else f"no ({record['protocol']})"
+        )
+    return out
+
+
 @pytest.mark.parametrize("case_id", list(EXPECTED))
 def test_engine_verdicts_on_real_tool_traffic(world: World, case_id: str) -> None:
     case = BY_ID[case_id]
@@ -121,6 +149,7 @@ def test_engine_verdicts_on_real_tool_traffic(world: World, case_id: str) -> Non
     ports = (case.port, *MORE_PORTS.get(case_id, ()))
     seen = {profile: tool_flows(replay(pcap, profile), *ports) for profile in PROFILES}
     print(f"\n{case_id}: " + "; ".join(f"{p} {v}" for p, v in seen.items()))
+    print(f"{case_id} size pattern: {size_patterns(pcap, *ports)}")
     protocol, *verdicts = EXPECTED[case_id]
     # A profile runs only the analyzers its rules use, so some leave a protocol unnamed (None);
     # the ones that name it must all name the expected one.
