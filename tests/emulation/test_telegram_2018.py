@@ -11,6 +11,7 @@ every member the registry covers broken, every other one reachable.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,19 @@ def test_population_damage_is_what_the_registry_predicts(run: RunOutcome) -> Non
     assert dom.metric("population_damage") == pytest.approx(predicted / len(sites) / 2)
     assert dom.metric("intended_blocking") == 0.0, "the binary view hides Dom.ru's half"
     assert dom.metric("intended_blocking_subscribers") == 0.5
+
+
+def test_summary_json_carries_the_population_with_its_interval(run: RunOutcome) -> None:
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    members = [s for s in summary["services"] if s["name"].startswith("site-")]
+    assert len(members) == len(_kept_sites())
+    assert all(s["population"] == "small-sites" for s in members)
+    pop = summary["populations"]["small-sites"]
+    assert pop["pooled"]["n"] == len(members)
+    assert set(pop["per_subscriber"]) == {"rostelecom", "mts", "dom-ru"}
+    every = pop["all_subscribers"]
+    low, high = every["wilson_95"]
+    assert 0 <= low <= every["share"] <= high <= 1 and every["n"] == len(members)
 
 
 def test_report_shows_the_population_and_no_empty_chart(run: RunOutcome) -> None:
