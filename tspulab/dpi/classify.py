@@ -152,11 +152,15 @@ class Classifier(UdpInspection):
             data = bytes(stream.data)
             if not looks_like_tls_record(data):  # TLS at the start is read as the mode says
                 starts = stream.segment_starts or _STREAM_START
-        starts = list(starts)  # grows while read: an HTTP CONNECT tunnel's start, found below
+        # `starts` may grow while read (an HTTP CONNECT tunnel's start, found below); the lists
+        # it begins as are shared, so a new one is made when it grows.
         tunnel = insp.tunnel_at[direction]
         if self.mode is not ReassemblyMode.NONE and 0 < tunnel < len(data) and tunnel not in starts:
-            starts.append(tunnel)  # the tunnel's bytes, joined from their start
-        for start in starts:
+            starts = [*starts, tunnel]  # the tunnel's bytes, joined from their start
+        i = 0
+        while i < len(starts):
+            start = starts[i]
+            i += 1
             # The stream start first; then, in the stream modes, later segment starts: TLS after a
             # plaintext preamble (STARTTLS, a proxy exchange) or behind junk bytes.
             tail = data[start:] if start else data
@@ -171,7 +175,7 @@ class Classifier(UdpInspection):
                     return verdict
                 inner = insp.tunnel_at[direction]
                 if insp.connect is not None and start < inner < len(data) and inner not in starts:
-                    starts.append(inner)  # the tunnel's first bytes came with the request
+                    starts = [*starts, inner]  # the tunnel's first bytes came with the request
                 continue
             status = http_response_status(tail)
             if status is not None:
@@ -180,7 +184,7 @@ class Classifier(UdpInspection):
                     end = _header_end(tail)
                     if end > 0 and start + end < len(data) and start + end not in starts:
                         insp.tunnel_at[direction] = start + end
-                        starts.append(start + end)
+                        starts = [*starts, start + end]
                     continue
                 host = _authority_host(insp.connect) if insp.connect is not None else None
                 return self._decide(flow, Protocol.HTTP, host=host, detail=f"response {status}")
