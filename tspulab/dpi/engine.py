@@ -136,9 +136,13 @@ class TspuEngine:
         except DecodeError:
             return Decision(None, _NOT_IP, None, None)
         hooks = self.hooks
-        ident = hooks.ip_ident(frame, linktype, pkt)
+        # The hooks' attributes are tested here, not in calls: most profiles use neither, and
+        # this runs for every packet (the controller's packet-ins, a replay's every frame).
+        ident = hooks.ip_ident(frame, linktype, pkt) if hooks.desync is not None else -1
         d = self.process_packet(pkt, now, from_subscriber_side=from_subscriber_side, ip_id=ident)
-        return hooks.hold_fragment(d, frame, now, linktype)
+        if hooks.fragments is not None and pkt.frag_id >= 0:
+            return hooks.hold_fragment(d, frame, now, linktype)
+        return d
 
     def process_packet(
         self,
@@ -169,9 +173,10 @@ class TspuEngine:
             if judged.verdict.final:
                 fate = self.enforcer.fate(judged, pkt, now)
                 return Decision(flow, judged.verdict, None, pkt, fate, first_final=True)
-        caught = hooks.desync_verdict(judged, pkt, ip_id, now)
-        if caught is not None:
-            return self._settle(judged, pkt, now, caught)
+        if hooks.desync is not None:
+            caught = hooks.desync_verdict(judged, pkt, ip_id, now)
+            if caught is not None:
+                return self._settle(judged, pkt, now, caught)
         return self._inspect(judged, pkt, now)
 
     def set_registry(self, registry: Registry) -> None:
