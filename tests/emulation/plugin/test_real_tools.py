@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from tspulab.dpi.yamlload import ScenarioError
 from tspulab.pytest_plugin import Lab, Subscriber, Tool, ToolDied
+from tspulab.scenario.schema import load_scenario
 
 if not any(e.value == "tspulab.pytest_plugin" for e in entry_points(group="pytest11")):
     pytest.skip("the tspulab plugin is not installed (pip install -e .)", allow_module_level=True)
@@ -90,6 +92,19 @@ def test_a_tool_that_dies_is_an_error_not_a_block(
     line = text.index("  - name: mine") + 1
     assert re.search(rf"circumvention 'mine' \(custom, real_tools.yaml:{line}\): server on \S+ "
                      r"exited \(status -9\)", str(err.value))  # fmt: skip
+
+
+def _bad_scenario(live: Any) -> None:
+    bad = live.run_dir / "bad.yaml"
+    bad.write_text("name: bad\nservices:\n  - {name: x, role: target, address: nowhere}\n")
+    load_scenario(bad)
+
+
+def test_a_scenario_error_in_the_lab_comes_back_as_itself(tspulab_lab: Lab) -> None:
+    with pytest.raises(ScenarioError) as err:
+        tspulab_lab.call(_bad_scenario)
+    assert re.search(r"bad\.yaml:3:\d+: services\[0\]\.address: 'nowhere' is not", str(err.value))
+    assert any(e.field == "services[0].address" for e in err.value.errors)
 
 
 def test_a_failure_shows_the_lab(tspulab_lab: Lab, tspulab_subscriber: Subscriber) -> None:
