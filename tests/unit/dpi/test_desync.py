@@ -259,8 +259,8 @@ def test_bad_desync_sections_are_reported_at_their_field(section: str, error: st
 
 
 def test_the_desync_profile_is_the_2026_reassembly_profile_plus_detection() -> None:
-    """tspu-2026-desync copies tspu-2026-reassembly above its `desync:` section; a change to one
-    and not the other fails here, so the two cannot drift apart."""
+    """tspu-2026-desync `extends:` tspu-2026-reassembly and adds its `desync:` section (and facts,
+    source): everything else is the base's, as loaded."""
     desync, base = load_profile(DESYNC).spec, load_profile("tspu-2026-reassembly").spec
     for part in ("seed", "inspection", "state", "sets", "rules", "period"):
         assert getattr(desync, part) == getattr(base, part), part
