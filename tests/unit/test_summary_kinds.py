@@ -203,3 +203,14 @@ def test_summary_json_has_members_populations_and_kinds(tmp_path: Path) -> None:
     assert pop["all_subscribers"]["wilson_95"] == [round(low, 4), round(high, 4)]
     assert all(s["kinds"] == {"https": {"probes": len(isps), "ok": s["ok"]}}
                for s in got["services"] if s["name"] in {m.name for m in members})  # fmt: skip
+
+
+def test_report_services_table_shows_each_kind_under_the_count() -> None:
+    from tspulab.metrics.run_page import _services_table
+
+    records = [_p("tg", "https", False), _p("tg", "ping", True), _p("viber", "https", True)]
+    s = summarise("t", SERVICES, records, blocked_addresses=0, registry_prefixes=0,
+                  in_registry=set())  # fmt: skip
+    page = _services_table(json.loads(json.dumps(s.to_json())), build_timeline(records, SERVICES))
+    assert "0/1<br>" in page and "https 0/1, ping 1/1" in page
+    assert page.count('class="note"') == 1, "one kind: no per-kind line"
