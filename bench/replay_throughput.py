@@ -19,9 +19,16 @@ Method, chosen to be fair to both:
 - tspulab: the same file read into memory first (not timed); then decode -> flow lookup ->
   classify for every packet, in one flow table. Once as a controller runs it (JA3/JA4 computed
   only if read), once reading each deciding ClientHello's JA3 and JA4 (what ndpiReader always
-  computes). The decode + lookup floor (no classify) is reported too.
+  computes), and once as ``tspulab replay`` loops (decided flows by ``fastpath.count_decided``).
+  The decode + lookup floor (no classify) is reported too.
+- Pure and compiled (tspulab/dpi/compiled.py): each round runs the tspulab loops twice, in two
+  child processes, one with ``TSPULAB_DPI_PURE=1`` (every module from its .py) and one with the
+  compiled modules the build made, then ndpiReader: pure, compiled and nDPI interleaved, each
+  child timing only its loops (CPU time), so both see the same load. Each child checks which
+  modules it runs and the script prints it.
 - ``--replay``: ``tspulab replay --json`` on the looped file in a child process, end to end
-  (reading, decoding, classifying, one JSON line per flow): wall time and peak RSS.
+  (reading, decoding, classifying, one JSON line per flow), pure and compiled: wall time, CPU
+  time and peak RSS.
 - Memory: tracemalloc around a flow table of 100 000 TCP flows, each one real ClientHello
   decided as TLS (the verdict and its strings cached on the flow), reported per 100 k flows.
 """
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import ipaddress
+import json
 import math
 import os
 import pstats
@@ -46,9 +55,9 @@ from pathlib import Path
 
 import dpkt
 
+from tspulab.dpi import compiled, fastpath
 from tspulab.dpi.classify import Classifier
 from tspulab.dpi.errors import DecodeError
-from tspulab.dpi.fastpath import count_decided
 from tspulab.dpi.flow import FlowTable
 from tspulab.dpi.packet import LINKTYPE_RAW, decode
 from tspulab.dpi.pcap import read_capture
@@ -122,20 +131,13 @@ def classify_loop(frames: list[Frame], reassembly: str, fingerprints: bool = Fal
 
 
 def replay_loop(frames: list[Frame], reassembly: str) -> float:
-    """Seconds for the replay loop (``tspulab replay``): packets of decided flows are accounted by
-    ``fastpath.count_decided`` without decoding, the rest take decode -> lookup -> classify."""
+    """Seconds for the replay loop of ``tspulab replay`` (``fastpath.replay``): packets of decided
+    flows are accounted by ``fastpath.count_decided`` without decoding, the rest take decode ->
+    lookup -> classify."""
     table = FlowTable()
-    lookup = table.lookup
-    observe = Classifier(reassembly).observe
+    classifier = Classifier(reassembly)
     start = time.process_time()
-    for ts, linktype, frame in frames:
-        if count_decided(table, frame, linktype, ts) is not None:
-            continue
-        try:
-            pkt = decode(frame, linktype)
-        except DecodeError:
-            continue
-        observe(pkt, lookup(pkt, ts), ts)
+    fastpath.replay(frames, table, classifier)
     return time.process_time() - start
 
 
@@ -239,19 +241,51 @@ def spread(values: list[float], unit: str = "", scale: float = 1.0, fmt: str = "
     return f"{lo:{fmt}} / {mid:{fmt}} / {hi:{fmt}}{unit} (min / median / max of {len(values)})"
 
 
-def replay_end_to_end(big: Path) -> tuple[float, float, int]:
+def replay_end_to_end(big: Path, pure: bool) -> tuple[float, float, int]:
     """`tspulab replay --json` on the file in a child process: (wall seconds, CPU seconds, peak
     RSS bytes) of that child alone (os.wait4, so earlier children such as ndpiReader do not
     count)."""
     exe = Path(sys.executable).with_name("tspulab")
     start = time.perf_counter()
-    child = subprocess.Popen([str(exe), "replay", "--json", str(big)], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [str(exe), "replay", "--json", str(big)], stdout=subprocess.DEVNULL, env=_env(pure)
+    )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise RuntimeError(f"tspulab replay exited {child.returncode}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def _env(pure: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != compiled.PURE_ENV}
+    return {**env, compiled.PURE_ENV: "1"} if pure else env
+
+
+def child_loops(big: Path, reassembly: str) -> dict[str, float]:
+    """What one child process measures (``--child``): CPU seconds of the three tspulab loops on
+    the file's frames, and how many of the DPI modules it runs compiled."""
+    frames = list(read_capture(big))
+    gc.collect()
+    gc.freeze()  # the harness's 1 M in-memory frames stay out of full collections (not timed)
+    out = {
+        "classify": classify_loop(frames, reassembly),
+        "fingerprints": classify_loop(frames, reassembly, fingerprints=True),
+        "replay": replay_loop(frames, reassembly),
+        "compiled": float(sum(compiled.in_use(m) for m in compiled.COMPILED)),
+    }
+    return out
+
+
+def run_child(big: Path, reassembly: str, pure: bool) -> dict[str, float]:
+    """The tspulab loops in a child process, pure (``TSPULAB_DPI_PURE=1``) or compiled."""
+    cmd = [sys.executable, __file__, "--child", str(big), "--reassembly", reassembly]
+    done = subprocess.run(cmd, env=_env(pure), check=True, capture_output=True, text=True)
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    if pure and figures["compiled"]:
+        raise RuntimeError("the pure child ran compiled modules")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,59 +298,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replay", action="store_true", help="also time `tspulab replay` on the file end to end"
     )
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child_loops(args.child, args.reassembly)))
+        return 0
 
     paths = sorted(captures_dir().glob("*.pcap*"))
     if not paths:
         print(f"no captures under {captures_dir()}", file=sys.stderr)
         return 2
+    states = compiled.status()
+    built = sum(s.compiled for s in states)
+    print(f"compiled DPI modules: {built} of {len(states)}")
+    for state in states:
+        if not state.compiled:
+            print(f"  pure: {state.module} ({state.reason})")
     with tempfile.TemporaryDirectory(prefix="tspulab-bench-") as tmp:
         big = Path(tmp) / "looped.pcap"
         n = write_looped_pcap(paths, args.packets, big)
         tiny = Path(tmp) / "one.pcap"
         write_looped_pcap([p for p in paths if p.name == "443-chrome.pcap"], 1, tiny)
-        # The end-to-end replay runs first: a child forked later would start with this process's
-        # frames in memory, and its peak RSS would count them.
-        replay_figures = replay_end_to_end(big) if args.replay else None
-        frames = list(read_capture(big))
         size = big.stat().st_size >> 20
         print(f"{len(paths)} captures -> {n} IP packets in one raw-IP pcap ({size} MiB)")
+        # The end-to-end replays run first: a child forked later would start with this process's
+        # frames in memory, and its peak RSS would count them.
+        replay_figures = (
+            [(pure, replay_end_to_end(big, pure)) for pure in (True, False)] if args.replay else []
+        )
+        use_ndpi = not args.skip_ndpi and shutil.which("ndpiReader") is not None
+        startup = min(ndpi_seconds(tiny) for _ in range(3)) if use_ndpi else 0.0
+        runs: dict[str, list[dict[str, float]]] = {"pure": [], "compiled": []}
+        ndpi: list[float] = []
+        for _ in range(args.rounds):  # interleaved, so load changes hit all three alike
+            for kind in runs:
+                runs[kind].append(run_child(big, args.reassembly, pure=kind == "pure"))
+            if use_ndpi:
+                ndpi.append(ndpi_seconds(big) - startup)
+        mode = f"({args.reassembly})"
+        for kind, rounds in runs.items():
+            in_use = int(rounds[0]["compiled"])
+            print(f"{kind} ({in_use} of {len(states)} modules compiled):")
+            rate = {k: [n / r[k] for r in rounds] for k in ("classify", "fingerprints", "replay")}
+            print(f"  tspulab classify {mode:<13} : {spread(rate['classify'], ' k/s', 1e-3)}")
+            print(
+                f"  ... reading JA3+JA4 of each    : {spread(rate['fingerprints'], ' k/s', 1e-3)}"
+            )
+            print(f"  replay loop (fast path)        : {spread(rate['replay'], ' k/s', 1e-3)}")
+            if use_ndpi:
+                for k in ("replay", "classify"):
+                    ratios = [r[k] / nd for r, nd in zip(rounds, ndpi, strict=True)]
+                    print(f"  ratio nDPI / {k:<8} per round : {spread(ratios, ' x', 1.0, '.1f')}")
+        if use_ndpi:
+            print(
+                f"ndpiReader (nDPI 4.2)            : {spread([n / s for s in ndpi], ' k/s', 1e-3)}"
+            )
+            gains = [
+                p["replay"] / c["replay"]
+                for p, c in zip(runs["pure"], runs["compiled"], strict=True)
+            ]
+            print(f"replay loop, pure / compiled time: {spread(gains, ' x', 1.0, '.2f')}")
+        elif not args.skip_ndpi:
+            print("ndpiReader not installed (Debian libndpi-bin)")
+        frames = list(read_capture(big))
         dpkt_s, ours_decode_s = dpkt_decode_loop(frames[:200_000])
         print(
-            f"decode only: dpkt {200_000 / dpkt_s / 1e3:.0f} k/s, "
+            f"decode only (this process): dpkt {200_000 / dpkt_s / 1e3:.0f} k/s, "
             f"tspulab.dpi.packet {200_000 / ours_decode_s / 1e3:.0f} k/s"
         )
         floor_s = headers_only_loop(frames)
         print(f"decode + flow lookup only      : {n / floor_s / 1e3:8.0f} k packets/s")
-        use_ndpi = not args.skip_ndpi and shutil.which("ndpiReader") is not None
-        startup = min(ndpi_seconds(tiny) for _ in range(3)) if use_ndpi else 0.0
-        ours: list[float] = []
-        fingerprinted: list[float] = []
-        replayed: list[float] = []
-        ndpi: list[float] = []
-        ratios: list[float] = []
-        replay_ratios: list[float] = []
-        for _ in range(args.rounds):  # interleaved, so load changes hit both tools alike
-            ours_s = classify_loop(frames, args.reassembly)
-            ours.append(n / ours_s)
-            fingerprinted.append(n / classify_loop(frames, args.reassembly, fingerprints=True))
-            replay_s = replay_loop(frames, args.reassembly)
-            replayed.append(n / replay_s)
-            if use_ndpi:
-                ndpi_s = ndpi_seconds(big) - startup
-                ndpi.append(n / ndpi_s)
-                ratios.append(ours_s / ndpi_s)
-                replay_ratios.append(replay_s / ndpi_s)
-        mode = f"({args.reassembly})"
-        print(f"tspulab classify {mode:<13} : {spread(ours, ' k packets/s', 1e-3)}")
-        print(f"... reading JA3+JA4 of each    : {spread(fingerprinted, ' k packets/s', 1e-3)}")
-        print(f"tspulab replay loop (fast path): {spread(replayed, ' k packets/s', 1e-3)}")
-        if use_ndpi:
-            print(f"ndpiReader (nDPI 4.2)          : {spread(ndpi, ' k packets/s', 1e-3)}")
-            print(f"ratio nDPI / classify per round: {spread(ratios, ' x', 1.0, '.1f')}")
-            print(f"ratio nDPI / replay per round  : {spread(replay_ratios, ' x', 1.0, '.1f')}")
-        elif not args.skip_ndpi:
-            print("ndpiReader not installed (Debian libndpi-bin)")
         fast_s = decided_path_loop(frames, args.reassembly)
         print(f"decided flows only (fast path) : {n / fast_s / 1e3:8.0f} k packets/s")
         if args.profile:
@@ -326,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
         del frames
-        if replay_figures is not None:
-            wall, cpu, peak = replay_figures
+        for pure, (wall, cpu, peak) in replay_figures:
             print(
-                f"tspulab replay --json, {n} packets: wall {wall:.1f} s, CPU {cpu:.1f} s "
-                f"({n / cpu / 1e3:.0f} k packets per CPU second), peak RSS {peak / 2**20:.0f} MiB"
+                f"tspulab replay --json, {n} packets, {'pure' if pure else 'compiled'}: wall "
+                f"{wall:.1f} s, CPU {cpu:.1f} s ({n / cpu / 1e3:.0f} k packets per CPU second), "
+                f"peak RSS {peak / 2**20:.0f} MiB"
             )
     curl = next(p for p in paths if p.name == "443-curl.pcap")
     hello = next(f for f in read_capture(curl) if decode(f[2], f[1]).payload[:1] == b"\x16")

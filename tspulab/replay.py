@@ -16,11 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from tspulab.dpi import fastpath
 from tspulab.dpi.classify import Classification, Classifier
-from tspulab.dpi.errors import DecodeError
-from tspulab.dpi.fastpath import count_decided
 from tspulab.dpi.flow import FlowState, FlowTable, Network
-from tspulab.dpi.packet import decode
 from tspulab.dpi.pcap import read_capture
 
 _TRANSPORT = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
@@ -96,20 +94,10 @@ def replay_frames(
     table: FlowTable,
 ) -> ReplayResult:
     """Feed (timestamp, linktype, frame) through decode, the flow table and the classifier;
-    packets of decided flows take ``fastpath.count_decided``, which leaves the same state."""
+    packets of decided flows take ``fastpath.count_decided``, which leaves the same state. The
+    loop is ``fastpath.replay``, compiled with the DPI core (tspulab/dpi/compiled.py)."""
     result = ReplayResult(flows=[])
-    lookup = table.lookup
-    observe = classifier.observe
-    for ts, linktype, frame in frames:
-        result.frames += 1
-        if count_decided(table, frame, linktype, ts) is not None:
-            continue  # a decided flow's packet, accounted without decoding (fastpath.py)
-        try:
-            pkt = decode(frame, linktype)
-        except DecodeError as err:
-            result.undecoded[type(err).__name__] += 1
-            continue
-        observe(pkt, lookup(pkt, ts), ts)
+    result.frames = fastpath.replay(frames, table, classifier, result.undecoded)
     ended = table.expire_all()
     ended.sort(key=lambda f: f.first_seen)
     result.flows = [_report(f, classifier) for f in ended]

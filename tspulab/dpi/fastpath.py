@@ -12,6 +12,11 @@ do anything else: a flow that is new, undecided or idle past the timeout, a SYN 
 extension headers, a tunnel port, a link type other than Ethernet/raw IP, or a header the decoder
 would refuse. The caller then takes the reference path for that packet.
 
+``replay`` is the whole per-packet loop of ``tspulab replay`` (shortcut, else the reference
+path), kept here rather than in tspulab/replay.py so that it is compiled with this module
+(tspulab/dpi/compiled.py): the loop's own dispatch is a measurable share of a decided packet's
+cost.
+
 ``tests/unit/dpi/test_fastpath.py`` checks, packet by packet (hypothesis, real and mutated
 frames, idle gaps), that replaying with the shortcut leaves exactly the flows, counters and
 verdicts the reference path leaves. Measured gain: docs/dpi.md, "Throughput".
@@ -20,7 +25,11 @@ verdicts the reference path leaves. Measured gain: docs/dpi.md, "Throughput".
 from __future__ import annotations
 
 import struct
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from tspulab.dpi.errors import DecodeError
 from tspulab.dpi.flow import FlowState, FlowTable
 from tspulab.dpi.packet import (
     LINKTYPE_ETHERNET,
@@ -33,7 +42,11 @@ from tspulab.dpi.packet import (
     TCP_FIN,
     TCP_RST,
     TCP_SYN,
+    decode,
 )
+
+if TYPE_CHECKING:
+    from tspulab.dpi.classify import Classifier
 
 # IPv4: total length, flags+fragment offset, protocol, addresses, ports, TCP data offset and flags
 # (for UDP the last two are payload bytes, unused). IPv6: payload length, next header, addresses,
@@ -108,3 +121,29 @@ def count_decided(table: FlowTable, frame: bytes, linktype: int, now: float) -> 
     if flags & _FIN_OR_RST and proto == PROTO_TCP:
         flow.tcp_closing = True
     return flow
+
+
+def replay(
+    frames: Iterable[tuple[float, int, bytes]],
+    table: FlowTable,
+    classifier: Classifier,
+    undecoded: Counter[str] | None = None,
+) -> int:
+    """Feed (timestamp, linktype, frame) through ``table`` and ``classifier``: a decided flow's
+    packet by ``count_decided``, any other by decode -> lookup -> observe. Frames the decoder
+    refuses are counted in ``undecoded`` by error class. Returns the number of frames."""
+    lookup = table.lookup
+    observe = classifier.observe
+    refused: Counter[str] = Counter() if undecoded is None else undecoded
+    count = 0
+    for ts, linktype, frame in frames:
+        count += 1
+        if count_decided(table, frame, linktype, ts) is not None:
+            continue
+        try:
+            pkt = decode(frame, linktype)
+        except DecodeError as err:
+            refused[type(err).__name__] += 1
+            continue
+        observe(pkt, lookup(pkt, ts), ts)
+    return count

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -126,6 +127,7 @@ class _Replay:
     """The replay loop of ``tspulab replay`` over one stack, recording what each packet did."""
 
     def __init__(self, stack: dict[str, ModuleType], reassembly: str, idle: float = 300.0):
+        self.fastpath = stack["fastpath"]
         self.count_decided = stack["fastpath"].count_decided
         self.decode = stack["packet"].decode
         self.decode_error = stack["errors"].DecodeError
@@ -143,6 +145,11 @@ class _Replay:
         flow = self.table.lookup(pkt, ts)
         verdict = self.classifier.observe(pkt, flow, ts)
         return ("slow", _flow(flow), _verdict(verdict))
+
+    def replay(self, frames: list[tuple[float, int, bytes]]) -> object:
+        undecoded: Counter[str] = Counter()
+        count = self.fastpath.replay(frames, self.table, self.classifier, undecoded)
+        return count, dict(undecoded), self.end()
 
     def end(self) -> list[object]:
         flows = self.table.expire_all()
@@ -175,9 +182,13 @@ def test_compiled_replay_equals_pure_on_every_capture(
     pure_stack, native_stack = stacks
     for path in _CAPTURES:
         pure, native = _Replay(pure_stack, reassembly), _Replay(native_stack, reassembly)
-        for index, (ts, lt, frame) in enumerate(read_capture(path)):
+        frames = list(read_capture(path))
+        for index, (ts, lt, frame) in enumerate(frames):
             assert native.packet(frame, lt, ts) == pure.packet(frame, lt, ts), (path.name, index)
         assert native.end() == pure.end(), path.name
+        # the whole loop of `tspulab replay` (fastpath.replay), compiled and pure
+        pure, native = _Replay(pure_stack, reassembly), _Replay(native_stack, reassembly)
+        assert native.replay(frames) == pure.replay(frames), path.name
 
 
 @settings(max_examples=120, deadline=None)
