@@ -69,7 +69,7 @@ def print_summary(
             else "[green]ok[/green]"
         )
         goodput = "" if s.goodput_kbps is None else f"{s.goodput_kbps:,.0f} kbit/s"
-        per_kind = kinds_text(s.kinds)  # probed by several kinds: each kind's count under it
+        per_kind = kinds_text(s.kinds, "\n")  # several kinds: each kind's count on a line
         table.add_row(
             s.name, s.role, s.cloud, s.address, "yes" if s.address_in_registry else "no",
             f"{s.ok}/{s.probes} {status}" + (f"\n{per_kind}" if per_kind else ""), goodput,

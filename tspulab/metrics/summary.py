@@ -126,12 +126,12 @@ class ServiceSummary:
         return d
 
 
-def kinds_text(kinds: Any) -> str:
-    """`https 3/3, dns 0/3` for a service probed by more than one kind ('' otherwise), from
+def kinds_text(kinds: Any, sep: str = ", ") -> str:
+    """`dns 0/3, https 3/3` for a service probed by more than one kind ('' otherwise), from
     `ServiceSummary.kinds` or summary.json's `kinds`."""
     if not isinstance(kinds, dict) or len(kinds) < 2:
         return ""
-    return ", ".join(
+    return sep.join(
         f"{k} {t.get('ok', 0)}/{t.get('probes', 0)}"
         for k, t in sorted(kinds.items())
         if isinstance(t, dict)
