@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.emulation.helpers import LAB_TIMEOUT_S, leftovers, silent
-from tspulab.contracts import FAULTS_FILE, FaultRecord, read_faults
+from tspulab.contracts import EVENTS_FILE, FAULTS_FILE, FaultRecord, read_faults
 from tspulab.lab.sandbox import start_sandbox
 from tspulab.metrics.report import write_report
 from tspulab.metrics.results import read_results
@@ -38,7 +38,8 @@ from tspulab.scenario.tspu_config import control_socket_path
 REPO = Path(__file__).resolve().parents[2]
 FAULTS_YAML = REPO / "scenarios" / "faults.yaml"
 #: Kept out of the run directory's tmpfs: what the test reads back after the sandbox is gone.
-KEPT = ("results.jsonl", FAULTS_FILE, "report.html", "run.json", "made.jsonl", "summary.json")
+KEPT = ("results.jsonl", FAULTS_FILE, "report.html", "run.json", "made.jsonl", "summary.json",
+        EVENTS_FILE)  # fmt: skip
 
 
 def scenario_text(faults: list[str], end_s: int, every_s: int = 4) -> str:
@@ -160,6 +161,16 @@ def test_filling_the_disk_loses_no_result(closed: dict[str, Any]) -> None:
     assert full, "no probe ran while the disk was full"
     lines = (closed["run_dir"] / "results.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines), "a torn line in the middle"
+
+
+def test_the_controllers_events_while_the_disk_was_full_are_kept(closed: dict[str, Any]) -> None:
+    """The controller's event log holds what the full disk refused and writes it after."""
+    phases = _phases(closed["faults"], "fill-disk")
+    start, end = phases["injected"].wall_time, phases["restored"].wall_time
+    lines = (closed["run_dir"] / EVENTS_FILE).read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # a line cut by the full disk was completed
+    during = [e for e in events if start <= e["t"] <= end]
+    assert during, f"no controller event between {start} and {end}: the full disk lost them"
 
 
 def test_the_report_has_a_faults_section(closed: dict[str, Any]) -> None:
