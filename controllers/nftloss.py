@@ -84,6 +84,10 @@ def rule_text(loss: LossRule) -> str:
     )
 
 
+class Prepare:
+    """Work for the worker: make the table and chains (the TSPU switch has come up)."""
+
+
 class NftLoss:
     def __init__(
         self,
@@ -102,7 +106,10 @@ class NftLoss:
         self._handles: dict[tuple[FlowEndpoints, str], int] = {}
         self._ready = False
         # each piece of work with when it was submitted: the log says how late a loss started
-        self._queue: queue.Queue[tuple[LossAdd | LossRemove, float] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[LossAdd | LossRemove | Prepare, float] | None] = (
+            queue.Queue()
+        )
+        self.prepare()  # first of all: the table and chains, if the ports are there already
         self._thread = threading.Thread(target=self._work, name="tspulab-nft", daemon=True)
         self._thread.start()
 
@@ -110,6 +117,11 @@ class NftLoss:
 
     def submit(self, work: LossAdd | LossRemove) -> None:
         self._queue.put((work, time.monotonic()))
+
+    def prepare(self) -> None:
+        """The switch is up (its ports exist): make the table and chains now, if the start could
+        not, so that a flow's loss is one rule."""
+        self._queue.put((Prepare(), time.monotonic()))
 
     def wait_idle(self) -> None:
         """Block until every submitted piece of work is done (tests, shutdown)."""
@@ -139,10 +151,6 @@ class NftLoss:
                 raise NftError(reason)
 
             self._run = refuse
-        try:
-            self._ensure()
-        except (NftError, OSError) as exc:  # e.g. the ports are not up yet: retried per rule
-            self._log(EventKind.NFT_DEFERRED, table=self.table, error=repr(exc))
         while True:
             item = self._queue.get()
             try:
@@ -156,8 +164,10 @@ class NftLoss:
                         probability=work.loss.probability, flow=dict(work.loss.ep.__dict__),
                         delay_ms=round((time.monotonic() - submitted) * 1000, 2),
                     )  # fmt: skip
-                else:
+                elif isinstance(work, LossRemove):
                     self._remove(work.ep)
+                else:
+                    self._prepare()
             except Exception as exc:  # one failed rule must not stop the others
                 self._log(EventKind.NFT_ERROR, table=self.table, work=repr(item), error=repr(exc))
             finally:
@@ -169,6 +179,12 @@ class NftLoss:
         except (NftError, OSError) as exc:
             self._log(EventKind.NFT_ERROR, table=self.table, args=list(args), error=repr(exc))
             return None
+
+    def _prepare(self) -> None:
+        try:
+            self._ensure()
+        except (NftError, OSError) as exc:  # e.g. the ports are not up yet: retried per rule
+            self._log(EventKind.NFT_DEFERRED, table=self.table, error=repr(exc))
 
     def _ensure(self) -> None:
         if self._ready:

@@ -118,6 +118,8 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
         self.datapaths[datapath.id] = datapath
         if datapath.id in self.boxes:
             write_directly(datapath)
+        if datapath.id in self.nft:  # its ports exist now: the loss chains can hook them
+            self.nft[datapath.id].prepare()
         self._handle(datapath.id, SwitchUp(), datapath)
 
     # Both states: the app answers the switch's features (through os-ken's queue) in its own

@@ -205,7 +205,15 @@ def start_dnsmasq(
     return proc
 
 
-def write_resolv_conf(run_dir: Path, dns_address: str) -> Path:
+def resolver_timeout_s(probe_timeout_s: float) -> int:
+    """The resolver's wait per try: a tenth of the probe's timeout, 1-5 s (glibc's default is 5).
+    A lookup's first packet waits for the TSPU's decision; a scenario that gives probes long
+    (the test VM: 60 s, an emulated CPU) gives lookups long too, and the default 3 s probe keeps
+    the 1 s that makes a lab's lookups fail fast."""
+    return max(1, min(5, round(probe_timeout_s / 10)))
+
+
+def write_resolv_conf(run_dir: Path, dns_address: str, probe_timeout_s: float = 3.0) -> Path:
     """The scenario's resolver for every client of the run: written to the run directory and
     bind-mounted once over /etc/resolv.conf in the run's mount namespace, so a client command runs
     as it is and its queries really cross the lab. Call it before the Mininet hosts are made: each
@@ -214,7 +222,8 @@ def write_resolv_conf(run_dir: Path, dns_address: str) -> Path:
     path = run_dir / "resolv.conf"
     path.write_text(
         "# tspulab: the scenario's resolver\n"
-        f"nameserver {dns_address}\noptions timeout:1 attempts:2\n"
+        f"nameserver {dns_address}\n"
+        f"options timeout:{resolver_timeout_s(probe_timeout_s)} attempts:2\n"
     )
     bind_resolv_conf(path)
     return path

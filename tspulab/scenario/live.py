@@ -240,7 +240,9 @@ class LiveLab(LabRun):
     def start(self) -> None:
         self.log(f"run directory: {self.run_dir}")
         # Before the hosts exist: each Mininet host copies the mount namespace when it is made.
-        self.resolv = write_resolv_conf(self.run_dir, str(self.scenario.dns.address))
+        self.resolv = write_resolv_conf(
+            self.run_dir, str(self.scenario.dns.address), self.scenario.probes.timeout_s
+        )
         self.lab.start()
         assert self.lab.net is not None
         delays = shape_links(

@@ -117,3 +117,21 @@ def test_libnftables_puts_the_rule_in_the_kernel_and_takes_it_out() -> None:
     assert "ip saddr 10.9.0.3 ip daddr 10.0.0.2 tcp sport 443 tcp dport 40000" in got["listed"]
     assert "numgen random mod 1000000 < 100000" in got["listed"]
     assert "numgen" not in got["after"] and "tspulab_t" not in got["gone"]
+
+
+def test_chains_that_cannot_hook_yet_are_made_when_the_switch_comes_up() -> None:
+    """The controller may start before the switch's ports exist (seen in the VM guest): the
+    start is deferred and logged, and `prepare` (on switch-up) makes them before any flow."""
+    run = Recorder()
+    run.fail_on = "chain"
+    logged: list[str] = []
+    nft = NftLoss("t", "sub0", "up0", runner=run, log=lambda e, **f: logged.append(e))
+    nft.wait_idle()
+    run.fail_on = None
+    nft.prepare()
+    nft.wait_idle()
+    assert [c[:2] for c in run.calls[-2:]] == [("add", "chain"), ("add", "chain")]
+    nft.submit(LossAdd(LossRule(EP, "up", 0.3)))
+    nft.wait_idle()
+    assert run.calls[-1][0] == "--echo" and logged == ["nft-deferred", "loss-on"]
+    nft.close()
