@@ -23,9 +23,12 @@ Method, chosen to be fair to both:
   The decode + lookup floor (no classify) is reported too.
 - Pure and compiled (tspulab/dpi/compiled.py): each round runs the tspulab loops twice, in two
   child processes, one with ``TSPULAB_DPI_PURE=1`` (every module from its .py) and one with the
-  compiled modules the build made, then ndpiReader: pure, compiled and nDPI interleaved, each
-  child timing only its loops (CPU time), so both see the same load. Each child checks which
-  modules it runs and the script prints it.
+  compiled modules the build made (their order alternating from round to round), then
+  ndpiReader: pure, compiled and nDPI interleaved, each child timing only its loops (CPU time),
+  so all three see the same load. Each child reports how many compiled modules it ran (the pure
+  one must run none) and the script prints it. Each child freezes its in-memory frames out of
+  the garbage collector's full collections before timing (``gc.freeze``; the harness holds 1 M
+  frames that ``tspulab replay`` streams instead).
 - ``--replay``: ``tspulab replay --json`` on the looped file in a child process, end to end
   (reading, decoding, classifying, one JSON line per flow), pure and compiled: wall time, CPU
   time and peak RSS.
@@ -330,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         startup = min(ndpi_seconds(tiny) for _ in range(3)) if use_ndpi else 0.0
         runs: dict[str, list[dict[str, float]]] = {"pure": [], "compiled": []}
         ndpi: list[float] = []
-        for _ in range(args.rounds):  # interleaved, so load changes hit all three alike
-            for kind in runs:
+        for round_ in range(args.rounds):  # interleaved, so load changes hit all three alike
+            # pure first in even rounds, compiled first in odd ones: no order bias in the ratio
+            for kind in ("pure", "compiled") if round_ % 2 == 0 else ("compiled", "pure"):
                 runs[kind].append(run_child(big, args.reassembly, pure=kind == "pure"))
             if use_ndpi:
                 ndpi.append(ndpi_seconds(big) - startup)
