@@ -84,6 +84,20 @@ class BuildExt(build_ext):
         super().run()
         self._write_manifest()
 
+    def copy_file(
+        self, infile: str, outfile: str, *args: object, **kwargs: object
+    ) -> tuple[str, bool]:
+        """In place (``--inplace``, editable installs): the new extension is written beside the
+        old one and renamed over it. Copying into the old file would rewrite a shared library
+        that running processes (labs, controllers, tests in the same tree) have mapped."""
+        target = Path(outfile)
+        if not (self.inplace or getattr(self, "editable_mode", False)) or target.suffix != ".so":
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        result = super().copy_file(infile, str(partial), *args, **kwargs)
+        os.replace(partial, target)
+        return (str(target), result[1])
+
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
