@@ -32,14 +32,16 @@ class LearningSwitch(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore
         self.mac_to_port: dict[int, dict[str, int]] = {}
         self.packet_ins: dict[int, int] = {}
 
-    def _mine(self, datapath: Any) -> bool:
-        return not self.config.controls(datapath.id)
+    def _mine(self, datapath: Any, dpid: int | None = None) -> bool:
+        return not self.config.controls(datapath.id if dpid is None else dpid)
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
-        if not self._mine(datapath):
+        # the message's dpid: os-ken sets datapath.id in the reader thread, possibly after this
+        # app's thread took the event (see TspuApp.switch_features)
+        if not self._mine(datapath, ev.msg.datapath_id):
             return
         ofp, parser = datapath.ofproto, datapath.ofproto_parser
         actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]

@@ -115,12 +115,16 @@ class TspuApp(SynchronousDispatch, app_manager.OSKenApp):  # type: ignore[misc]
     @guarded
     def switch_features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
-        self.datapaths[datapath.id] = datapath
-        if datapath.id in self.boxes:
+        # The dpid from the message, not datapath.id: os-ken's own features handler sets that in
+        # the reader thread after handing this app the event, so this thread could read None and
+        # ignore a TSPU switch (seen in the VM guest: no rules sent, the bring-up waited 600 s).
+        dpid = ev.msg.datapath_id
+        self.datapaths[dpid] = datapath
+        if dpid in self.boxes:
             write_directly(datapath)
-        if datapath.id in self.nft:  # its ports exist now: the loss chains can hook them
-            self.nft[datapath.id].prepare()
-        self._handle(datapath.id, SwitchUp(), datapath)
+        if dpid in self.nft:  # its ports exist now: the loss chains can hook them
+            self.nft[dpid].prepare()
+        self._handle(dpid, SwitchUp(), datapath)
 
     # Both states: the app answers the switch's features (through os-ken's queue) in its own
     # thread, possibly before os-ken's handler moves the datapath to MAIN; the reply to the

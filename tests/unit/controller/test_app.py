@@ -100,7 +100,7 @@ def test_every_handler_with_a_fake_datapath(app: Any) -> None:
     dp, other = _datapath(TSPU_DPID, switch), _datapath(OTHER_DPID, other_switch)
 
     # connect: features, then the state change to MAIN
-    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp, datapath_id=dp.id)))
     app.state_change(mock.MagicMock(datapath=dp, state=MAIN_DISPATCHER))
     assert switch.errors == [] and switch.cookies(COOKIE_MIRROR)
     assert isinstance(dp.socket, LockedSocket) and not dp.send.called, "written directly"
@@ -108,7 +108,7 @@ def test_every_handler_with_a_fake_datapath(app: Any) -> None:
     app.barrier_reply(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
 
     # a switch that is not a TSPU (the learning switch's) is left alone, whatever it sends
-    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=other)))
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=other, datapath_id=other.id)))
     app.packet_in(_packet_in(other, _syn(), {"in_port": 1}))
     assert other_switch.entries == [] and other_switch.packet_outs == []
 
@@ -152,7 +152,7 @@ def test_every_handler_with_a_fake_datapath(app: Any) -> None:
     assert TSPU_DPID not in app.datapaths
     switch2 = FakeOFTable()
     dp2 = _datapath(TSPU_DPID, switch2)
-    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp2)))
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp2, datapath_id=dp2.id)))
     assert switch2.errors == [] and switch2.process(Pkt(SUB_PORT, CLIENT, SERVER)).ports == [2]
     app.state_change(mock.MagicMock(datapath=other, state=DEAD_DISPATCHER))
 
@@ -169,7 +169,7 @@ def test_hot_events_are_handled_in_the_reader_thread(app: Any) -> None:
     """Packet-ins and the like skip os-ken's app queue (controllers/dispatch.py)."""
     switch = FakeOFTable()
     dp = _datapath(TSPU_DPID, switch)
-    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp, datapath_id=dp.id)))
     app.event_handlers = {}
     app.register_handler(ofp_event.EventOFPPacketIn, app.packet_in)
     app.events, app._events_sem = mock.MagicMock(), mock.MagicMock()
@@ -187,7 +187,7 @@ def test_hot_events_are_handled_in_the_reader_thread(app: Any) -> None:
 def test_a_refused_direct_write_falls_back_to_os_kens_queue(app: Any) -> None:
     switch = FakeOFTable()
     dp = _datapath(TSPU_DPID, switch)
-    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp, datapath_id=dp.id)))
     dp.socket._sock.sendall.side_effect = BrokenPipeError()
     app.packet_in(_packet_in(dp, _syn(40009), {"in_port": SUB_PORT}))
     assert dp.send.called and len(switch.packet_outs) == 1
@@ -268,7 +268,7 @@ def test_one_tspu_in_trouble_does_not_stop_another(
     switches = {1: FakeOFTable(), 2: FakeOFTable()}
     dps = {d: _datapath(d, switches[d]) for d in (1, 2)}
     for dp in dps.values():
-        app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp)))
+        app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp, datapath_id=dp.id)))
         app.state_change(mock.MagicMock(datapath=dp, state=MAIN_DISPATCHER))
 
     # trouble on ISP 1
@@ -296,3 +296,14 @@ def test_one_tspu_in_trouble_does_not_stop_another(
     events = _events(app)
     assert [e["tspu"] for e in events if e["event"] == "verdict"] == ["isp2"]
     assert "handler-error" not in {e["event"] for e in events}
+
+
+def test_features_before_os_ken_named_the_datapath(app: Any) -> None:
+    """os-ken sets datapath.id in the reader thread after handing the app its features event:
+    the app's thread may see None there. The TSPU's rules go out by the message's dpid (the VM
+    guest's bring-up waited 600 s for a TSPU switch whose features were taken as a stranger's)."""
+    switch = FakeOFTable()
+    dp = _datapath(TSPU_DPID, switch)
+    dp.id = None
+    app.switch_features(mock.MagicMock(msg=mock.MagicMock(datapath=dp, datapath_id=TSPU_DPID)))
+    assert switch.cookies(COOKIE_MIRROR) and switch.barriers == 1
