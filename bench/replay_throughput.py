@@ -296,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--reassembly", default="none", choices=("none", "tcp", "tls-records"))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved tspulab/nDPI rounds")
-    parser.add_argument("--profile", action="store_true", help="print the top of a cProfile run")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the top of a cProfile run in this process (it cannot see inside compiled "
+        "modules: run with TSPULAB_DPI_PURE=1, or use py-spy --native)",
+    )
     parser.add_argument("--skip-ndpi", action="store_true")
     parser.add_argument(
         "--replay", action="store_true", help="also time `tspulab replay` on the file end to end"
