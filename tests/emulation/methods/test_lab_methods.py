@@ -127,29 +127,12 @@ def test_vpn_protocols_2023_stops_plain_openvpn_and_wireguard(run: dict[str, Any
         assert not first[("vpnblock-1", method)]["ok"], f"{method} passed vpn-protocols-2023"
 
 
-#: Methods whose flows carry a TLS ClientHello (the tool's own or, for plain proxies, the
-#: subscriber's), the ones that stalled in the run the xfail below describes.
-TLS_CARRYING = {"tor", "trojan", "stunnel", "socks", "dante"}
-
-
-@pytest.mark.parametrize(
-    "method",
-    [
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                m in TLS_CARRYING,
-                reason="intermittent, seen in 1 of 4 lab runs on 2026-12-01 (load ~14): under "
-                "vpn-protocols-2023 these flows' ClientHello never reached the server, the "
-                "controller logged them only minutes later with protocol null after 14 "
-                "packet-ins (3 and 'tls' in the good runs); the report has the evidence",
-                strict=False,
-            ),
-        )
-        for m in METHODS
-        if m not in BLOCKED_AT_VPNBLOCK
-    ],
-)
+# Once an expected failure for the TLS-carrying methods (tor, trojan, stunnel, socks, dante):
+# in 1 of 4 lab runs at load ~14 their ClientHello never reached the server and the controller
+# logged the flows with protocol null after 14 packet-ins. They passed in every full run since
+# (three, quiet machine). A suspect, unproven: the features race fixed in 31e7a03, through which
+# the learning switch could take a TSPU switch for its own and put its table-miss there.
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in BLOCKED_AT_VPNBLOCK])
 def test_vpn_protocols_2023_lets_the_others_through(run: dict[str, Any], method: str) -> None:
     probe = run["first"][("vpnblock-1", method)]
     assert probe["ok"], f"{method} at vpnblock: {probe['outcome']} {probe['extra']}"
